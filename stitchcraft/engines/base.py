@@ -1,0 +1,202 @@
+"""The engine interface: what a source of candidate takes promises and receives.
+
+An engine turns one planned segment into N candidate takes. Engines declare what they
+can do (`Capabilities`) so the validator and planner can check a storyboard before
+anything runs, and say whether they can run on this machine (`Availability`) without
+importing their heavy dependencies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..storyboard import EngineSettings, Title
+
+
+@dataclass(frozen=True)
+class FrameRule:
+    """Frame counts an engine can produce in one call: ``step * k + offset``, k >= 1."""
+
+    step: int = 1
+    offset: int = 0
+
+    def fit(self, frames: int) -> int:
+        """The smallest allowed count that holds at least `frames`."""
+        if self.step == 1:
+            return max(frames, 1 + self.offset)
+        k = max(1, -(-(frames - self.offset) // self.step))
+        return self.step * k + self.offset
+
+    def floor(self, frames: int) -> int:
+        """The largest allowed count not above `frames` (at least one step)."""
+        if self.step == 1:
+            return frames
+        k = max(1, (frames - self.offset) // self.step)
+        return self.step * k + self.offset
+
+    def allows(self, frames: int) -> bool:
+        return frames >= self.step + self.offset and (frames - self.offset) % self.step == 0
+
+    def __str__(self) -> str:
+        return "any" if self.step == 1 else f"{self.step}k+{self.offset}"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can be asked for.
+
+    Attributes:
+        kinds: Shot kinds it serves: ``prompt``, ``source``, ``image``, ``title``.
+        text_to_video: Generates from a prompt alone.
+        image_to_video: Starts from given first frame(s) (needed by ``chain``).
+        first_last_frame: Also honours a last frame (needed by ``bridge``).
+        condition_frames: How many tail frames of the previous take it can condition on.
+        reference_image: Takes an identity/style reference image.
+        frame_rule: Allowed frame counts per call.
+        max_frames: Most frames in one call (longer shots are split), None for no limit.
+        size_multiple: Width and height must be multiples of this.
+        needs_gpu: Impractical without CUDA.
+        batches: Makes several candidates in one call.
+        seconds_per_frame: Rough GPU seconds per frame at 720p, for `stitch plan`.
+    """
+
+    kinds: frozenset[str]
+    text_to_video: bool = False
+    image_to_video: bool = False
+    first_last_frame: bool = False
+    condition_frames: int = 0
+    reference_image: bool = False
+    frame_rule: FrameRule = FrameRule()
+    max_frames: int | None = None
+    size_multiple: int = 2
+    needs_gpu: bool = False
+    batches: bool = False
+    seconds_per_frame: float = 0.0
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether an engine can run here, and if not, what to do about it."""
+
+    ok: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+@dataclass
+class SegmentRequest:
+    """Everything an engine needs to make the candidates of one segment.
+
+    Frames are timeline frames: an engine makes `frames` frames at `fps`.
+
+    Attributes:
+        shot_id: The storyboard shot.
+        segment: Index of this segment within the shot (long shots are split).
+        kind: ``prompt``, ``source``, ``image`` or ``title``.
+        frames: Frames to return per take, exactly.
+        width, height: Size of the returned frames.
+        fps: Timeline frame rate.
+        seeds: One per wanted candidate; for engines without randomness the seed picks
+            the variation (camera move, scene, ...).
+        prompt, negative_prompt: For generated shots.
+        sources: Footage files (already expanded from a folder or glob).
+        image: The still of an ``image`` shot.
+        title: The card of a ``title`` shot.
+        camera: A requested camera move.
+        condition_frames: Tail frames of the previous chosen take (uint8, k x H x W x 3),
+            held losslessly; the take's first frame continues from the last of these.
+        last_frame: A frame the take must end on (``bridge``), H x W x 3 uint8.
+        reference: An identity or style reference image.
+        steps: Denoising steps, None for the engine's default.
+        settings: The storyboard's settings for this engine.
+    """
+
+    shot_id: str
+    segment: int
+    kind: str
+    frames: int
+    width: int
+    height: int
+    fps: Fraction
+    seeds: list[int]
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    sources: list[Path] = field(default_factory=list)
+    image: Path | None = None
+    title: Title | None = None
+    camera: str | None = None
+    condition_frames: np.ndarray | None = None
+    last_frame: np.ndarray | None = None
+    reference: Path | None = None
+    steps: int | None = None
+    settings: EngineSettings | None = None
+
+
+@dataclass
+class Take:
+    """One candidate an engine made.
+
+    Attributes:
+        frames: uint8 array, frames x height x width x 3 (RGB), exactly as requested.
+        seed: The seed (or variation key) that reproduces it.
+        label: A short human description ("push-in, slow", "scene 2 of beach.mp4").
+        audio: A file holding the take's own sound, with `audio_start` seconds skipped.
+        meta: Anything else worth recording (model id, steps, source span).
+    """
+
+    frames: np.ndarray
+    seed: int
+    label: str = ""
+    audio: Path | None = None
+    audio_start: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine:
+    """Base class of every engine; subclasses set NAME and CAPABILITIES.
+
+    Subclasses keep heavy imports (torch, diffusers) inside methods, so that listing
+    and validating engines stays instant.
+    """
+
+    NAME: ClassVar[str] = ""
+    DESCRIPTION: ClassVar[str] = ""
+    CAPABILITIES: ClassVar[Capabilities]
+
+    def __init__(self, settings: EngineSettings | None = None):
+        from ..storyboard import EngineSettings
+
+        self.settings = settings or EngineSettings()
+
+    @classmethod
+    def availability(cls, settings: EngineSettings | None = None) -> Availability:
+        """Whether this engine can run here with these settings; cheap to call."""
+        return Availability(True)
+
+    def candidate_seeds(self, request: SegmentRequest, wanted: int, base_seed: int) -> list[int]:
+        """The seeds (variation keys) of the candidates to make for a request."""
+        return [base_seed + i for i in range(wanted)]
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What, beyond the request, decides this engine's pixels (model id, version)."""
+        return {"engine": self.NAME}
+
+    def generate(self, request: SegmentRequest) -> Iterator[Take]:
+        """Makes one take per seed in `request.seeds`, yielding each when done.
+
+        Raises:
+            EngineError: generation failed; EngineUnavailable when it cannot run here.
+        """
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Releases models and memory; called once at the end of a render."""

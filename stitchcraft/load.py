@@ -1,0 +1,477 @@
+"""Load and validate a storyboard: YAML with positions, typed model, cross-field checks.
+
+Everything a user can get wrong is caught here, before anything runs, and reported as
+`Issue`s with file, line, column and field path. Paths resolve relative to the
+storyboard file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import glob
+import os
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import Issue, StoryboardError
+from .media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from .storyboard import Shot, Storyboard, Transition
+from .timeline import seconds_to_frames
+from .yamlsource import FieldPath, Located, load_yaml
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+AUDIO_EXTENSIONS = (".mp3", ".wav", ".m4a", ".aac", ".flac", ".ogg", ".opus", *VIDEO_EXTENSIONS)
+SUBTITLE_EXTENSIONS = (".srt", ".ass", ".ssa", ".vtt")
+FONT_EXTENSIONS = (".ttf", ".otf", ".ttc")
+OVERLAP_TRANSITIONS_FIRST = ("cut", "fade")
+
+
+@dataclass
+class LoadedStoryboard:
+    """A validated storyboard and where it came from.
+
+    Attributes:
+        path: The storyboard file.
+        storyboard: The typed storyboard.
+        located: The raw YAML with positions, for messages raised later.
+        sources: Shot id -> footage files its `source:` expands to.
+    """
+
+    path: Path
+    storyboard: Storyboard
+    located: Located
+    sources: dict[str, list[Path]]
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, value: str | os.PathLike[str]) -> Path:
+        """A storyboard path, made absolute relative to the storyboard's folder."""
+        return resolve_path(self.base_dir, value)
+
+
+def resolve_path(base: Path, value: str | os.PathLike[str]) -> Path:
+    path = Path(os.path.expanduser(str(value)))
+    return path if path.is_absolute() else (base / path)
+
+
+def load_storyboard(path: str | os.PathLike[str], *, check_files: bool = True) -> LoadedStoryboard:
+    """Reads, parses and validates a storyboard file.
+
+    Args:
+        path: The YAML file.
+        check_files: Check that referenced media exist (the CLI always does).
+
+    Raises:
+        StoryboardError: with every problem found, located.
+    """
+    path = Path(path).absolute()
+    text = _read_text(path)
+    located = load_yaml(text, path)
+    if not isinstance(located.value, dict):
+        raise StoryboardError([located.issue((), "a storyboard is a mapping with version, output and shots")])
+    try:
+        storyboard = Storyboard.model_validate(located.value)
+    except ValidationError as exc:
+        raise StoryboardError(_pydantic_issues(exc, located)) from None
+    loaded = LoadedStoryboard(path, storyboard, located, {})
+    issues = check_storyboard(loaded, check_files=check_files)
+    if issues:
+        raise StoryboardError(issues)
+    return loaded
+
+
+def _read_text(path: Path) -> str:
+    def fail(message: str) -> StoryboardError:
+        return StoryboardError([Issue(path, None, None, "", message)])
+
+    if not path.exists():
+        raise fail("file not found")
+    if path.is_dir():
+        raise fail("is a folder; give the storyboard's YAML file")
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise fail(f"is {size // 1024} KiB; a storyboard is at most {MAX_FILE_BYTES // 1024} KiB")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise fail(f"cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise StoryboardError([Issue(path, line, None, "", "is not UTF-8 text")]) from None
+    if "\x00" in text:
+        raise fail("is binary, not YAML text")
+    return text
+
+
+# --- pydantic errors -> located issues ------------------------------------------------
+
+def _pydantic_issues(exc: ValidationError, located: Located) -> list[Issue]:
+    found: list[tuple[FieldPath, bool, dict[str, Any]]] = []
+    for error in exc.errors(include_url=False):
+        path, skipped = _clean_loc(error["loc"], located.value)
+        found.append((path, skipped, error))
+    issues: dict[tuple[FieldPath, str], Issue] = {}
+    for path, skipped, error in found:
+        # A value that fits no member of a union yields one error per member; drop the
+        # "wrong type" ones when a member of the right type has a more precise complaint.
+        if skipped and error["type"].endswith("_type") and any(
+                other is not error and other_path[: len(path)] == path and not other["type"].endswith("_type")
+                for other_path, _, other in found):
+            continue
+        message = _message(error, path, located)
+        key = (path, message)
+        if key not in issues:
+            issues[key] = located.issue(path, message)
+    # Several "wrong type" complaints for one union field read better as one.
+    merged: dict[FieldPath, list[Issue]] = {}
+    for (path, _), issue in issues.items():
+        merged.setdefault(path, []).append(issue)
+    out: list[Issue] = []
+    for path, group in merged.items():
+        if len(group) > 1 and all(i.message.startswith("expected ") for i in group):
+            kinds = " or ".join(i.message.removeprefix("expected ") for i in group)
+            out.append(located.issue(path, f"expected {kinds}"))
+        else:
+            out.extend(group)
+    return out
+
+
+def _clean_loc(loc: tuple[Any, ...], value: Any) -> tuple[FieldPath, bool]:
+    """Drops pydantic's union-member tags from a location, following the real data."""
+    path: list[str | int] = []
+    skipped = False
+    current = value
+    for index, part in enumerate(loc):
+        if isinstance(current, dict) and part in current:
+            path.append(part)
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            path.append(part)
+            current = current[part]
+        elif index == len(loc) - 1 and isinstance(current, dict) and isinstance(part, str) and not _is_tag(part):
+            path.append(part)  # a missing field
+            current = None
+        else:
+            skipped = True
+    return tuple(path), skipped
+
+
+def _is_tag(part: str) -> bool:
+    return part[:1].isupper() or part in ("str", "int", "float", "bool", "list[int]", "dict") or "[" in part
+
+
+_TYPE_WORDS = {
+    "string_type": "expected text", "int_type": "expected a whole number",
+    "float_type": "expected a number", "bool_type": "expected true or false",
+    "model_type": "expected a mapping of fields", "dict_type": "expected a mapping",
+    "list_type": "expected a list", "int_parsing": "expected a whole number",
+    "float_parsing": "expected a number", "bool_parsing": "expected true or false",
+    "int_from_float": "expected a whole number",
+}
+
+
+def _message(error: dict[str, Any], path: FieldPath, located: Located) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(path[-1]) if path else "?"
+        known = _known_fields(path[:-1])
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        if close:
+            return f"unknown key '{key}'; did you mean '{close[0]}'?"
+        return f"unknown key '{key}'; expected one of: {', '.join(known)}" if known else f"unknown key '{key}'"
+    if kind == "missing":
+        return f"missing required field '{path[-1]}'" if path else "missing required field"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        got = error.get("input")
+        choices = [c.strip().strip("'") for c in str(expected).replace(" or ", ", ").split(",")]
+        close = difflib.get_close_matches(str(got), choices, n=1, cutoff=0.6) if isinstance(got, str) else []
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return f"'{got}' is not allowed; expected {expected}{hint}"
+    if kind in _TYPE_WORDS:
+        got = error.get("input")
+        shown = repr(got) if not isinstance(got, dict | list) else type(got).__name__.replace("dict", "a mapping").replace("list", "a list")
+        return f"{_TYPE_WORDS[kind]}, got {shown}"
+    message = str(error.get("msg", "invalid value"))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message[:1].lower() + message[1:] if message else "invalid value"
+
+
+def _known_fields(path: FieldPath) -> list[str]:
+    """The field names of the model that sits at `path`, for "did you mean"."""
+    annotation: Any = Storyboard
+    for part in path:
+        model = _pick_model(annotation)
+        if _is_model(model):
+            field = model.model_fields.get(part) if isinstance(part, str) else None
+            if field is None:
+                return []
+            annotation = field.annotation
+        elif typing.get_origin(model) is list and isinstance(part, int):
+            annotation = typing.get_args(model)[0]
+        elif typing.get_origin(model) is dict:
+            annotation = typing.get_args(model)[1]
+        else:
+            return []
+    model = _pick_model(annotation)
+    return list(model.model_fields) if _is_model(model) else []
+
+
+def _is_model(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, BaseModel)
+
+
+def _pick_model(annotation: Any) -> Any:
+    """A model class, a list/dict annotation, or None, from a (possibly union) type."""
+    if _is_model(annotation) or typing.get_origin(annotation) in (list, dict):
+        return annotation
+    for arg in typing.get_args(annotation):
+        picked = _pick_model(arg)
+        if picked is not None:
+            return picked
+    return None
+
+
+# --- cross-field checks ---------------------------------------------------------------
+
+def check_storyboard(loaded: LoadedStoryboard, *, check_files: bool = True) -> list[Issue]:
+    """Every check that needs more than one field: ids, engines, timing, files."""
+    sb = loaded.storyboard
+    at = loaded.located.issue
+    issues: list[Issue] = []
+    seen: dict[str, int] = {}
+    for index, shot in enumerate(sb.shots):
+        if shot.id in seen:
+            issues.append(at(("shots", index, "id"),
+                             f"duplicate shot id '{shot.id}' (also shots[{seen[shot.id]}])"))
+        else:
+            seen[shot.id] = index
+    issues += _check_engines(loaded)
+    issues += _check_timing(loaded)
+    issues += _check_continuity(loaded)
+    for index, variant in enumerate(sb.variants):
+        for shot_id in variant.shots:
+            if shot_id not in seen:
+                close = difflib.get_close_matches(shot_id, list(seen), n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                issues.append(at(("variants", index, "shots", shot_id), f"no shot has id '{shot_id}'{hint}"))
+    names = [v.name for v in sb.variants]
+    for index, name in enumerate(names):
+        if names.index(name) != index:
+            issues.append(at(("variants", index, "name"), f"duplicate variant name '{name}'"))
+    if check_files:
+        issues += _check_files(loaded)
+    return issues
+
+
+def shot_engine(sb: Storyboard, shot: Shot, *, quality: str = "final") -> str:
+    """The engine that makes a shot's takes."""
+    from .engines import KIND_ENGINES
+
+    if shot.kind == "prompt" or (shot.engine and shot.kind == "image"):
+        if quality == "draft" and shot.kind == "prompt":
+            return sb.draft_engine
+        return shot.engine or sb.defaults.engine
+    return shot.engine or KIND_ENGINES[shot.kind]
+
+
+def _check_engines(loaded: LoadedStoryboard) -> list[Issue]:
+    from .engines import engine_class, engine_names
+
+    sb = loaded.storyboard
+    at = loaded.located.issue
+    known = engine_names()
+    issues: list[Issue] = []
+
+    def unknown(name: str, path: FieldPath) -> Issue:
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'?" if close else f"known engines: {', '.join(known)}"
+        return at(path, f"unknown engine '{name}'; {hint} (see `stitch engines`)")
+
+    needs_default = any(s.kind == "prompt" and not s.engine for s in sb.shots)
+    if needs_default and sb.defaults.engine not in known:
+        issues.append(unknown(sb.defaults.engine, ("defaults", "engine")))
+    for name, settings in sb.engines.items():
+        if name == "draft":
+            if settings.engine and settings.engine not in known:
+                issues.append(unknown(settings.engine, ("engines", "draft", "engine")))
+        elif name not in known:
+            issues.append(unknown(name, ("engines", name)))
+        elif settings.engine is not None:
+            issues.append(at(("engines", name, "engine"), "only engines.draft takes an 'engine'"))
+    for index, shot in enumerate(sb.shots):
+        name = shot_engine(sb, shot)
+        if name not in known:
+            if shot.engine:
+                issues.append(unknown(name, ("shots", index, "engine")))
+            continue
+        caps = engine_class(name).CAPABILITIES
+        path = ("shots", index, "engine") if shot.engine else ("shots", index, shot.kind)
+        if shot.kind not in caps.kinds:
+            issues.append(at(path, f"engine '{name}' cannot make a {shot.kind} shot "
+                                   f"(it makes: {', '.join(sorted(caps.kinds))})"))
+            continue
+        if shot.continuity == "chain" and not caps.image_to_video:
+            issues.append(at(("shots", index, "continuity"),
+                             f"engine '{name}' cannot start from the previous shot's frames (no image-to-video)"))
+        if shot.continuity == "bridge" and not caps.first_last_frame:
+            issues.append(at(("shots", index, "continuity"),
+                             f"engine '{name}' cannot bridge: it does not take a first and a last frame"))
+        if shot.kind == "prompt" and shot.continuity == "cut" and not caps.text_to_video:
+            issues.append(at(("shots", index, "prompt"),
+                             f"engine '{name}' needs a starting image: give `image:` or `continuity: chain`"))
+        if shot.reference and not caps.reference_image:
+            issues.append(at(("shots", index, "reference"),
+                             f"engine '{name}' takes no reference image"))
+    return issues
+
+
+def transition_frames(transition: Transition, fps: Any) -> int:
+    return 0 if transition.type == "cut" else seconds_to_frames(transition.duration, fps)
+
+
+def _check_timing(loaded: LoadedStoryboard) -> list[Issue]:
+    sb = loaded.storyboard
+    at = loaded.located.issue
+    fps = sb.output.frame_rate
+    issues: list[Issue] = []
+    frames = [seconds_to_frames(s.duration, fps) for s in sb.shots]
+    incoming = []
+    for index, shot in enumerate(sb.shots):
+        transition = shot.transition or sb.defaults.transition
+        tpath = ("shots", index, "transition") if shot.transition else ("defaults", "transition")
+        if frames[index] < 1:
+            issues.append(at(("shots", index, "duration"),
+                             f"{shot.duration:g} s is less than one frame at {float(fps):g} fps"))
+        t = transition_frames(transition, fps)
+        if index == 0:
+            if transition.type not in OVERLAP_TRANSITIONS_FIRST:
+                if shot.transition:
+                    issues.append(at(tpath, f"the first shot has no previous shot to {transition.type} "
+                                            "from; use 'fade' (in from black) or 'cut'"))
+                t = 0
+            # a fade in on the first shot overlaps nothing
+            if transition.type == "fade" and t > frames[0]:
+                issues.append(at(tpath, f"the fade in ({t} frames) is longer than the shot ({frames[0]} frames)"))
+            incoming.append(0)
+            continue
+        if transition.type != "cut" and t == 0:
+            issues.append(at(tpath, f"a {transition.duration:g} s {transition.type} rounds to 0 frames "
+                                    f"at {float(fps):g} fps"))
+        for neighbour, label in ((index - 1, "previous"), (index, "this")):
+            if t > frames[neighbour]:
+                issues.append(at(tpath, f"the {transition.type} lasts {t} frames ({transition.duration:g} s) "
+                                        f"but the {label} shot '{sb.shots[neighbour].id}' has only "
+                                        f"{frames[neighbour]}"))
+                break
+        incoming.append(t)
+    for index in range(len(sb.shots)):
+        outgoing = incoming[index + 1] if index + 1 < len(sb.shots) else 0
+        if incoming[index] + outgoing > frames[index] and incoming[index] <= frames[index] \
+                and outgoing <= frames[index]:
+            issues.append(at(("shots", index, "duration"),
+                             f"shot '{sb.shots[index].id}' is {frames[index]} frames but its transitions in "
+                             f"({incoming[index]}) and out ({outgoing}) overlap inside it; lengthen the "
+                             "shot or shorten a transition"))
+    if sb.ending and sb.ending.type == "fade":
+        end = seconds_to_frames(sb.ending.duration, fps)
+        room = frames[-1] - incoming[-1]
+        if end > room:
+            issues.append(at(("ending", "duration"),
+                             f"the ending fade ({end} frames) is longer than the last shot's "
+                             f"{room} frames after its transition"))
+    return issues
+
+
+def _check_continuity(loaded: LoadedStoryboard) -> list[Issue]:
+    sb = loaded.storyboard
+    at = loaded.located.issue
+    issues: list[Issue] = []
+    shots = sb.shots
+    for index, shot in enumerate(shots):
+        if shot.continuity == "chain" and index == 0:
+            issues.append(at(("shots", 0, "continuity"),
+                             "the first shot has no previous shot to chain from; use 'cut'"))
+        if shot.continuity == "bridge":
+            if index == 0 and len(shots) == 1:
+                issues.append(at(("shots", 0, "continuity"), "a bridge needs a neighbouring shot"))
+            following = shots[index + 1] if index + 1 < len(shots) else None
+            if following is not None and following.continuity in ("chain", "bridge"):
+                issues.append(at(("shots", index + 1, "continuity"),
+                                 f"shot '{following.id}' cannot {following.continuity} from shot "
+                                 f"'{shot.id}', which bridges into it: each would wait for the other"))
+    return issues
+
+
+def expand_source(base: Path, value: str) -> list[Path]:
+    """The footage files a `source:` names: a file, a folder's videos, or a glob."""
+    path = resolve_path(base, value)
+    if any(ch in value for ch in "*?["):
+        matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
+        return [p for p in matches if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS]
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+    return [path] if path.is_file() else []
+
+
+def _check_files(loaded: LoadedStoryboard) -> list[Issue]:
+    sb = loaded.storyboard
+    at = loaded.located.issue
+    issues: list[Issue] = []
+
+    def need(path: FieldPath, value: str | None, kinds: tuple[str, ...], what: str) -> None:
+        if value is None:
+            return
+        resolved = loaded.resolve(value)
+        if not resolved.is_file():
+            issues.append(at(path, f"{what} '{value}' not found (looked at {resolved})"))
+        elif resolved.suffix.lower() not in kinds:
+            issues.append(at(path, f"'{value}' is not {what_article(what)} file "
+                                   f"(expected {', '.join(kinds)})"))
+
+    def shot_files(prefix: FieldPath, shot: Any, shot_id: str) -> None:
+        if shot.source is not None:
+            files = expand_source(loaded.base_dir, shot.source)
+            if not files:
+                issues.append(at(prefix + ("source",), f"'{shot.source}' matches no video file "
+                                                       f"({', '.join(VIDEO_EXTENSIONS[:4])}, ...)"))
+            loaded.sources.setdefault(shot_id, files)
+        need(prefix + ("image",), shot.image, IMAGE_EXTENSIONS, "image")
+        need(prefix + ("reference",), getattr(shot, "reference", None), IMAGE_EXTENSIONS, "reference image")
+        text = shot.text
+        if text is not None and not isinstance(text, str):
+            need(prefix + ("text", "font"), text.font, FONT_EXTENSIONS, "font")
+        title = shot.title
+        if title is not None and not isinstance(title, str):
+            need(prefix + ("title", "font"), title.font, FONT_EXTENSIONS, "font")
+
+    for index, shot in enumerate(sb.shots):
+        shot_files(("shots", index), shot, shot.id)
+    for vindex, variant in enumerate(sb.variants):
+        for shot_id, override in variant.shots.items():
+            shot_files(("variants", vindex, "shots", shot_id), override, f"{variant.name}/{shot_id}")
+        if variant.audio:
+            need(("variants", vindex, "audio", "music"), variant.audio.music, AUDIO_EXTENSIONS, "music")
+            need(("variants", vindex, "audio", "voiceover"), variant.audio.voiceover, AUDIO_EXTENSIONS,
+                 "voice-over")
+    need(("audio", "music"), sb.audio.music, AUDIO_EXTENSIONS, "music")
+    need(("audio", "voiceover"), sb.audio.voiceover, AUDIO_EXTENSIONS, "voice-over")
+    need(("subtitles",), sb.subtitles, SUBTITLE_EXTENSIONS, "subtitle")
+    need(("logo",), sb.logo, IMAGE_EXTENSIONS, "logo")
+    for name, settings in sb.engines.items():
+        if settings.library is not None and not loaded.resolve(settings.library).is_dir():
+            issues.append(at(("engines", name, "library"), f"library folder '{settings.library}' not found"))
+    return issues
+
+
+def what_article(what: str) -> str:
+    return f"an {what}" if what[:1] in "aeiou" else f"a {what}"

@@ -1,0 +1,683 @@
+"""The one module that owns ffmpeg and media probing.
+
+Every ffmpeg command in stitchcraft is built and run here, as an argument list (never a
+shell string), with its exit status and stderr checked. Media is probed and decoded
+with PyAV. Other modules describe *what* they want; this module knows *how*.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError, FFmpegError, MediaError
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mxf")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+@cache
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary: ``$STITCHCRAFT_FFMPEG`` if set ("system" means the one on
+    PATH), else the binary shipped in the imageio-ffmpeg wheel.
+
+    Raises:
+        ConfigError: the configured binary does not exist.
+    """
+    configured = os.environ.get("STITCHCRAFT_FFMPEG", "").strip()
+    if configured:
+        found = shutil.which("ffmpeg") if configured == "system" else shutil.which(configured)
+        if not found:
+            raise ConfigError(f"STITCHCRAFT_FFMPEG={configured!r}: no such ffmpeg binary")
+        return found
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError) as exc:
+        found = shutil.which("ffmpeg")
+        if found:
+            return found
+        raise ConfigError(
+            f"no ffmpeg found ({exc}); reinstall stitchcraft (it ships ffmpeg through "
+            "imageio-ffmpeg) or set STITCHCRAFT_FFMPEG to an ffmpeg binary"
+        ) from None
+
+
+def run_ffmpeg(args: Sequence[str | os.PathLike[str]], *, what: str,
+               stdin: bytes | None = None, timeout: float | None = None) -> str:
+    """Runs ffmpeg with `args` (everything after the binary) and returns its stderr.
+
+    Args:
+        args: Arguments, one per list item; paths are passed as-is, never through a shell.
+        what: A short description for error messages ("encode take street#3").
+        stdin: Bytes fed to ffmpeg's standard input.
+        timeout: Seconds before ffmpeg is killed.
+
+    Raises:
+        FFmpegError: ffmpeg exited non-zero, timed out, or could not start.
+    """
+    command = [ffmpeg_exe(), "-hide_banner", "-y", *(["-nostdin"] if stdin is None else []),
+               *map(str, args)]
+    try:
+        done = subprocess.run(command, input=stdin, capture_output=True, timeout=timeout,
+                              check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise FFmpegError(f"ffmpeg timed out after {timeout:.0f} s: {what}",
+                          (exc.stderr or b"").decode("utf-8", "replace")) from None
+    except OSError as exc:
+        raise FFmpegError(f"cannot start ffmpeg for {what}: {exc}") from None
+    stderr = done.stderr.decode("utf-8", "replace")
+    if done.returncode != 0:
+        raise FFmpegError(f"ffmpeg failed ({done.returncode}) to {what}", stderr)
+    return stderr
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What a media file holds, as PyAV reads it.
+
+    Attributes:
+        path: The file.
+        width, height: Coded size of the video stream (before rotation and SAR).
+        fps: Average frame rate, exact.
+        frames: Video frames (counted when the container does not say).
+        duration: Seconds of video.
+        codec: Video codec name (``h264``, ``ffv1``, ...).
+        pix_fmt: Pixel format.
+        sar: Sample (pixel) aspect ratio, 1 for square pixels.
+        rotation: Display rotation in degrees (0, 90, 180, 270).
+        vfr: Frame timestamps are not evenly spaced.
+        audio_rate, audio_channels: 0 when there is no audio.
+        audio_duration: Seconds of audio.
+        profile: Codec profile name, when known.
+    """
+
+    path: Path
+    width: int
+    height: int
+    fps: Fraction
+    frames: int
+    duration: float
+    codec: str
+    pix_fmt: str
+    sar: Fraction
+    rotation: int
+    vfr: bool
+    audio_rate: int
+    audio_channels: int
+    audio_duration: float
+    profile: str = ""
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio_rate > 0
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """Width and height as shown: square pixels, rotation applied."""
+        width = round(self.width * self.sar) if self.sar and self.sar != 1 else self.width
+        height = self.height
+        return (height, width) if self.rotation % 180 == 90 else (width, height)
+
+
+def _open(path: Path):
+    import av
+
+    if not path.exists():
+        raise MediaError(path, "file not found")
+    if path.is_dir():
+        raise MediaError(path, "is a folder, not a media file")
+    try:
+        return av.open(str(path))
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise MediaError(path, f"not a readable media file ({exc})") from None
+
+
+def probe(path: str | os.PathLike[str], *, count_frames: bool = False) -> MediaInfo:
+    """Reads a media file's streams with PyAV.
+
+    Args:
+        path: The file.
+        count_frames: Decode-free packet count even when the container states a count.
+
+    Raises:
+        MediaError: the file is missing, unreadable, or has no video stream.
+    """
+    import av
+
+    path = Path(path)
+    with _open(path) as container:
+        if not container.streams.video:
+            raise MediaError(path, "has no video stream")
+        video = container.streams.video[0]
+        ctx = video.codec_context
+        fps = Fraction(video.average_rate or video.guessed_rate or 0)
+        audio = container.streams.audio[0] if container.streams.audio else None
+        rotation = 0
+        try:
+            for frame in container.decode(video=0):
+                rotation = int(round(getattr(frame, "rotation", 0) or 0)) % 360
+                break
+        except av.error.FFmpegError as exc:
+            raise MediaError(path, f"video cannot be decoded ({exc})") from None
+        container.seek(0)
+        # Demuxing without decoding is cheap; the packet timestamps give the true frame
+        # count (mkv and webm state none) and reveal variable frame rate.
+        frames = video.frames
+        vfr = False
+        pts: list[int] = []
+        container.seek(0)
+        for packet in container.demux(video):
+            if packet.size and packet.pts is not None:
+                pts.append(packet.pts)
+        if frames == 0 or count_frames:
+            frames = len(pts)
+        if len(pts) > 2:
+            deltas = np.diff(np.sort(np.asarray(pts, dtype=np.int64)))
+            deltas = deltas[deltas > 0]
+            if deltas.size:
+                vfr = bool(deltas.max() - deltas.min() > max(1, 0.02 * np.median(deltas)))
+        if fps <= 0:
+            raise MediaError(path, "video stream has no frame rate")
+        tb = video.time_base
+        if video.duration is not None and tb:
+            duration = float(video.duration * tb)
+        elif container.duration:
+            duration = container.duration / 1_000_000
+        else:
+            duration = frames / float(fps)
+        sar = Fraction(ctx.sample_aspect_ratio) if ctx.sample_aspect_ratio else Fraction(1)
+        audio_duration = 0.0
+        if audio is not None and audio.duration is not None and audio.time_base:
+            audio_duration = float(audio.duration * audio.time_base)
+        elif audio is not None and container.duration:
+            audio_duration = container.duration / 1_000_000
+        return MediaInfo(
+            path=path, width=ctx.width, height=ctx.height, fps=fps, frames=frames,
+            duration=duration, codec=ctx.name, pix_fmt=ctx.pix_fmt or "", sar=sar,
+            rotation=rotation, vfr=vfr,
+            audio_rate=audio.codec_context.sample_rate if audio else 0,
+            audio_channels=audio.codec_context.channels if audio else 0,
+            audio_duration=audio_duration, profile=ctx.profile or "",
+        )
+
+
+def read_frames(path: str | os.PathLike[str], start: int = 0, count: int | None = None,
+                *, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decodes frames ``start .. start+count`` as uint8 RGB, count x H x W x 3.
+
+    Seeks to the nearest keyframe before `start` instead of decoding from the top.
+
+    Args:
+        path: A video file.
+        start: First frame index (0-based, in decode order of a CFR file).
+        count: Frames wanted; None for all to the end.
+        size: (width, height) to scale to while decoding.
+
+    Raises:
+        MediaError: unreadable, or fewer frames than asked for.
+    """
+    import av
+
+    path = Path(path)
+    out: list[np.ndarray] = []
+    with _open(path) as container:
+        if not container.streams.video:
+            raise MediaError(path, "has no video stream")
+        video = container.streams.video[0]
+        video.thread_type = "AUTO"
+        fps = Fraction(video.average_rate or video.guessed_rate or 1)
+        tb = video.time_base
+        first_pts = video.start_time or 0
+        if start > 0 and tb:
+            target = first_pts + int(Fraction(start) / fps / tb)
+            container.seek(max(first_pts, target - 1), stream=video, backward=True)
+        index = None
+        try:
+            for frame in container.decode(video):
+                if frame.pts is not None and tb:
+                    index = round((frame.pts - first_pts) * tb * fps)
+                else:
+                    index = 0 if index is None else index + 1
+                if index < start:
+                    continue
+                if size is not None:
+                    frame = frame.reformat(width=size[0], height=size[1])
+                out.append(frame.to_ndarray(format="rgb24"))
+                if count is not None and len(out) >= count:
+                    break
+        except av.error.FFmpegError as exc:
+            raise MediaError(path, f"decoding failed at frame {index} ({exc})") from None
+    if count is not None and len(out) < count:
+        raise MediaError(path, f"has {start + len(out)} frames, needed {start + count}")
+    if not out:
+        return np.zeros((0, 0, 0, 3), dtype=np.uint8)
+    return np.stack(out)
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Reads a still as uint8 RGB, honouring EXIF orientation.
+
+    Raises:
+        MediaError: missing or not an image.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(path, "file not found")
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise MediaError(path, f"not a readable image ({exc})") from None
+
+
+ENCODERS = {
+    "h264": ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-profile:v", "high"],
+    "h265": ["-c:v", "libx265", "-pix_fmt", "yuv420p", "-tag:v", "hvc1", "-x265-params", "log-level=error"],
+    "av1": ["-c:v", "libsvtav1", "-pix_fmt", "yuv420p"],
+    "prores": ["-c:v", "prores_ks", "-profile:v", "3", "-pix_fmt", "yuv422p10le"],
+    "ffv1": ["-c:v", "ffv1", "-level", "3", "-pix_fmt", "yuv444p"],
+}
+
+
+def encoder_args(codec: str, *, crf: int = 20, preset: str = "veryfast") -> list[str]:
+    """The ffmpeg video-encoder arguments for one of stitchcraft's codecs."""
+    args = list(ENCODERS[codec])
+    if codec in ("h264", "h265"):
+        args += ["-preset", preset, "-crf", str(crf)]
+    elif codec == "av1":
+        svt_preset = {"ultrafast": 12, "superfast": 11, "veryfast": 10, "faster": 9, "fast": 8,
+                      "medium": 6, "slow": 4, "slower": 3, "veryslow": 2}.get(preset, 8)
+        args += ["-preset", str(svt_preset), "-crf", str(min(crf + 10, 63))]
+    return args
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yields a temporary path beside `path`; renames it into place only if the block
+    finishes without raising, else deletes it. No half-written file ever sits at `path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}",
+                                    dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_video(frames: Iterable[np.ndarray] | np.ndarray, path: str | os.PathLike[str],
+                fps: Fraction, *, codec: str = "h264", crf: int = 16,
+                preset: str = "veryfast",
+                audio: tuple[Path, float] | None = None) -> Path:
+    """Encodes uint8 RGB frames to a video file, atomically.
+
+    Frames stream into ffmpeg's stdin, so memory stays flat whatever the length.
+
+    Args:
+        audio: (file, start seconds): sound muxed beside the frames, cut or padded with
+            silence to exactly the video's length, 48 kHz stereo AAC.
+
+    Raises:
+        FFmpegError: encoding failed.
+        ValueError: no frames, or frames of mixed sizes.
+    """
+    path = Path(path)
+    iterator = iter(frames)
+    try:
+        first = next(iterator)
+    except StopIteration:
+        raise ValueError(f"no frames to write to {path}") from None
+    height, width = first.shape[:2]
+    from .timeline import format_fps
+
+    args = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
+            "-r", format_fps(fps), "-i", "pipe:0"]
+    if audio is not None:
+        # The video length is unknown until the frames end, so pad the audio forever and
+        # let the video stream end the file (-shortest on a padded track is exact).
+        args += ["-ss", f"{audio[1]:.6f}", "-i", str(audio[0]), "-map", "0:v:0", "-map", "1:a:0",
+                 "-af", "aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,apad",
+                 "-c:a", "aac", "-b:a", "192k", "-shortest"]
+    else:
+        args += ["-an"]
+    args += encoder_args(codec, crf=crf, preset=preset)
+    if codec in ("h264", "h265"):
+        args += ["-movflags", "+faststart"]
+    with atomic_output(path) as tmp:
+        command = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args, str(tmp)]
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        stderr_chunks: list[bytes] = []
+        reader = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()),
+                                  daemon=True)
+        reader.start()
+        written = 0
+        try:
+            for frame in _chain(first, iterator):
+                if frame.shape != first.shape or frame.dtype != np.uint8:
+                    raise ValueError(f"frame {written} is {frame.shape} {frame.dtype}, "
+                                     f"expected {first.shape} uint8")
+                proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+                written += 1
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        code = proc.wait()
+        reader.join()
+        if code != 0:
+            raise FFmpegError(f"ffmpeg failed ({code}) to encode {path.name}",
+                              b"".join(stderr_chunks).decode("utf-8", "replace"))
+    return path
+
+
+def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    yield first
+    yield from rest
+
+
+# ---------------------------------------------------------------------------------------
+# Rendering primitives for the final cut. Callers describe filtergraphs; the command lines
+# are built here.
+
+def filter_value(value: str) -> str:
+    """Escapes a string to stand as one option value inside a filtergraph: quoted for
+    the filter's option parser, then backslash-escaped for the graph parser."""
+    quoted = "'" + value.replace("'", "'\\''") + "'"
+    return re.sub(r"([\\'\[\],;])", r"\\\1", quoted)
+
+
+# Containers each codec is written to for intermediate segments.
+SEGMENT_SUFFIX = {"h264": ".mp4", "h265": ".mp4", "av1": ".mp4", "prores": ".mov", "ffv1": ".mkv"}
+
+
+@cache
+def ffmpeg_version() -> str:
+    """The first line of ``ffmpeg -version`` (part of every render cache key)."""
+    done = subprocess.run([ffmpeg_exe(), "-version"], capture_output=True, check=False)
+    return done.stdout.decode("utf-8", "replace").strip().splitlines()[0] if done.stdout else ""
+
+
+@dataclass(frozen=True)
+class Input:
+    """One ffmpeg input of a render.
+
+    Attributes:
+        path: The file.
+        seek: Seconds to seek to before decoding (frames before it are dropped, and the
+            stream's timestamps then start at 0 at this point).
+        loop: Loop the input forever (music beds); the graph decides the length.
+    """
+
+    path: Path
+    seek: float = 0.0
+    loop: bool = False
+
+    def args(self) -> list[str]:
+        args: list[str] = []
+        if self.loop:
+            args += ["-stream_loop", "-1"]
+        if self.seek > 0:
+            args += ["-ss", f"{self.seek:.6f}"]
+        return [*args, "-i", str(self.path)]
+
+
+def encode_graph(inputs: Sequence[Input], graph: str, output: Path, *, label: str,
+                 frames: int, codec: str, crf: int, preset: str, what: str) -> str:
+    """Runs a video filtergraph and encodes exactly `frames` frames of its `label` output,
+    video only, with stitchcraft's encoder settings for `codec`.
+
+    Raises:
+        FFmpegError: ffmpeg failed.
+    """
+    args = ["-nostats"]
+    for source in inputs:
+        args += source.args()
+    args += ["-filter_complex", graph, "-map", f"[{label}]", "-frames:v", str(frames),
+             "-an", "-sn", "-dn", "-fps_mode", "passthrough",
+             *encoder_args(codec, crf=crf, preset=preset), "-map_metadata", "-1", str(output)]
+    return run_ffmpeg(args, what=what)
+
+
+def run_audio_graph(inputs: Sequence[Input], graph: str, outputs: Sequence[tuple[str, list[str]]],
+                    *, what: str) -> str:
+    """Runs an audio filtergraph; each of `outputs` is (graph label, output arguments
+    ending in the file name or ``-f null -``). Returns ffmpeg's stderr."""
+    args = ["-nostats"]
+    for source in inputs:
+        args += source.args()
+    args += ["-filter_complex", graph]
+    for label, output_args in outputs:
+        args += ["-map", f"[{label}]", *output_args]
+    return run_ffmpeg(args, what=what)
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """EBU R128 measurements (loudnorm's first pass)."""
+
+    integrated: float
+    true_peak: float
+    lra: float
+    threshold: float
+    offset: float
+
+
+def parse_loudnorm(stderr: str) -> Loudness | None:
+    """Reads the JSON block loudnorm prints; None if the signal is silent."""
+    blocks = re.findall(r"\{[^{}]*\"input_i\"[^{}]*\}", stderr)
+    if not blocks:
+        raise FFmpegError("loudnorm printed no measurement", stderr)
+    values = json.loads(blocks[-1])
+    try:
+        loudness = Loudness(
+            integrated=float(values["input_i"]), true_peak=float(values["input_tp"]),
+            lra=float(values["input_lra"]), threshold=float(values["input_thresh"]),
+            offset=float(values["target_offset"]))
+    except (KeyError, ValueError):
+        return None
+    if not np.isfinite(loudness.integrated) or loudness.integrated < -70:
+        return None
+    return loudness
+
+
+def measure_loudness(path: Path, *, stream: str = "a:0") -> Loudness | None:
+    """Integrated loudness, true peak and range of a file's audio; None when silent.
+
+    Raises:
+        FFmpegError: ffmpeg failed (no audio stream, unreadable file).
+    """
+    stderr = run_ffmpeg(["-nostats", "-i", str(path), "-map", f"0:{stream}", "-af",
+                         "loudnorm=print_format=json", "-f", "null", "-"],
+                        what=f"measure the loudness of {Path(path).name}")
+    return parse_loudnorm(stderr)
+
+
+def detect_silence(path: Path, *, noise_db: float = -35.0, min_seconds: float = 0.4
+                   ) -> list[tuple[float, float]]:
+    """Silent stretches of a file's audio as (start, end) seconds (end may be inf)."""
+    stderr = run_ffmpeg(["-nostats", "-i", str(path), "-map", "0:a:0", "-af",
+                         f"silencedetect=noise={noise_db}dB:d={min_seconds}", "-f", "null", "-"],
+                        what=f"find silence in {Path(path).name}")
+    starts = [float(m) for m in re.findall(r"silence_start: (-?[\d.]+)", stderr)]
+    ends = [float(m) for m in re.findall(r"silence_end: (-?[\d.]+)", stderr)]
+    ends += [float("inf")] * (len(starts) - len(ends))
+    return list(zip(starts, ends, strict=True))
+
+
+def mux(video_segments: Sequence[Path], output: Path, *, workdir: Path,
+        audio: Path | None = None, subtitles: Path | None = None, faststart: bool = True) -> None:
+    """Joins video segments by stream copy (concat demuxer) and muxes audio and a
+    subtitle track beside them. Segments must share codec parameters exactly.
+
+    Raises:
+        FFmpegError: ffmpeg failed.
+    """
+    listing = workdir / f"concat-{os.getpid()}-{threading.get_ident()}.txt"
+    lines = ["ffconcat version 1.0"]
+    for segment in video_segments:
+        escaped = str(Path(segment).resolve()).replace("'", "'\\''")
+        lines.append(f"file '{escaped}'")
+    listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args = ["-nostats", "-f", "concat", "-safe", "0", "-i", str(listing)]
+    maps = ["-map", "0:v:0"]
+    if audio is not None:
+        args += ["-i", str(audio)]
+        maps += ["-map", "1:a:0"]
+    if subtitles is not None:
+        args += ["-i", str(subtitles)]
+        maps += ["-map", f"{1 + (audio is not None)}:s:0"]
+    subtitle_codec = "mov_text" if output.suffix.lower() in (".mp4", ".mov", ".m4v") else (
+        "ass" if subtitles is not None and subtitles.suffix.lower() == ".ass" else "srt")
+    args += [*maps, "-c:v", "copy", "-c:a", "copy", "-c:s", subtitle_codec,
+             "-map_metadata", "-1", "-map_chapters", "-1"]
+    if faststart and output.suffix.lower() in (".mp4", ".mov", ".m4v"):
+        args += ["-movflags", "+faststart"]
+    # The container is picked from the final name, not the temporary one.
+    container = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}.get(
+        output.suffix.lower())
+    if container:
+        args += ["-f", container]
+    try:
+        run_ffmpeg([*args, str(output)], what=f"join {len(video_segments)} segments into "
+                                              f"{output.name}")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            listing.unlink()
+
+
+@dataclass(frozen=True)
+class StreamSignature:
+    """What must match for two video streams to be joined by stream copy."""
+
+    codec: str
+    width: int
+    height: int
+    pix_fmt: str
+    profile: str
+    extradata: bytes
+
+    @classmethod
+    def of(cls, path: Path) -> StreamSignature:
+        with _open(Path(path)) as container:
+            if not container.streams.video:
+                raise MediaError(Path(path), "has no video stream")
+            ctx = container.streams.video[0].codec_context
+            return cls(ctx.name, ctx.width, ctx.height, ctx.pix_fmt or "", ctx.profile or "",
+                       bytes(ctx.extradata or b""))
+
+
+@dataclass(frozen=True)
+class PacketIndex:
+    """Display-order frame indices of a CFR video's packets.
+
+    Attributes:
+        keyframes: Display indices of keyframes, ascending.
+        frames: Number of frames.
+        exact: Every packet sits exactly on the frame grid of `fps` and the time base
+            can express that grid (a precondition for copying spans).
+    """
+
+    keyframes: tuple[int, ...]
+    frames: int
+    exact: bool
+
+
+def index_packets(path: Path, fps: Fraction) -> PacketIndex:
+    """Reads a video's packet timestamps (no decoding) and places them on the grid."""
+    path = Path(path)
+    with _open(path) as container:
+        video = container.streams.video[0]
+        tb = video.time_base
+        step = Fraction(1) / fps / tb if tb else Fraction(0)
+        first = video.start_time or 0
+        keyframes: list[int] = []
+        seen: set[int] = set()
+        exact = bool(tb) and step.denominator == 1 and step > 0
+        for packet in container.demux(video):
+            if packet.pts is None or not packet.size:
+                continue
+            offset = Fraction(packet.pts - first)
+            index = round(offset / step) if step else 0
+            if offset != index * step or index in seen:
+                exact = False
+            seen.add(index)
+            if packet.is_keyframe:
+                keyframes.append(index)
+        frames = len(seen)
+        if seen and (min(seen) != 0 or max(seen) != frames - 1):
+            exact = False
+    return PacketIndex(tuple(sorted(keyframes)), frames, exact)
+
+
+def copy_video_span(source: Path, output: Path, start: int, end: int, fps: Fraction) -> None:
+    """Copies display frames ``start .. end`` of `source` into `output` without decoding.
+
+    `start` must be a keyframe and `end` a keyframe or the end of the stream, in a file
+    whose GOPs are closed (no frame of the span may depend on a frame outside it).
+
+    Raises:
+        MediaError: the span cannot be copied exactly (the caller re-encodes it instead).
+    """
+    import av
+
+    source = Path(source)
+    with _open(source) as container, av.open(str(output), "w") as out:
+        video = container.streams.video[0]
+        stream = out.add_stream_from_template(video)
+        tb = video.time_base
+        step = Fraction(1) / fps / tb
+        first = video.start_time or 0
+        shift = first + int(start * step)
+        copying = False
+        copied: list[int] = []
+        for packet in container.demux(video):
+            if packet.pts is None or not packet.size:
+                continue
+            index = round(Fraction(packet.pts - first) / step)
+            if packet.is_keyframe and index == start:
+                copying = True
+            elif packet.is_keyframe and index == end and copying:
+                break
+            if not copying:
+                continue
+            copied.append(index)
+            packet.pts -= shift
+            if packet.dts is not None:
+                packet.dts -= shift
+            packet.stream = stream
+            out.mux(packet)
+    if sorted(copied) != list(range(start, end)):
+        output.unlink(missing_ok=True)
+        raise MediaError(source, f"frames {start}-{end} cannot be copied exactly "
+                                 "(open GOP or irregular timestamps)")
+
+
+def video_packet_count(path: Path) -> int:
+    """Video frames in a file, counted from its packets (exact, no decoding)."""
+    return probe(path, count_frames=True).frames

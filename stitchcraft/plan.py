@@ -1,0 +1,327 @@
+"""The shot planner: a storyboard becomes an exact plan on one frame grid.
+
+Pure code: no files, no processes. Everything the planner needs from outside (engine
+capabilities, digests of referenced files) is passed in.
+
+Timeline semantics. Every shot fills ``frames = round(duration * fps)`` frames. A
+shot's transition is how it begins: a transition of T frames overlaps the last T
+frames of the previous shot with the first T frames of this one, so the programme is
+``sum(frames) - sum(T)`` frames long. A fade in on the first shot and the ending fade
+overlap nothing. Shot k starts at ``start[k-1] + frames[k-1] - T[k]``.
+
+Segments. An engine makes at most ``max_frames`` frames per call, in counts allowed
+by its frame rule (8k+1, 4k+1, ...). A longer shot is split into segments; every
+segment after the first continues from the tail of the one before (chained). A
+chained segment conditions on ``condition`` frames of the previous take; the engine
+generates ``generate = rule.fit(condition + frames)`` frames, drops the conditioned
+ones (the duplicated join) and returns ``frames`` new frames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from .engines.base import Capabilities
+from .errors import ConfigError
+from .load import LoadedStoryboard, shot_engine, transition_frames
+from .storyboard import Shot, Storyboard
+from .timeline import seconds_to_frames
+
+PLAN_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """One engine call's worth of a shot.
+
+    Attributes:
+        shot_id: The shot it belongs to.
+        index: Its place within the shot.
+        start: First frame within the shot.
+        frames: New frames it contributes.
+        condition: Frames of the previous take it conditions on (0: none).
+        generate: Frames the engine generates (rule-compliant, before dropping).
+        chained: Continues from the previous segment or shot.
+        bridge_to: Shot id whose first frame this segment must end on.
+        hash: Content hash of everything known before rendering that decides its
+            pixels; a take's id adds its seed and the ids of the takes it conditions on.
+    """
+
+    shot_id: str
+    index: int
+    start: int
+    frames: int
+    condition: int
+    generate: int
+    chained: bool
+    bridge_to: str | None
+    hash: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.shot_id}#{self.index}"
+
+
+@dataclass(frozen=True)
+class ShotPlan:
+    """A shot placed on the timeline.
+
+    Attributes:
+        id: Shot id.
+        kind: prompt, source, image or title.
+        engine: Engine making its takes.
+        start: First frame on the programme timeline.
+        frames: Frames it fills, overlaps included.
+        transition_in: Frames overlapped with the previous shot (0 for a cut).
+        transition_type: Type of the incoming transition.
+        fade_in: Frames of fade in from black (first shot only).
+        candidates: Takes wanted per segment.
+        seed: Base seed; candidate i uses seed + i.
+        width, height: Size takes are made at.
+        segments: Engine calls, in order.
+        depends_on: Shots whose chosen takes must exist first.
+    """
+
+    id: str
+    kind: str
+    engine: str
+    start: int
+    frames: int
+    transition_in: int
+    transition_type: str
+    fade_in: int
+    candidates: int
+    seed: int
+    width: int
+    height: int
+    segments: tuple[SegmentPlan, ...]
+    depends_on: tuple[str, ...] = ()
+
+    @property
+    def end(self) -> int:
+        return self.start + self.frames
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The whole storyboard, resolved to frames."""
+
+    title: str
+    fps: Fraction
+    width: int
+    height: int
+    quality: str
+    shots: tuple[ShotPlan, ...]
+    order: tuple[str, ...]
+    total_frames: int
+    ending: int
+    gpu_seconds: dict[str, float] = field(default_factory=dict)
+
+    def shot(self, shot_id: str) -> ShotPlan:
+        for shot in self.shots:
+            if shot.id == shot_id:
+                return shot
+        raise KeyError(shot_id)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["fps"] = str(self.fps)
+        data["duration"] = float(Fraction(self.total_frames) / self.fps)
+        return data
+
+
+CapabilityLookup = Callable[[str], Capabilities]
+
+
+def default_capabilities(name: str) -> Capabilities:
+    from .engines import engine_class
+
+    return engine_class(name).CAPABILITIES
+
+
+def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
+                    digests: Mapping[Path, str] | None = None,
+                    capabilities: CapabilityLookup = default_capabilities,
+                    fingerprints: Mapping[str, Mapping[str, Any]] | None = None) -> Plan:
+    """Resolves a validated storyboard into a plan.
+
+    Args:
+        loaded: The validated storyboard.
+        quality: ``final``, or ``draft`` to route generated shots to the draft engine.
+        digests: Content digest of each referenced file (image, reference, sources);
+            files without one are hashed by path.
+        capabilities: Engine name -> its capabilities.
+        fingerprints: Engine name -> what besides the request decides its pixels
+            (model id, dtype); defaults to the storyboard's engine settings.
+
+    Raises:
+        ConfigError: a shot cannot be planned with its engine (e.g. the frame rule
+            cannot fit a chained segment inside the engine's maximum).
+    """
+    sb = loaded.storyboard
+    fps = sb.output.frame_rate
+    width, height = sb.output.dimensions
+    digests = digests or {}
+    shots: list[ShotPlan] = []
+    start = 0
+    gpu: dict[str, float] = {}
+    for index, shot in enumerate(sb.shots):
+        engine = shot_engine(sb, shot, quality=quality)
+        caps = capabilities(engine)
+        frames = seconds_to_frames(shot.duration, fps)
+        transition = shot.transition or sb.defaults.transition
+        t = transition_frames(transition, fps)
+        fade_in = 0
+        if index == 0:
+            fade_in = t if transition.type == "fade" else 0
+            t = 0
+        start = start - t if index else 0
+        gen_w, gen_h = _fit_size(width, height, caps.size_multiple)
+        candidates = shot.candidates or sb.defaults.candidates
+        seed = shot.seed if shot.seed is not None else sb.defaults.seed + 1000 * index
+        fingerprint = dict((fingerprints or {}).get(engine) or _settings_fingerprint(sb, engine))
+        if quality == "draft" and shot.kind == "prompt":
+            fingerprint["steps"] = sb.draft_steps
+        base = {
+            "plan": PLAN_VERSION, "engine": engine, "engine_fingerprint": fingerprint,
+            "kind": shot.kind, "prompt": shot.prompt, "negative_prompt": shot.negative_prompt,
+            "size": [gen_w, gen_h], "fps": str(fps), "camera": shot.camera,
+            "steps": shot.steps or sb.defaults.steps,
+            "title": shot.title_card.model_dump() if shot.title_card else None,
+            "image": _digest(loaded, shot.image, digests),
+            "reference": _digest(loaded, shot.reference, digests),
+            "sources": [digests.get(p, str(p)) for p in loaded.sources.get(shot.id, [])],
+        }
+        bridge_to = None
+        depends: list[str] = []
+        if shot.continuity in ("chain", "bridge") and index > 0:
+            depends.append(sb.shots[index - 1].id)
+        if shot.continuity == "bridge" and index + 1 < len(sb.shots):
+            bridge_to = sb.shots[index + 1].id
+            depends.append(bridge_to)
+        segments = _segments(shot, index, frames, caps, base, bridge_to)
+        shots.append(ShotPlan(
+            id=shot.id, kind=shot.kind, engine=engine, start=start, frames=frames,
+            transition_in=t, transition_type=transition.type if (t or fade_in) else "cut",
+            fade_in=fade_in, candidates=candidates, seed=seed, width=gen_w, height=gen_h,
+            segments=tuple(segments), depends_on=tuple(depends),
+        ))
+        if caps.seconds_per_frame:
+            scale = (gen_w * gen_h) / (1280 * 720)
+            cost = sum(s.generate for s in segments) * candidates * caps.seconds_per_frame * scale
+            gpu[engine] = gpu.get(engine, 0.0) + cost
+        start += frames
+    total = start
+    ending = seconds_to_frames(sb.ending.duration, fps) if sb.ending and sb.ending.type == "fade" else 0
+    return Plan(title=sb.title, fps=fps, width=width, height=height, quality=quality,
+                shots=tuple(shots), order=generation_order(shots), total_frames=total,
+                ending=ending, gpu_seconds=gpu)
+
+
+def _segments(shot: Shot, index: int, frames: int, caps: Capabilities, base: dict[str, Any],
+              bridge_to: str | None) -> list[SegmentPlan]:
+    rule = caps.frame_rule
+    chained_shot = shot.continuity in ("chain", "bridge") and index > 0
+    chain_condition = max(1, caps.condition_frames) if caps.image_to_video else 0
+    limit = rule.floor(caps.max_frames) if caps.max_frames else None
+    if limit is None:
+        sizes = [frames]
+    else:
+        first_condition = chain_condition if chained_shot else 0
+        first_room = limit - first_condition
+        later_room = limit - chain_condition
+        if first_room < 1 or (frames > first_room and later_room < 1):
+            raise ConfigError(f"shot '{shot.id}': engine cannot fit {chain_condition} conditioning "
+                              f"frames inside its {caps.max_frames}-frame limit")
+        if frames <= first_room:
+            sizes = [frames]
+        else:
+            count = 1 + -(-(frames - first_room) // later_room)
+            # Spread frames evenly so no segment is a tiny remainder.
+            per = -(-frames // count)
+            sizes = []
+            left = frames
+            for i in range(count):
+                room = first_room if i == 0 else later_room
+                size = min(per, room, left)
+                sizes.append(size)
+                left -= size
+            while left > 0:  # rounding left a remainder: top up segments with room
+                for i in range(count):
+                    room = (first_room if i == 0 else later_room) - sizes[i]
+                    extra = min(room, left)
+                    sizes[i] += extra
+                    left -= extra
+    segments = []
+    offset = 0
+    for i, size in enumerate(sizes):
+        chained = chained_shot if i == 0 else True
+        condition = chain_condition if chained else 0
+        generate = rule.fit(condition + size) if caps.max_frames or rule.step > 1 else size
+        last = i == len(sizes) - 1
+        content = dict(base, segment=i, frames=size, condition=condition, generate=generate,
+                       chained=chained, bridge=bridge_to if last else None)
+        segments.append(SegmentPlan(
+            shot_id=shot.id, index=i, start=offset, frames=size, condition=condition,
+            generate=generate, chained=chained, bridge_to=bridge_to if last else None,
+            hash=content_hash(content),
+        ))
+        offset += size
+    return segments
+
+
+def generation_order(shots: list[ShotPlan]) -> tuple[str, ...]:
+    """Shots in an order where each comes after the shots it depends on."""
+    order: list[str] = []
+    placed: set[str] = set()
+    pending = [s for s in shots]
+    while pending:
+        progressed = False
+        for shot in list(pending):
+            if all(d in placed for d in shot.depends_on):
+                order.append(shot.id)
+                placed.add(shot.id)
+                pending.remove(shot)
+                progressed = True
+        if not progressed:
+            raise ConfigError("shots depend on each other in a cycle: "
+                              + ", ".join(s.id for s in pending))
+    return tuple(order)
+
+
+def content_hash(content: Mapping[str, Any]) -> str:
+    """A stable sha256 of JSON-able content."""
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def take_id(segment_hash: str, seed: int, *, condition: str | None = None,
+            bridge: str | None = None) -> str:
+    """The content hash of one take: its segment, its seed, the takes it conditions on."""
+    return content_hash({"segment": segment_hash, "seed": seed, "condition": condition,
+                         "bridge": bridge})
+
+
+def _settings_fingerprint(sb: Storyboard, engine: str) -> dict[str, Any]:
+    settings = sb.engine_settings(engine)
+    return {"model": settings.model, "image_model": settings.image_model, "dtype": settings.dtype,
+            "steps": settings.steps, "guidance": settings.guidance}
+
+
+def _digest(loaded: LoadedStoryboard, value: str | None, digests: Mapping[Path, str]) -> str | None:
+    if value is None:
+        return None
+    path = loaded.resolve(value)
+    return digests.get(path, str(path))
+
+
+def _fit_size(width: int, height: int, multiple: int) -> tuple[int, int]:
+    if multiple <= 2:
+        return width, height
+    return max(multiple, round(width / multiple) * multiple), max(multiple, round(height / multiple) * multiple)

@@ -1,0 +1,76 @@
+"""Choosing the cut: beam search over the storyboard's units (segments in order).
+
+Pure code. Chained shots make choices depend on each other: the candidates of a
+chained unit are generated from the take chosen before it, and every unit's score
+includes the seam with the unit before. So we keep the best `width` partial cuts,
+extend each with its own candidates, and keep the best totals. Width 1 is greedy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Partial:
+    """A partial cut: one chosen take per unit so far, and its total score."""
+
+    takes: tuple[str, ...] = ()
+    score: float = 0.0
+
+    @property
+    def last(self) -> str | None:
+        return self.takes[-1] if self.takes else None
+
+
+# options(partial, unit_index) -> [(take_id, score gained by appending it)]
+Options = Callable[[Partial, int], Sequence[tuple[str, float]]]
+
+
+def extend(beams: Sequence[Partial], unit: int, options: Options, width: int) -> list[Partial]:
+    """Extends every partial cut with every candidate of `unit`; keeps the best `width`.
+
+    Ties keep the earlier beam and candidate, so results are deterministic.
+    """
+    grown: list[tuple[float, int, Partial]] = []
+    order = 0
+    for beam in beams:
+        for take, gain in options(beam, unit):
+            grown.append((-(beam.score + gain), order, Partial(beam.takes + (take,), beam.score + gain)))
+            order += 1
+    grown.sort(key=lambda item: (item[0], item[1]))
+    return [partial for _, _, partial in grown[:width]]
+
+
+def beam_search(units: int, options: Options, width: int) -> Partial:
+    """The best complete cut found with beam `width` (greedy when 1).
+
+    Raises:
+        ValueError: a unit offers no candidate.
+    """
+    beams = [Partial()]
+    for unit in range(units):
+        beams = extend(beams, unit, options, width)
+        if not beams:
+            raise ValueError(f"unit {unit} has no candidate")
+    return beams[0]
+
+
+def brute_force(units: int, options: Options) -> Partial:
+    """The best cut by trying every combination (for tests on small cases)."""
+    best: Partial | None = None
+
+    def walk(partial: Partial, unit: int) -> None:
+        nonlocal best
+        if unit == units:
+            if best is None or partial.score > best.score:
+                best = partial
+            return
+        for take, gain in options(partial, unit):
+            walk(Partial(partial.takes + (take,), partial.score + gain), unit + 1)
+
+    walk(Partial(), 0)
+    if best is None:
+        raise ValueError("no complete cut")
+    return best

@@ -1,0 +1,328 @@
+"""The storyboard, format version 1: what the YAML says, as typed objects.
+
+This module is pure data: pydantic models with per-field checks. Loading (with line
+numbers), path resolution and cross-field checks live in `stitchcraft.load`.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .timeline import parse_fps
+
+TRANSITIONS = (
+    "cut", "dissolve", "fade", "fadeblack", "fadewhite",
+    "wipeleft", "wiperight", "wipeup", "wipedown",
+    "slideleft", "slideright", "slideup", "slidedown",
+    "circleopen", "circleclose", "radial", "smoothleft", "smoothright",
+    "pixelize", "zoomin",
+)
+CONTINUITY = ("cut", "chain", "bridge")
+CAMERA_MOVES = ("static", "push-in", "pull-out", "pan-left", "pan-right", "tilt-up",
+                "tilt-down", "drift")
+FITS = ("cover", "contain", "blur-pad")
+CODECS = ("h264", "h265", "av1", "prores")
+POSITIONS = ("top", "center", "bottom", "top-left", "top-right", "bottom-left", "bottom-right")
+
+PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
+
+
+class Model(BaseModel):
+    """Storyboard models reject unknown keys and never coerce types silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def parse_size(value: Any) -> tuple[int, int]:
+    """``"1280x720"`` or ``[1280, 720]`` -> (1280, 720); both sides even, 16-8192."""
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", value)
+        if not m:
+            raise ValueError(f"'{value}' is not a size like 1280x720")
+        width, height = int(m.group(1)), int(m.group(2))
+    elif isinstance(value, list | tuple) and len(value) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        width, height = value
+    else:
+        raise ValueError("expected a size like 1280x720")
+    for side in (width, height):
+        if not 16 <= side <= 8192:
+            raise ValueError(f"size {width}x{height}: each side must be 16-8192 pixels")
+        if side % 2:
+            raise ValueError(f"size {width}x{height}: both sides must be even for yuv420p video")
+    return width, height
+
+
+class Transition(Model):
+    """How a shot begins: the join from the previous shot into this one.
+
+    ``fade`` goes through ``color`` (black by default); on the first shot only ``cut``
+    and ``fade`` (a fade in from the colour) mean anything.
+    """
+
+    type: Literal[TRANSITIONS] = "cut"  # type: ignore[valid-type]
+    duration: float = Field(default=0.5, ge=0, le=60)
+    color: Literal["black", "white"] = "black"
+
+    @model_validator(mode="after")
+    def _cut_has_no_length(self) -> Transition:
+        if self.type == "cut" and "duration" in self.model_fields_set and self.duration:
+            raise ValueError("a cut has no duration; use dissolve or fade for a timed join")
+        return self
+
+    @property
+    def seconds(self) -> float:
+        return 0.0 if self.type == "cut" else self.duration
+
+
+class Ending(Model):
+    """How the programme ends: a fade out to a colour."""
+
+    type: Literal["cut", "fade"] = "fade"
+    duration: float = Field(default=1.0, ge=0, le=60)
+    color: Literal["black", "white"] = "black"
+
+
+class Text(Model):
+    """A caption or title burned into a shot."""
+
+    content: str = Field(min_length=1, max_length=2000)
+    position: Literal[POSITIONS] = "bottom"  # type: ignore[valid-type]
+    size: float = Field(default=0.06, gt=0, le=1, description="text height as a fraction of frame height")
+    color: str = Field(default="white", pattern=r"^(#[0-9a-fA-F]{6}|[a-zA-Z]+)$")
+    box: bool = False
+    font: str | None = None
+    start: float = Field(default=0, ge=0)
+    duration: float | None = Field(default=None, gt=0)
+    fade: float = Field(default=0.3, ge=0, le=10)
+
+
+class Title(Model):
+    """A title card: big text on a colour, with simple animation."""
+
+    text: str = Field(min_length=1, max_length=500)
+    subtitle: str | None = None
+    background: str = Field(default="#101018", pattern=r"^(#[0-9a-fA-F]{6}|[a-zA-Z]+)$")
+    color: str = Field(default="white", pattern=r"^(#[0-9a-fA-F]{6}|[a-zA-Z]+)$")
+    animation: Literal["none", "fade", "rise", "zoom"] = "fade"
+    font: str | None = None
+
+
+class Output(Model):
+    """Where and how the final cut is encoded."""
+
+    fps: float | int | str = 24
+    size: str | list[int] = "1280x720"
+    path: str = "out/render.mp4"
+    codec: Literal[CODECS] = "h264"  # type: ignore[valid-type]
+    preset: str = Field(default="veryfast", pattern=r"^[a-z0-9]+$")
+    crf: int = Field(default=20, ge=0, le=63)
+    fit: Literal[FITS] = "cover"  # type: ignore[valid-type]
+
+    @field_validator("fps")
+    @classmethod
+    def _fps(cls, value: Any) -> Any:
+        parse_fps(value)
+        return value
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        parse_size(value)
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the output path is empty")
+        if not value.lower().endswith((".mp4", ".mov", ".mkv")):
+            raise ValueError("the output file must end in .mp4, .mov or .mkv")
+        return value
+
+    @property
+    def frame_rate(self) -> Fraction:
+        return parse_fps(self.fps)
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        return parse_size(self.size)
+
+
+class OutputOverride(Model):
+    """A variant's changes to `output` (every field optional)."""
+
+    fps: float | int | str | None = None
+    size: str | list[int] | None = None
+    path: str | None = None
+    codec: Literal[CODECS] | None = None  # type: ignore[valid-type]
+    preset: str | None = None
+    crf: int | None = Field(default=None, ge=0, le=63)
+    fit: Literal[FITS] | None = None  # type: ignore[valid-type]
+
+    _fps = field_validator("fps")(lambda cls, v: v if v is None else Output._fps(v))
+    _size = field_validator("size")(lambda cls, v: v if v is None else Output._size(v))
+
+
+class Defaults(Model):
+    engine: str = "ltx-video"
+    candidates: int = Field(default=3, ge=1, le=64)
+    transition: Transition = Transition()
+    seed: int = Field(default=0, ge=0, lt=2**32)
+    steps: int | None = Field(default=None, ge=1, le=500)
+
+
+class Audio(Model):
+    """The programme's sound: a music bed, a voice-over, and the loudness target."""
+
+    music: str | None = None
+    voiceover: str | None = None
+    loudness: float = Field(default=-14.0, ge=-40, le=-5)
+    true_peak: float = Field(default=-1.0, ge=-9, le=0)
+    music_volume: float = Field(default=0.0, ge=-60, le=12, description="dB")
+    duck: float = Field(default=-12.0, ge=-40, le=0, description="dB under the voice-over")
+    music_fade: float = Field(default=1.0, ge=0, le=30)
+    take_audio: bool = True
+
+
+class Shot(Model):
+    """One shot of the storyboard: exactly one of prompt, source, image or title."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    duration: PositiveSeconds
+    prompt: str | None = Field(default=None, min_length=1, max_length=4000)
+    source: str | None = Field(default=None, min_length=1)
+    image: str | None = Field(default=None, min_length=1)
+    title: str | Title | None = None
+    negative_prompt: str | None = None
+    engine: str | None = None
+    candidates: int | None = Field(default=None, ge=1, le=64)
+    seed: int | None = Field(default=None, ge=0, lt=2**32)
+    steps: int | None = Field(default=None, ge=1, le=500)
+    continuity: Literal[CONTINUITY] = "cut"  # type: ignore[valid-type]
+    reference: str | None = None
+    camera: Literal[CAMERA_MOVES] | None = None  # type: ignore[valid-type]
+    text: str | Text | None = None
+    transition: Transition | None = None
+    pick: str | int | None = None
+    fit: Literal[FITS] | None = None  # type: ignore[valid-type]
+    volume: float = Field(default=0.0, ge=-60, le=12, description="dB applied to the take's own audio")
+
+    @model_validator(mode="after")
+    def _one_content(self) -> Shot:
+        given = [k for k in ("prompt", "source", "image", "title") if getattr(self, k) is not None]
+        if len(given) != 1:
+            found = ", ".join(given) if given else "none"
+            raise ValueError(f"a shot needs exactly one of prompt, source, image or title (found: {found})")
+        if self.continuity != "cut" and self.kind != "prompt":
+            raise ValueError(f"continuity: {self.continuity} needs a generated (prompt) shot")
+        return self
+
+    @property
+    def kind(self) -> str:
+        for key in ("prompt", "source", "image", "title"):
+            if getattr(self, key) is not None:
+                return key
+        raise AssertionError("validated shot has no content")
+
+    @property
+    def title_card(self) -> Title | None:
+        if self.title is None:
+            return None
+        return Title(text=self.title) if isinstance(self.title, str) else self.title
+
+    @property
+    def caption(self) -> Text | None:
+        if self.text is None:
+            return None
+        return Text(content=self.text) if isinstance(self.text, str) else self.text
+
+
+class ShotOverride(Model):
+    """A variant's changes to one shot (language, product, framing)."""
+
+    prompt: str | None = None
+    source: str | None = None
+    image: str | None = None
+    title: str | Title | None = None
+    text: str | Text | None = None
+    fit: Literal[FITS] | None = None  # type: ignore[valid-type]
+
+
+class Variant(Model):
+    """A deliverable made from the same takes: another size, language or product."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    output: OutputOverride = OutputOverride()
+    shots: dict[str, ShotOverride] = Field(default_factory=dict)
+    audio: Audio | None = None
+
+
+class EngineSettings(Model):
+    """Per-engine options: where the weights are and how to run them."""
+
+    model: str | None = None
+    image_model: str | None = Field(default=None, description="checkpoint for image-to-video where it differs")
+    device: Literal["auto", "cuda", "cpu", "mps"] = "auto"
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    offload: Literal["none", "model", "sequential"] = "none"
+    vae_tiling: bool = True
+    steps: int | None = Field(default=None, ge=1, le=500)
+    guidance: float | None = Field(default=None, ge=0, le=50)
+    batch: int | None = Field(default=None, ge=1, le=64)
+    library: str | None = Field(default=None, description="footage: a folder of clips to draw from")
+    engine: str | None = Field(default=None, description="only under engines.draft: the draft engine")
+
+
+class Scoring(Model):
+    """How takes are scored and chosen."""
+
+    weights: dict[str, float] = Field(default_factory=dict)
+    beam: int = Field(default=1, ge=1, le=16)
+    seam_threshold: float = Field(default=0.35, ge=0, le=1)
+    clip_model: str | None = None
+    lpips_weights: str | None = None
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, weight in value.items():
+            if not 0 <= weight <= 100:
+                raise ValueError(f"weight of '{name}' must be between 0 and 100")
+        return value
+
+
+class Storyboard(Model):
+    """A whole storyboard file."""
+
+    version: Literal[1]
+    title: str = "Untitled"
+    output: Output = Output()
+    defaults: Defaults = Defaults()
+    audio: Audio = Audio()
+    ending: Ending | None = None
+    subtitles: str | None = None
+    subtitles_mode: Literal["burn", "track"] = "track"
+    logo: str | None = None
+    engines: dict[str, EngineSettings] = Field(default_factory=dict)
+    scoring: Scoring = Scoring()
+    shots: list[Shot] = Field(min_length=1, max_length=2000)
+    variants: list[Variant] = Field(default_factory=list)
+
+    def engine_settings(self, name: str) -> EngineSettings:
+        return self.engines.get(name) or EngineSettings()
+
+    @property
+    def draft_engine(self) -> str:
+        """The engine `--quality draft` routes generated shots to."""
+        draft = self.engines.get("draft")
+        return (draft.engine if draft and draft.engine else None) or "ltx-video"
+
+    @property
+    def draft_steps(self) -> int:
+        draft = self.engines.get("draft")
+        return (draft.steps if draft and draft.steps else None) or 8

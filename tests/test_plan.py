@@ -1,0 +1,160 @@
+"""The shot planner: exact frames on one grid, frame rules, splits, bridges, hashes."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from stitchcraft.engines.base import Capabilities, FrameRule
+from stitchcraft.errors import StoryboardError
+from stitchcraft.load import load_storyboard
+from stitchcraft.plan import plan_storyboard
+
+# An engine shaped like LTX-Video: 8k+1 frames, at most 257 a call, 9 conditioning frames.
+LTX_LIKE = Capabilities(kinds=frozenset({"prompt", "image"}), text_to_video=True, image_to_video=True,
+                        first_last_frame=True, condition_frames=9, frame_rule=FrameRule(8, 1),
+                        max_frames=257, size_multiple=32, seconds_per_frame=0.01)
+# Shaped like Wan 2.1: 4k+1, at most 81.
+WAN_LIKE = Capabilities(kinds=frozenset({"prompt", "image"}), text_to_video=True, image_to_video=True,
+                        first_last_frame=True, condition_frames=1, frame_rule=FrameRule(4, 1),
+                        max_frames=81, size_multiple=16, seconds_per_frame=1.0)
+CPU = Capabilities(kinds=frozenset({"title", "image", "source"}))
+
+
+def caps_for(gpu: Capabilities):
+    return lambda name: gpu if name in ("ltx-video", "wan") else CPU
+
+
+def plan(write_storyboard, text, gpu=LTX_LIKE, **kwargs):
+    loaded = load_storyboard(write_storyboard(text), check_files=False)
+    return plan_storyboard(loaded, capabilities=caps_for(gpu), **kwargs)
+
+
+def board(fps, shots, transition="{type: dissolve, duration: 0.5}", extra=""):
+    return f"""
+version: 1
+output: {{fps: {fps}, size: 1280x720}}
+defaults: {{engine: ltx-video, candidates: 2, transition: {transition}}}
+{extra}
+shots:
+{shots}
+"""
+
+
+def test_ntsc_23976_timeline(write_storyboard):
+    p = plan(write_storyboard, board("23.976", """
+  - {id: a, title: A, duration: 5}
+  - {id: b, title: B, duration: 4}
+  - {id: c, title: C, duration: 3, transition: {type: cut}}
+"""))
+    assert p.fps == Fraction(24000, 1001)
+    frames = [s.frames for s in p.shots]
+    assert frames == [120, 96, 72]                      # 119.88, 95.9, 71.93 rounded once
+    assert [s.transition_in for s in p.shots] == [0, 12, 0]  # 0.5 s = 11.988 -> 12
+    assert [s.start for s in p.shots] == [0, 108, 204]
+    assert p.total_frames == sum(frames) - 12 == 276
+
+
+def test_2997_with_fade_in_and_ending(write_storyboard):
+    p = plan(write_storyboard, board("29.97", """
+  - {id: a, title: A, duration: 2, transition: {type: fade, duration: 1}}
+  - {id: b, title: B, duration: 2, transition: {type: dissolve, duration: 1}}
+  - {id: c, title: C, duration: 2, transition: {type: wipeleft, duration: 1}}
+""", extra="ending: {type: fade, duration: 0.5}"))
+    assert [s.frames for s in p.shots] == [60, 60, 60]
+    assert p.shots[0].fade_in == 30 and p.shots[0].transition_in == 0   # a fade in overlaps nothing
+    assert [s.transition_in for s in p.shots[1:]] == [30, 30]
+    assert p.total_frames == 120 and p.ending == 15
+
+
+def test_shot_shorter_than_transition_is_rejected(write_storyboard):
+    with pytest.raises(StoryboardError) as caught:
+        plan(write_storyboard, board(24, """
+  - {id: a, title: A, duration: 2}
+  - {id: b, title: B, duration: 0.25}
+"""))
+    assert "has only 6" in str(caught.value)
+
+
+@pytest.mark.parametrize("gpu, seconds", [(LTX_LIKE, 30), (WAN_LIKE, 12.5), (WAN_LIKE, 3.375)])
+def test_long_shot_splits_into_chained_segments(write_storyboard, gpu, seconds):
+    p = plan(write_storyboard, board(24, f"""
+  - {{id: long, prompt: a very long take, duration: {seconds}}}
+"""), gpu=gpu)
+    shot = p.shots[0]
+    assert sum(s.frames for s in shot.segments) == shot.frames == round(seconds * 24)
+    for seg in shot.segments:
+        assert seg.generate <= gpu.max_frames
+        assert gpu.frame_rule.allows(seg.generate)
+        assert seg.generate >= seg.frames + seg.condition
+    assert not shot.segments[0].chained and shot.segments[0].condition == 0
+    for seg in shot.segments[1:]:
+        assert seg.chained and seg.condition == gpu.condition_frames
+    assert [s.start for s in shot.segments] == [sum(x.frames for x in shot.segments[:i])
+                                                for i in range(len(shot.segments))]
+    if shot.frames > gpu.max_frames:
+        assert len(shot.segments) > 1
+        sizes = [s.frames for s in shot.segments]
+        assert max(sizes) - min(sizes) <= gpu.frame_rule.step + gpu.condition_frames  # balanced
+
+
+def test_chained_shot_conditions_on_previous(write_storyboard):
+    p = plan(write_storyboard, board(24, """
+  - {id: a, prompt: street, duration: 2}
+  - {id: b, prompt: face, duration: 2, continuity: chain}
+"""))
+    a, b = p.shots
+    assert b.depends_on == ("a",) and b.segments[0].chained and b.segments[0].condition == 9
+    assert b.segments[0].generate == 57  # 9 + 48 = 57 = 8*7 + 1
+    assert a.segments[0].generate == 49  # 48 -> 49
+    assert (a.width, a.height) == (1280, 736)  # fitted to a multiple of 32
+
+
+def test_bridge_at_first_and_last_shot(write_storyboard):
+    p = plan(write_storyboard, board(24, """
+  - {id: a, prompt: first, duration: 2, continuity: bridge}
+  - {id: b, prompt: middle, duration: 2}
+  - {id: c, prompt: last, duration: 2, continuity: bridge}
+"""))
+    a, b, c = p.shots
+    assert a.depends_on == ("b",) and a.segments[-1].bridge_to == "b" and not a.segments[0].chained
+    assert c.depends_on == ("b",) and c.segments[-1].bridge_to is None and c.segments[0].chained
+    assert p.order.index("b") < p.order.index("a") and p.order.index("b") < p.order.index("c")
+
+
+def test_bridge_into_chain_is_a_cycle(write_storyboard):
+    with pytest.raises(StoryboardError) as caught:
+        plan(write_storyboard, board(24, """
+  - {id: a, prompt: first, duration: 2}
+  - {id: b, prompt: middle, duration: 2, continuity: bridge}
+  - {id: c, prompt: last, duration: 2, continuity: chain}
+"""))
+    assert "each would wait for the other" in str(caught.value)
+
+
+def test_hash_changes_only_with_what_decides_pixels(write_storyboard):
+    shots = """
+  - {id: a, prompt: street, duration: 2}
+  - {id: b, prompt: face, duration: 2, continuity: chain}
+  - {id: c, title: End, duration: 2}
+"""
+    base = plan(write_storyboard, board(24, shots))
+    edited = plan(write_storyboard, board(24, shots.replace("street", "alley")))
+    retimed = plan(write_storyboard, board(24, shots.replace("{type: dissolve, duration: 0.5}", "{type: cut}")),
+                   )
+    h = lambda p: [s.segments[0].hash for s in p.shots]  # noqa: E731
+    assert h(base)[0] != h(edited)[0] and h(base)[1:] == h(edited)[1:]
+    # transitions do not change any take's pixels
+    assert h(base) == h(retimed)
+    draft = plan(write_storyboard, board(24, shots), quality="draft")
+    assert h(draft)[0] != h(base)[0] and h(draft)[2] == h(base)[2]
+
+
+def test_gpu_time_estimate(write_storyboard):
+    p = plan(write_storyboard, board(24, """
+  - {id: a, prompt: street, duration: 2}
+  - {id: c, title: End, duration: 2}
+"""), gpu=WAN_LIKE)
+    assert set(p.gpu_seconds) == {"ltx-video"}
+    assert p.gpu_seconds["ltx-video"] == pytest.approx(49 * 2 * 1.0 * (1280 * 720) / (1280 * 720))
