@@ -95,12 +95,13 @@ def validate(storyboard: StoryboardArg, as_json: JsonOpt = False) -> None:
 def plan(storyboard: StoryboardArg, as_json: JsonOpt = False,
          quality: Annotated[str, typer.Option(help="final or draft.")] = "final") -> None:
     """Show the exact plan: frames, segments, candidates and estimated GPU time."""
-    from .generate import storyboard_digests
+    from .generate import engine_fingerprints, storyboard_digests
     from .plan import plan_storyboard
     from .timeline import timecode
 
     loaded = _load(storyboard)
-    result = plan_storyboard(loaded, quality=_quality(quality), digests=storyboard_digests(loaded))
+    result = plan_storyboard(loaded, quality=_quality(quality), digests=storyboard_digests(loaded),
+                             fingerprints=engine_fingerprints(loaded))
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=2))
         return

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .engines import Engine, SegmentRequest, engine_class
-from .errors import EngineError, EngineUnavailable, StitchError
+from .errors import EngineError, EngineUnavailable, MediaError, StitchError
 from .load import LoadedStoryboard
 from .plan import Plan, SegmentPlan, ShotPlan, take_id
 from .store import StoredTake, TakeStore
@@ -64,7 +64,7 @@ class Generator:
     generated: int = 0
     reused: int = 0
     _engines: dict[str, Engine] = field(default_factory=dict)
-    _memo: dict[tuple[str, Any], list[Candidate]] = field(default_factory=dict)
+    _memo: dict[tuple[Any, ...], list[Candidate]] = field(default_factory=dict)
 
     def engine(self, name: str) -> Engine:
         if name not in self._engines:
@@ -84,6 +84,25 @@ class Generator:
                 problems.append(f"engine '{name}' (shots {shots}) cannot run here: {available.reason}")
         if problems:
             raise EngineUnavailable("\n".join(problems))
+
+    def preflight(self) -> None:
+        """Probes every referenced clip and image before anything is generated, so a
+        broken file fails the render at once, named, not halfway through.
+
+        Raises:
+            MediaError: a file is unreadable, truncated or has no video.
+        """
+        from .media import probe, read_image
+
+        for files in self.loaded.sources.values():
+            for path in files:
+                info = probe(path)
+                if info.frames < 1:
+                    raise MediaError(path, "holds no video frames")
+        for shot in self.loaded.storyboard.shots:
+            for value in (shot.image, shot.reference):
+                if value:
+                    read_image(self.loaded.resolve(value))
 
     def close(self) -> None:
         for engine in self._engines.values():
@@ -163,8 +182,15 @@ class Generator:
             title=spec.title_card, camera=spec.camera,
             condition_frames=condition_frames, last_frame=last_frame,
             reference=self.loaded.resolve(spec.reference) if spec.reference else None,
-            steps=steps, settings=sb.engine_settings(shot.engine),
+            steps=steps, settings=self._settings(shot.engine),
         )
+
+    def _settings(self, engine: str) -> Any:
+        """The engine's settings with storyboard-relative paths made absolute."""
+        settings = self.loaded.storyboard.engine_settings(engine)
+        if settings.library:
+            settings = settings.model_copy(update={"library": str(self.loaded.resolve(settings.library))})
+        return settings
 
 
 def _describe(request: SegmentRequest, seed: int, segment: SegmentPlan) -> dict[str, Any]:
@@ -207,6 +233,24 @@ def storyboard_digests(loaded: LoadedStoryboard) -> dict[Path, str]:
             if override.image:
                 paths.add(loaded.resolve(override.image))
     return {p: file_digest(p) for p in sorted(paths) if p.is_file()}
+
+
+def engine_fingerprints(loaded: LoadedStoryboard) -> dict[str, dict[str, Any]]:
+    """What beyond a request decides each engine's pixels: its settings, and for an
+    engine drawing on a library folder, the digests of the clips in it.
+    """
+    from .load import expand_source
+    from .plan import settings_fingerprint
+
+    sb = loaded.storyboard
+    fingerprints = {}
+    for name, settings in sb.engines.items():
+        fingerprint = settings_fingerprint(sb, name)
+        if settings.library:
+            clips = expand_source(loaded.base_dir, settings.library)
+            fingerprint["library"] = [file_digest(p) for p in clips]
+        fingerprints[name] = fingerprint
+    return fingerprints
 
 
 def concatenate_segments(store: TakeStore, shot: ShotPlan, takes: list[StoredTake]) -> StoredTake:

@@ -114,7 +114,7 @@ def _read_text(path: Path) -> str:
 # --- pydantic errors -> located issues ------------------------------------------------
 
 def _pydantic_issues(exc: ValidationError, located: Located) -> list[Issue]:
-    found: list[tuple[FieldPath, bool, dict[str, Any]]] = []
+    found: list[tuple[FieldPath, bool, Any]] = []
     for error in exc.errors(include_url=False):
         path, skipped = _clean_loc(error["loc"], located.value)
         found.append((path, skipped, error))
@@ -178,7 +178,7 @@ _TYPE_WORDS = {
 }
 
 
-def _message(error: dict[str, Any], path: FieldPath, located: Located) -> str:
+def _message(error: Any, path: FieldPath, located: Located) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         key = str(path[-1]) if path else "?"
@@ -264,6 +264,13 @@ def check_storyboard(loaded: LoadedStoryboard, *, check_files: bool = True) -> l
                 close = difflib.get_close_matches(shot_id, list(seen), n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 issues.append(at(("variants", index, "shots", shot_id), f"no shot has id '{shot_id}'{hint}"))
+    from .scoring import SCORERS
+
+    for name in sb.scoring.weights:
+        if name not in SCORERS:
+            close = difflib.get_close_matches(name, list(SCORERS), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"scorers: {', '.join(SCORERS)}"
+            issues.append(at(("scoring", "weights", name), f"unknown scorer '{name}'; {hint}"))
     names = [v.name for v in sb.variants]
     for index, name in enumerate(names):
         if names.index(name) != index:

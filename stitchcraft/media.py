@@ -104,6 +104,8 @@ class MediaInfo:
         audio_rate, audio_channels: 0 when there is no audio.
         audio_duration: Seconds of audio.
         profile: Codec profile name, when known.
+        packets: Video packets actually present in the file (fewer than `frames`
+            when a file is truncated).
     """
 
     path: Path
@@ -121,6 +123,7 @@ class MediaInfo:
     audio_channels: int
     audio_duration: float
     profile: str = ""
+    packets: int = 0
 
     @property
     def has_audio(self) -> bool:
@@ -212,7 +215,7 @@ def probe(path: str | os.PathLike[str], *, count_frames: bool = False) -> MediaI
             rotation=rotation, vfr=vfr,
             audio_rate=audio.codec_context.sample_rate if audio else 0,
             audio_channels=audio.codec_context.channels if audio else 0,
-            audio_duration=audio_duration, profile=ctx.profile or "",
+            audio_duration=audio_duration, profile=ctx.profile or "", packets=len(pts),
         )
 
 
@@ -331,12 +334,15 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
 def write_video(frames: Iterable[np.ndarray] | np.ndarray, path: str | os.PathLike[str],
                 fps: Fraction, *, codec: str = "h264", crf: int = 16,
                 preset: str = "veryfast",
-                audio: tuple[Path, float] | None = None) -> Path:
+                audio: tuple[Path, float] | None = None,
+                frame_count: int | None = None) -> Path:
     """Encodes uint8 RGB frames to a video file, atomically.
 
     Frames stream into ffmpeg's stdin, so memory stays flat whatever the length.
 
     Args:
+        frame_count: How many frames an iterator will yield, so the audio can be cut
+            to the exact length (an array says so itself).
         audio: (file, start seconds): sound muxed beside the frames, cut or padded with
             silence to exactly the video's length, 48 kHz stereo AAC.
 
@@ -356,11 +362,19 @@ def write_video(frames: Iterable[np.ndarray] | np.ndarray, path: str | os.PathLi
     args = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
             "-r", format_fps(fps), "-i", "pipe:0"]
     if audio is not None:
-        # The video length is unknown until the frames end, so pad the audio forever and
-        # let the video stream end the file (-shortest on a padded track is exact).
+        # Pad the audio with silence, then cut it at the video's exact length when the
+        # frame count is known; otherwise let the video end the file (-shortest, which
+        # can overshoot by a few audio packets).
+        sound = "aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,apad"
+        ending = ["-shortest"]
+        if isinstance(frames, np.ndarray):
+            frame_count = len(frames)
+        if frame_count:
+            seconds = Fraction(frame_count) / fps
+            sound += f",atrim=end={float(seconds):.6f}"
+            ending = []
         args += ["-ss", f"{audio[1]:.6f}", "-i", str(audio[0]), "-map", "0:v:0", "-map", "1:a:0",
-                 "-af", "aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,apad",
-                 "-c:a", "aac", "-b:a", "192k", "-shortest"]
+                 "-af", sound, "-c:a", "aac", "-b:a", "192k", *ending]
     else:
         args += ["-an"]
     args += encoder_args(codec, crf=crf, preset=preset)
@@ -447,10 +461,26 @@ class Input:
         return [*args, "-i", str(self.path)]
 
 
+def timescale_args(fps: Fraction | None, suffix: str) -> list[str]:
+    """mp4/mov options that make every frame boundary and edit list exact.
+
+    The muxer writes edit lists (B-frame delay) in the movie time scale, 1000 by default:
+    at 24 fps that rounds a segment's length by a few ticks, and joined segments drift.
+    Track and movie share one time scale here, a multiple of the frame rate's numerator.
+    """
+    if fps is None or suffix.lower() not in (".mp4", ".mov", ".m4v"):
+        return []
+    scale = fps.numerator * max(1, -(-10000 // fps.numerator))
+    return ["-video_track_timescale", str(scale), "-movie_timescale", str(scale)]
+
+
 def encode_graph(inputs: Sequence[Input], graph: str, output: Path, *, label: str,
-                 frames: int, codec: str, crf: int, preset: str, what: str) -> str:
+                 frames: int, codec: str, crf: int, preset: str, what: str,
+                 fps: Fraction | None = None, threads: int | None = None) -> str:
     """Runs a video filtergraph and encodes exactly `frames` frames of its `label` output,
-    video only, with stitchcraft's encoder settings for `codec`.
+    video only, with stitchcraft's encoder settings for `codec` (`fps` makes mp4/mov
+    timestamps exact, see `timescale_args`; `threads` caps the encoder's threads, which
+    changes neither the parameter sets nor the output's decodability).
 
     Raises:
         FFmpegError: ffmpeg failed.
@@ -460,7 +490,9 @@ def encode_graph(inputs: Sequence[Input], graph: str, output: Path, *, label: st
         args += source.args()
     args += ["-filter_complex", graph, "-map", f"[{label}]", "-frames:v", str(frames),
              "-an", "-sn", "-dn", "-fps_mode", "passthrough",
-             *encoder_args(codec, crf=crf, preset=preset), "-map_metadata", "-1", str(output)]
+             *encoder_args(codec, crf=crf, preset=preset), "-map_metadata", "-1",
+             *(["-threads", str(threads)] if threads else []),
+             *timescale_args(fps, Path(output).suffix), str(output)]
     return run_ffmpeg(args, what=what)
 
 
@@ -531,7 +563,8 @@ def detect_silence(path: Path, *, noise_db: float = -35.0, min_seconds: float = 
 
 
 def mux(video_segments: Sequence[Path], output: Path, *, workdir: Path,
-        audio: Path | None = None, subtitles: Path | None = None, faststart: bool = True) -> None:
+        audio: Path | None = None, subtitles: Path | None = None, faststart: bool = True,
+        fps: Fraction | None = None, final_suffix: str | None = None) -> None:
     """Joins video segments by stream copy (concat demuxer) and muxes audio and a
     subtitle track beside them. Segments must share codec parameters exactly.
 
@@ -552,15 +585,17 @@ def mux(video_segments: Sequence[Path], output: Path, *, workdir: Path,
     if subtitles is not None:
         args += ["-i", str(subtitles)]
         maps += ["-map", f"{1 + (audio is not None)}:s:0"]
-    subtitle_codec = "mov_text" if output.suffix.lower() in (".mp4", ".mov", ".m4v") else (
+    subtitle_codec = "mov_text" if (final_suffix or output.suffix).lower() in (
+        ".mp4", ".mov", ".m4v") else (
         "ass" if subtitles is not None and subtitles.suffix.lower() == ".ass" else "srt")
     args += [*maps, "-c:v", "copy", "-c:a", "copy", "-c:s", subtitle_codec,
              "-map_metadata", "-1", "-map_chapters", "-1"]
-    if faststart and output.suffix.lower() in (".mp4", ".mov", ".m4v"):
-        args += ["-movflags", "+faststart"]
     # The container is picked from the final name, not the temporary one.
-    container = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}.get(
-        output.suffix.lower())
+    suffix = (final_suffix or output.suffix).lower()
+    if faststart and suffix in (".mp4", ".mov", ".m4v"):
+        args += ["-movflags", "+faststart"]
+    args += timescale_args(fps, suffix)
+    container = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}.get(suffix)
     if container:
         args += ["-f", container]
     try:
@@ -647,7 +682,9 @@ def copy_video_span(source: Path, output: Path, start: int, end: int, fps: Fract
     import av
 
     source = Path(source)
-    with _open(source) as container, av.open(str(output), "w") as out:
+    flags = timescale_args(fps, Path(output).suffix)
+    options = {flag.lstrip("-"): value for flag, value in zip(flags[::2], flags[1::2], strict=True)}
+    with _open(source) as container, av.open(str(output), "w", options=options) as out:
         video = container.streams.video[0]
         stream = out.add_stream_from_template(video)
         tb = video.time_base
@@ -681,3 +718,38 @@ def copy_video_span(source: Path, output: Path, start: int, end: int, fps: Fract
 def video_packet_count(path: Path) -> int:
     """Video frames in a file, counted from its packets (exact, no decoding)."""
     return probe(path, count_frames=True).frames
+
+
+def probe_audio(path: str | os.PathLike[str]) -> tuple[int, int, float]:
+    """(sample rate, channels, seconds) of a file's first audio stream.
+
+    Raises:
+        MediaError: missing, unreadable, or without audio.
+    """
+    path = Path(path)
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise MediaError(path, "has no audio stream")
+        audio = container.streams.audio[0]
+        if audio.duration is not None and audio.time_base:
+            seconds = float(audio.duration * audio.time_base)
+        elif container.duration:
+            seconds = container.duration / 1_000_000
+        else:
+            seconds = 0.0
+        return audio.codec_context.sample_rate, audio.codec_context.channels, seconds
+
+
+def data_end(path: str | os.PathLike[str]) -> float:
+    """Seconds from the file's start to the end of its last packet, over all streams
+    (demuxed, not decoded): less than the stated duration when a file is cut short."""
+    path = Path(path)
+    end = 0.0
+    with _open(path) as container:
+        start = (container.start_time or 0) / 1_000_000
+        for packet in container.demux():
+            if packet.pts is None or not packet.time_base:
+                continue
+            stop = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+            end = max(end, stop - start)
+    return end

@@ -185,7 +185,7 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
         gen_w, gen_h = _fit_size(width, height, caps.size_multiple)
         candidates = shot.candidates or sb.defaults.candidates
         seed = shot.seed if shot.seed is not None else sb.defaults.seed + 1000 * index
-        fingerprint = dict((fingerprints or {}).get(engine) or _settings_fingerprint(sb, engine))
+        fingerprint = dict((fingerprints or {}).get(engine) or settings_fingerprint(sb, engine))
         if quality == "draft" and shot.kind == "prompt":
             fingerprint["steps"] = sb.draft_steps
         base = {
@@ -308,7 +308,8 @@ def take_id(segment_hash: str, seed: int, *, condition: str | None = None,
                          "bridge": bridge})
 
 
-def _settings_fingerprint(sb: Storyboard, engine: str) -> dict[str, Any]:
+def settings_fingerprint(sb: Storyboard, engine: str) -> dict[str, Any]:
+    """The engine settings that decide pixels (not device placement or batching)."""
     settings = sb.engine_settings(engine)
     return {"model": settings.model, "image_model": settings.image_model, "dtype": settings.dtype,
             "steps": settings.steps, "guidance": settings.guidance}
@@ -322,6 +323,7 @@ def _digest(loaded: LoadedStoryboard, value: str | None, digests: Mapping[Path, 
 
 
 def _fit_size(width: int, height: int, multiple: int) -> tuple[int, int]:
+    # Round up: the cut then crops a few pixels instead of upscaling.
     if multiple <= 2:
         return width, height
-    return max(multiple, round(width / multiple) * multiple), max(multiple, round(height / multiple) * multiple)
+    return -(-width // multiple) * multiple, -(-height // multiple) * multiple

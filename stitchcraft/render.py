@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import ConfigError, RenderError
+from .errors import ConfigError
 from .generate import (
     Candidate,
     Conditioning,
     Generator,
     concatenate_segments,
     default_cache,
+    engine_fingerprints,
     storyboard_digests,
 )
 from .load import LoadedStoryboard
@@ -79,7 +80,7 @@ class Output:
 class RenderResult:
     outputs: list[Output]
     manifest: Path
-    report: Path | None
+    report: Path
     generated: int
     reused: int
     warnings: list[str]
@@ -90,7 +91,7 @@ class RenderResult:
             "ok": True,
             "outputs": [{"variant": o.variant, "path": str(o.path), "frames": o.frames,
                          "duration": o.duration, "size": f"{o.width}x{o.height}"} for o in self.outputs],
-            "manifest": str(self.manifest), "report": str(self.report) if self.report else None,
+            "manifest": str(self.manifest), "report": str(self.report),
             "takes_generated": self.generated, "takes_reused": self.reused,
             "warnings": self.warnings, "seconds": round(self.seconds, 2),
         }
@@ -118,6 +119,7 @@ class Selection:
     chosen: list[Candidate]
     offered: list[list[Candidate]]
     scored: list[list[dict[str, Any]]]
+    gains: list[dict[str, Any]]
     shot_takes: dict[str, StoredTake]
     weak_seams: list[dict[str, Any]]
 
@@ -143,7 +145,8 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
     store = TakeStore(options.cache or default_cache(loaded))
     digests = storyboard_digests(loaded)
     reporter.stage("plan")
-    plan = plan_storyboard(loaded, quality=options.quality, digests=digests)
+    plan = plan_storyboard(loaded, quality=options.quality, digests=digests,
+                           fingerprints=engine_fingerprints(loaded))
     reporter.log(f"plan: {len(plan.shots)} shots, {plan.total_frames} frames "
                  f"({float(plan.total_frames / plan.fps):.2f} s) at {plan.fps} fps")
     from .scoring import ScoreBook
@@ -154,11 +157,12 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
         reporter.warn(warning)
     generator = Generator(loaded, plan, store)
     total_takes = sum(len(s.segments) * s.candidates for s in plan.shots)
-    reporter.stage("generate", total_takes)
+    reporter.stage("generate & score", total_takes)
     generator.on_take = lambda seg, take, reused: reporter.advance(
         f"{seg.shot_id}: {'cached' if reused else 'made'} {take.label or take.id[:10]}")
     try:
         generator.check_engines()
+        generator.preflight()
         main = _choose(loaded, plan, generator, book, options, reporter)
         cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]] = [(None, main, loaded)]
         for variant in sb.variants:
@@ -168,7 +172,8 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
             if derived is loaded:
                 cuts.append((variant, main, loaded))
                 continue
-            vplan = plan_storyboard(derived, quality=options.quality, digests=storyboard_digests(derived))
+            vplan = plan_storyboard(derived, quality=options.quality, digests=storyboard_digests(derived),
+                                    fingerprints=engine_fingerprints(derived))
             vgen = Generator(derived, vplan, store, on_take=generator.on_take,
                              _engines=generator._engines)
             selection = _choose(derived, vplan, vgen, book, options, reporter)
@@ -258,13 +263,16 @@ def _choose(loaded: LoadedStoryboard, plan: Plan, generator: Generator, book: An
             current = source_of(unit, candidate.take)
             scores = dict(book.take_scores(current))
             seams: dict[str, Any] = {}
-            for neighbour, ahead in ((unit.previous, False), (unit.following, True)):
+            # Seams are judged only where the picture is meant to continue: a chained
+            # start, or a bridge's end. A cut to other content is supposed to differ.
+            for neighbour, ahead in ((unit.condition, False), (unit.bridge, True)):
                 if neighbour is not None and neighbour in chosen:
                     other = source_of(units[neighbour], chosen[neighbour].take)
                     pair = book.seam_scores(current, other) if ahead else book.seam_scores(other, current)
-                    seams["next" if ahead else "previous"] = pair
+                    side = "next" if ahead else "previous"
+                    seams[side] = pair
                     for name, score in pair.items():
-                        scores[f"{name}:{'next' if ahead else 'previous'}"] = score
+                        scores[f"{name}:{side}"] = score
             if unit.chain_root is not None and unit.chain_root in chosen:
                 root = source_of(units[unit.chain_root], chosen[unit.chain_root].take)
                 scores.update(book.drift_scores(root, current))
@@ -279,16 +287,15 @@ def _choose(loaded: LoadedStoryboard, plan: Plan, generator: Generator, book: An
 
     rounds = 0
     while True:
-        reporter.stage("select")
         best = beam_search(len(units), options_for, width)
         chosen = [cands_by_id[t] for t in best.takes]
         gains = [details[(best.takes[:i], t)] for i, t in enumerate(best.takes)]
         weak = []
         for i, unit in enumerate(units):
             seam = gains[i]["seams"].get("previous")
-            if seam is not None and seam < sb.scoring.seam_threshold and unit.previous is not None:
+            if seam is not None and seam < sb.scoring.seam_threshold and unit.condition is not None:
                 weak.append({"shot": unit.shot.id, "segment": unit.segment.index,
-                             "after": units[unit.previous].shot.id, "score": round(seam, 4)})
+                             "after": units[unit.condition].shot.id, "score": round(seam, 4)})
         if not weak or rounds >= options.reroll:
             break
         rounds += 1
@@ -310,7 +317,7 @@ def _choose(loaded: LoadedStoryboard, plan: Plan, generator: Generator, book: An
         takes.sort(key=lambda t: next(u.segment.index for i, u in enumerate(units)
                                       if chosen[i].take.id == t.id))
         shot_takes[shot.id] = concatenate_segments(generator.store, shot, takes)
-    return Selection(plan, units, chosen, offered_final, scored, shot_takes, weak)
+    return Selection(plan, units, chosen, offered_final, scored, gains, shot_takes, weak)
 
 
 def _apply_pick(candidates: list[Candidate], pick: str | int, unit: Unit) -> list[Candidate]:
@@ -448,7 +455,7 @@ def _assemble_all(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, Sel
 
 def _write_manifest(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]],
                     outputs: list[Output], store: TakeStore, book: Any, options: RenderOptions,
-                    warnings: list[str], generator: Generator) -> tuple[Path, Path | None]:
+                    warnings: list[str], generator: Generator) -> tuple[Path, Path]:
     from .media import atomic_output
 
     main_output = outputs[0].path
@@ -472,6 +479,8 @@ def _write_manifest(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, S
         "cache": str(store.root),
         "shots": main["shots"],
         "weak_seams": main["weak_seams"],
+        "seam_threshold": loaded.storyboard.scoring.seam_threshold,
+        "drift": _drift_curve(cuts[0][1]),
         "variants": cut_data[1:],
         "warnings": warnings,
         "scoring": book.stats() if hasattr(book, "stats") else {},
@@ -481,14 +490,23 @@ def _write_manifest(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, S
     manifest = main_output.parent / "manifest.json"
     with atomic_output(manifest) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=str))
-    report_path: Path | None = main_output.parent / "report.html"
-    try:
-        from .report import write_report
+    from .report import write_report
 
-        write_report(data, report_path)
-    except ImportError:
-        report_path = None
+    report_path = main_output.parent / "report.html"
+    write_report(data, report_path)
     return manifest, report_path
+
+
+def _drift_curve(selection: Selection) -> list[dict[str, Any]]:
+    """Colour drift of each chained take against the first take of its chain."""
+    points = []
+    for i, unit in enumerate(selection.units):
+        root = unit.chain_root
+        drift = selection.gains[i]["raw"].get("drift") if root is not None else None
+        if root is not None and drift and "delta_e" in drift:
+            points.append({"shot": unit.shot.id, "segment": unit.segment.index,
+                           "chain": selection.units[root].shot.id, "delta_e": round(drift["delta_e"], 3)})
+    return points
 
 
 def _shots_manifest(selection: Selection) -> dict[str, Any]:

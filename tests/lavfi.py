@@ -45,3 +45,33 @@ def make_image(path: Path, *, size: str = "640x360", source: str = "testsrc2") -
     run_ffmpeg(["-f", "lavfi", "-i", f"{source}=size={size}:rate=1", "-frames:v", "1", str(path)],
                what=f"make test image {path.name}")
     return path
+
+
+def make_halves(path: Path, *, size: str = "160x90", rate: str = "24", seconds: float = 1.0,
+                split: str = "vertical", video_args: list[str] | None = None,
+                audio: str | None = None) -> Path:
+    """Writes a clip whose left (or top) half is red and right (or bottom) half blue, for
+    checking geometry: rotation, pixel aspect and fitting."""
+    width, height = (int(side) for side in size.split("x"))
+    box = (f"x={width // 2}:y=0:w={width - width // 2}:h={height}" if split == "vertical"
+           else f"x=0:y={height // 2}:w={width}:h={height - height // 2}")
+    source = f"color=c=red:size={size}:rate={rate},drawbox={box}:color=blue:t=fill"
+    args = video_args if video_args is not None else ["-c:v", "libx264", "-pix_fmt", "yuv420p",
+                                                      "-preset", "ultrafast"]
+    return make_video(path, seconds=seconds, source=source, audio=audio, video_args=args)
+
+
+def set_rotation(source: Path, path: Path, degrees: int) -> Path:
+    """Copies a clip, adding display-rotation metadata (as phones write it)."""
+    run_ffmpeg(["-display_rotation:v:0", str(degrees), "-i", str(source), "-c", "copy",
+                str(path)], what=f"rotate {source.name}")
+    return path
+
+
+def make_tone(path: Path, *, seconds: float = 2.0, frequency: int = 440, rate: int = 48000,
+              volume_db: float = -20.0) -> Path:
+    """Writes an audio-only sine tone (music beds, voice-overs)."""
+    run_ffmpeg(["-f", "lavfi", "-i", f"sine=frequency={frequency}:sample_rate={rate}",
+                "-t", str(seconds), "-af", f"volume={volume_db}dB", str(path)],
+               what=f"make test tone {path.name}")
+    return path

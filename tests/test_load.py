@@ -7,8 +7,8 @@ import string
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from lavfi import make_image, make_video
+
 from stitchcraft.errors import StoryboardError
 from stitchcraft.load import load_storyboard
 

@@ -1,0 +1,380 @@
+"""The render report: ``report.html``, a contact sheet of every shot's candidates.
+
+One self-contained file that opens from disk with no server and no network:
+thumbnails are inlined as base64 JPEG, the styles are inline CSS, the drift curve is
+inline SVG, and nothing needs JavaScript.
+
+`write_report` reads the same data as ``manifest.json``::
+
+    {
+      "title": str, "output": str,
+      "seam_threshold": float,                      # optional, default 0.35
+      "shots": {shot_id: {                          # or a list of {"id": shot_id, ...}
+          "chosen": take_id,
+          "segments": [{"index": int, "chosen": take_id, "candidates": [candidate]}],
+          # or, for a one-segment shot, "candidates": [candidate] directly
+          "seam": {"value": float, "parts": {...}},  # optional; else read from the chosen
+      }},                                             # candidate's "seams"/"components"
+      "weak_seams": [{"shot", "after", "score"}],   # optional
+      "drift": [{"shot": str, "delta_e": float, "chain": str}],  # optional; else read
+      "warnings": [str],                            # from the chosen candidates' details
+      "scoring": {"frames_decoded", "seconds", "scorers": {...}},  # ScoreBook.stats()
+    }
+
+    candidate = {"id", "engine", "seed", "label", "path", "score",
+                 "components" (or "parts"): {scorer: value 0..1},
+                 "details": {scorer: {part: number}},      # optional raw parts
+                 "seams": {"previous": value, "next": value},  # optional
+                 "thumbs": [jpeg bytes or file paths]}      # optional; else made from "path"
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+THUMB_WIDTH = 240
+DEFAULT_SEAM_THRESHOLD = 0.35
+VISIBLE_DRIFT = 10.0  # delta E beyond which a colour shift is plain to see
+
+
+def make_thumbnails(path: str | os.PathLike[str], frames: int | None = None, *,
+                    width: int = THUMB_WIDTH) -> list[bytes]:
+    """The first, middle and last frames of a video as small JPEGs.
+
+    Args:
+        path: The video.
+        frames: Its frame count, if known (saves a probe).
+        width: Thumbnail width in pixels.
+
+    Raises:
+        MediaError: the video is unreadable.
+    """
+    from .media import probe, read_frames
+
+    info = probe(path)
+    count = frames or info.frames
+    height = max(2, round(info.height * width / info.width / 2) * 2)
+    picks = sorted({0, (count - 1) // 2, count - 1})
+    images = [read_frames(path, index, 1, size=(width, height))[0] for index in picks]
+    while len(images) < 3:
+        images.append(images[-1])
+    return [encode_jpeg(image) for image in images]
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 82) -> bytes:
+    """uint8 RGB H x W x 3 -> JPEG bytes."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def write_report(data: Mapping[str, Any], path: str | os.PathLike[str],
+                 thumbnails: Mapping[str, Sequence[bytes]] | None = None) -> Path:
+    """Writes the HTML contact sheet, atomically.
+
+    Args:
+        data: The render's manifest data (shape in the module docstring).
+        path: Where ``report.html`` goes.
+        thumbnails: JPEG bytes (first, middle, last) by candidate id; candidates not in
+            it use their own ``thumbs`` or are read from their video ``path``.
+
+    Returns:
+        The written path.
+    """
+    from .media import atomic_output
+
+    path = Path(path)
+    page = render_report(data, thumbnails)
+    with atomic_output(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------------------
+# Reading the data
+
+
+def _shots(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Normalises ``shots`` into a list of rows: one per shot segment."""
+    raw = data.get("shots") or []
+    items = list(raw.items()) if isinstance(raw, Mapping) else [(s.get("id", "?"), s) for s in raw]
+    rows = []
+    previous_id = None
+    for shot_id, shot in items:
+        segments = shot.get("segments") or [{"index": 0, "chosen": shot.get("chosen"),
+                                             "candidates": shot.get("candidates", [])}]
+        for segment in segments:
+            label = str(shot_id) if len(segments) == 1 else f"{shot_id} · part {segment.get('index', 0) + 1}"
+            chosen = segment.get("chosen") or shot.get("chosen")
+            rows.append({"shot": str(shot_id), "label": label, "chosen": chosen,
+                         "candidates": segment.get("candidates", []), "after": previous_id,
+                         "seam": shot.get("seam") if segment is segments[0] else None})
+            previous_id = str(shot_id)
+    return rows
+
+
+def _chosen(row: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return next((c for c in row["candidates"] if c.get("id") == row["chosen"]), None)
+
+
+def _components(candidate: Mapping[str, Any]) -> dict[str, float]:
+    values = candidate.get("components") or candidate.get("parts") or {}
+    return {str(k): float(v) for k, v in values.items() if isinstance(v, int | float)}
+
+
+def _seam_of(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The seam into this row from the row before: value and per-scorer values."""
+    if row.get("seam"):
+        seam = dict(row["seam"])
+        return seam if seam.get("value") is not None else None
+    chosen = _chosen(row)
+    if chosen is None or row["after"] is None:
+        return None
+    value = (chosen.get("seams") or {}).get("previous")
+    if value is None:
+        return None
+    parts = {k.split(":")[0]: v for k, v in _components(chosen).items() if k.endswith(":previous")}
+    return {"value": float(value), "parts": parts}
+
+
+def _drift(data: Mapping[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if data.get("drift"):
+        return [dict(point) for point in data["drift"]]
+    points = []
+    for row in rows:
+        chosen = _chosen(row)
+        details = (chosen or {}).get("details") or {}
+        drift = details.get("drift")
+        if drift and "delta_e" in drift:
+            points.append({"shot": row["label"], "delta_e": float(drift["delta_e"]),
+                           "chain": row["shot"]})
+    return points
+
+
+def _thumbs(candidate: Mapping[str, Any], given: Mapping[str, Sequence[bytes]] | None,
+            made: dict[str, list[bytes]]) -> list[bytes]:
+    take_id = str(candidate.get("id", ""))
+    if given and take_id in given:
+        return list(given[take_id])
+    thumbs = candidate.get("thumbs")
+    if thumbs:
+        return [t if isinstance(t, bytes | bytearray) else Path(t).read_bytes() for t in thumbs]
+    video = candidate.get("path")
+    if not video:
+        return []
+    if video not in made:
+        from .errors import MediaError
+
+        try:
+            made[video] = make_thumbnails(video, candidate.get("frames"))
+        except (MediaError, OSError, ValueError):
+            made[video] = []
+    return made[video]
+
+
+# ---------------------------------------------------------------------------------------
+# Writing the page
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _img(jpeg: bytes, alt: str) -> str:
+    encoded = base64.b64encode(jpeg).decode("ascii")
+    return f'<img src="data:image/jpeg;base64,{encoded}" alt="{_e(alt)}">'
+
+
+def _tone(value: float, threshold: float) -> str:
+    if value < threshold:
+        return "bad"
+    return "good" if value >= max(0.7, threshold + 0.2) else "fair"
+
+
+def _bars(values: Mapping[str, float]) -> str:
+    rows = []
+    for name, value in sorted(values.items()):
+        clamped = min(1.0, max(0.0, value))
+        rows.append(f'<div class="bar"><span class="name">{_e(name)}</span>'
+                    f'<span class="track"><span class="fill" style="width:{clamped * 100:.0f}%"></span></span>'
+                    f'<span class="num">{value:.2f}</span></div>')
+    return "".join(rows)
+
+
+def _card(candidate: Mapping[str, Any], index: int, chosen: bool, thumbs: list[bytes]) -> str:
+    name = f"#{index + 1}"
+    strip = "".join(_img(t, f"{name} {where}") for t, where in zip(thumbs, ("first", "middle", "last"), strict=False))
+    if not strip:
+        strip = '<div class="nothumb">no preview</div>'
+    score = candidate.get("score")
+    score_text = f"{float(score):.3f}" if isinstance(score, int | float) else "–"
+    meta = " · ".join(_e(x) for x in (candidate.get("engine"), f"seed {candidate['seed']}"
+                                      if candidate.get("seed") is not None else None,
+                                      candidate.get("label")) if x)
+    badge = '<span class="badge">✓ chosen</span>' if chosen else ""
+    details = candidate.get("details") or {}
+    notes = "".join(f"<li><b>{_e(k)}</b> {_e(', '.join(f'{p} {v:.3g}' for p, v in parts.items() if isinstance(v, int | float)))}</li>"
+                    for k, parts in sorted(details.items()) if isinstance(parts, Mapping) and parts)
+    raw = f'<details><summary>raw measures</summary><ul>{notes}</ul></details>' if notes else ""
+    return (f'<article class="card{" chosen" if chosen else ""}">'
+            f'<div class="strip">{strip}</div>'
+            f'<header><span class="idx">{name}</span>{badge}<span class="score">{score_text}</span></header>'
+            f'<p class="meta">{meta}</p>'
+            f'<div class="bars">{_bars(_components(candidate))}</div>{raw}'
+            f'<p class="id">{_e(str(candidate.get("id", ""))[:12])}</p></article>')
+
+
+def _seam_banner(row: Mapping[str, Any], seam: Mapping[str, Any], threshold: float, weak: bool) -> str:
+    value = float(seam["value"])
+    tone = "bad" if weak or value < threshold else _tone(value, threshold)
+    parts = " ".join(f'<span class="chip">{_e(k)} {float(v):.2f}</span>'
+                     for k, v in sorted((seam.get("parts") or {}).items()) if isinstance(v, int | float))
+    warning = f' <b class="weak">below threshold {threshold:.2f}</b>' if tone == "bad" else ""
+    return (f'<div class="seam {tone}"><span class="arrow">⟶</span> seam '
+            f'<b>{_e(row["after"])}</b> → <b>{_e(row["shot"])}</b> '
+            f'<span class="seamvalue">{value:.3f}</span>{warning} {parts}</div>')
+
+
+def _drift_svg(points: list[dict[str, Any]]) -> str:
+    if not points:
+        return '<p class="muted">No chained shots: nothing to drift.</p>'
+    width, height, left, right, top, bottom = 900, 260, 56, 20, 20, 64
+    step = 5.0
+    top_value = step * np.ceil(max(VISIBLE_DRIFT * 1.5, max(p["delta_e"] for p in points) * 1.1) / step)
+    if top_value / step > 8:
+        step = top_value / 8
+    count = len(points)
+
+    def x(i: int) -> float:
+        return left + (width - left - right) * (0.5 if count == 1 else i / (count - 1))
+
+    def y(value: float) -> float:
+        return top + (height - top - bottom) * (1 - value / top_value)
+
+    grid = []
+    for tick in np.arange(0, top_value + step / 2, step):
+        grid.append(f'<line x1="{left}" x2="{width - right}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" class="grid"/>'
+                    f'<text x="{left - 8}" y="{y(tick) + 4:.1f}" class="tick" text-anchor="end">{tick:.0f}</text>')
+    grid.append(f'<line x1="{left}" x2="{width - right}" y1="{y(VISIBLE_DRIFT):.1f}" y2="{y(VISIBLE_DRIFT):.1f}" class="limit"/>'
+                f'<text x="{width - right}" y="{y(VISIBLE_DRIFT) - 6:.1f}" class="tick" text-anchor="end">visible (ΔE {VISIBLE_DRIFT:.0f})</text>')
+    lines, dots = [], []
+    chains: dict[str, list[int]] = {}
+    for i, point in enumerate(points):
+        chains.setdefault(str(point.get("chain", "")), []).append(i)
+    for members in chains.values():
+        coords = " ".join(f"{x(i):.1f},{y(points[i]['delta_e']):.1f}" for i in members)
+        lines.append(f'<polyline points="{coords}" class="curve"/>')
+    for i, point in enumerate(points):
+        tone = "bad" if point["delta_e"] >= VISIBLE_DRIFT else "good"
+        dots.append(f'<circle cx="{x(i):.1f}" cy="{y(point["delta_e"]):.1f}" r="5" class="dot {tone}">'
+                    f'<title>{_e(point["shot"])}: ΔE {point["delta_e"]:.2f}</title></circle>'
+                    f'<text x="{x(i):.1f}" y="{height - bottom + 18}" class="tick" text-anchor="middle">{_e(point["shot"])}</text>')
+    axis = (f'<text x="14" y="{(height - bottom) / 2:.0f}" class="tick" transform="rotate(-90 14 {(height - bottom) / 2:.0f})" '
+            f'text-anchor="middle">ΔE vs chain start</text>')
+    return (f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="drift curve">'
+            f'{"".join(grid)}{"".join(lines)}{"".join(dots)}{axis}</svg>')
+
+
+def render_report(data: Mapping[str, Any], thumbnails: Mapping[str, Sequence[bytes]] | None = None) -> str:
+    """The report's HTML as a string (see `write_report`)."""
+    threshold = float(data.get("seam_threshold", DEFAULT_SEAM_THRESHOLD))
+    rows = _shots(data)
+    weak = {(str(w.get("after")), str(w.get("shot"))) for w in data.get("weak_seams", [])}
+    made: dict[str, list[bytes]] = {}
+    sections = []
+    for row in rows:
+        seam = _seam_of(row)
+        banner = _seam_banner(row, seam, threshold, (str(row["after"]), row["shot"]) in weak) if seam else ""
+        cards = "".join(_card(c, i, c.get("id") == row["chosen"], _thumbs(c, thumbnails, made))
+                        for i, c in enumerate(row["candidates"]))
+        sections.append(f'{banner}<section class="shot"><h2>{_e(row["label"])}'
+                        f'<span class="count">{_plural(len(row["candidates"]), "candidate")}</span></h2>'
+                        f'<div class="cards">{cards}</div></section>')
+    warnings = "".join(f"<li>{_e(w)}</li>" for w in data.get("warnings", []))
+    stats = data.get("scoring") or {}
+    candidates = sum(len(r["candidates"]) for r in rows)
+    summary = [_plural(len(rows), "shot"), _plural(candidates, "candidate")]
+    if stats.get("frames_decoded") is not None:
+        summary.append(f"{stats['frames_decoded']} frames decoded for scoring in {float(stats.get('seconds', 0)):.1f} s")
+    if weak:
+        summary.append(_plural(len(weak), "weak seam"))
+    title = data.get("title") or "stitchcraft render"
+    output = data.get("output", "")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(title)} · stitchcraft report</title>
+<style>{_CSS}</style></head>
+<body>
+<header class="top"><h1>{_e(title)}</h1>
+<p class="muted">{_e(output)}</p>
+<p class="summary">{" · ".join(_e(s) for s in summary)}</p></header>
+{f'<aside class="warnings"><h3>Warnings</h3><ul>{warnings}</ul></aside>' if warnings else ""}
+<main>{"".join(sections)}</main>
+<section class="drift"><h2>Drift across chains</h2>{_drift_svg(_drift(data, rows))}</section>
+<footer class="muted">Scores run 0 to 1, higher is better; the chosen take of each shot is
+outlined in green. Seams under {threshold:.2f} are marked red. Made by stitchcraft.</footer>
+</body></html>
+"""
+
+
+_CSS = """
+:root { --bg:#f4f3ef; --ink:#1d1f24; --muted:#6b6f78; --card:#fff; --line:#dedbd2;
+  --good:#1f8a4c; --fair:#b7791f; --bad:#c53030; --accent:#2b59c3; }
+* { box-sizing:border-box; }
+body { margin:0; padding:28px 36px 48px; background:var(--bg); color:var(--ink);
+  font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif; }
+h1 { margin:0 0 4px; font-size:26px; letter-spacing:-0.01em; }
+h2 { margin:0 0 12px; font-size:18px; display:flex; align-items:baseline; gap:12px; }
+.muted, .count { color:var(--muted); font-weight:normal; font-size:13px; }
+.summary { margin:6px 0 0; font-weight:600; }
+.top { margin-bottom:20px; }
+.warnings { background:#fff8e6; border:1px solid #f0d48a; border-radius:8px; padding:10px 16px; margin-bottom:20px; }
+.warnings h3 { margin:0 0 4px; font-size:14px; color:#8a5a00; }
+.warnings ul { margin:0; padding-left:18px; }
+.shot { background:#fbfaf7; border:1px solid var(--line); border-radius:10px; padding:16px; margin:0 0 14px; }
+.cards { display:flex; flex-wrap:wrap; gap:14px; }
+.card { background:var(--card); border:2px solid var(--line); border-radius:10px; padding:10px; width:392px; }
+.card.chosen { border:3px solid var(--good); box-shadow:0 0 0 4px rgba(31,138,76,.15); }
+.strip { display:flex; gap:4px; }
+.strip img { width:120px; height:auto; border-radius:4px; display:block; background:#000; }
+.nothumb { width:100%; height:68px; display:flex; align-items:center; justify-content:center; background:#eee; color:var(--muted); border-radius:4px; }
+.card header { display:flex; align-items:center; gap:8px; margin-top:8px; }
+.idx { font-weight:700; }
+.badge { background:var(--good); color:#fff; border-radius:999px; padding:1px 9px; font-size:12px; font-weight:700; }
+.score { margin-left:auto; font-size:20px; font-weight:700; font-variant-numeric:tabular-nums; }
+.meta { margin:2px 0 6px; color:var(--muted); font-size:12px; }
+.bar { display:flex; align-items:center; gap:6px; font-size:12px; }
+.bar .name { width:130px; overflow:hidden; text-overflow:ellipsis; white-space:nowrap; }
+.bar .track { flex:1; height:7px; background:#ecebe6; border-radius:4px; overflow:hidden; }
+.bar .fill { display:block; height:100%; background:var(--accent); }
+.bar .num { width:36px; text-align:right; font-variant-numeric:tabular-nums; }
+.id { margin:6px 0 0; color:var(--muted); font:11px ui-monospace,Menlo,monospace; }
+details { margin-top:6px; font-size:12px; } details ul { margin:4px 0 0; padding-left:16px; }
+.seam { margin:0 0 10px 18px; padding:6px 12px; border-left:4px solid var(--line); font-size:13px; }
+.seam.good { border-color:var(--good); } .seam.fair { border-color:var(--fair); }
+.seam.bad { border-color:var(--bad); background:#fdecec; }
+.seamvalue { font-weight:700; font-variant-numeric:tabular-nums; margin:0 6px; }
+.weak { color:var(--bad); }
+.chip { display:inline-block; background:#fff; border:1px solid var(--line); border-radius:999px; padding:0 8px; margin:0 2px; font-size:12px; }
+.drift { background:#fff; border:1px solid var(--line); border-radius:10px; padding:16px; margin-top:20px; }
+svg .grid { stroke:#e6e3db; } svg .limit { stroke:var(--bad); stroke-dasharray:6 5; }
+svg .tick { fill:var(--muted); font-size:12px; }
+svg .curve { fill:none; stroke:var(--accent); stroke-width:2.5; }
+svg .dot.good { fill:var(--accent); } svg .dot.bad { fill:var(--bad); }
+footer { margin-top:24px; }
+"""

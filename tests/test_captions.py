@@ -1,0 +1,95 @@
+"""Burned text: any characters a user types, fonts at awkward paths, subtitles, a logo."""
+
+from __future__ import annotations
+
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from lavfi import make_video
+
+from stitchcraft.assemble import CutClip, CutSpec, CutTransition, assemble
+from stitchcraft.captions import filter_value
+from stitchcraft.media import probe, read_frames, run_ffmpeg
+from stitchcraft.storyboard import Text
+
+CUT = CutTransition("cut", 0)
+NASTY = "It's \"quoted\": 100% C:\\path\\n [a,b]; {x} %{pts} ü日本語 Ελληνικά — done\\"
+FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("captions")
+    return make_video(folder / "plain.mp4", seconds=1, size="320x180",
+                      source="color=c=0x336699:size=320x180:rate=24", audio=None)
+
+
+def cut(clip_path: Path, tmp: Path, name: str, **options):
+    text = options.pop("text", None)
+    spec = CutSpec([CutClip("s", clip_path, 24, CUT, text=text)], Fraction(24), 320, 180,
+                   **options)
+    return assemble(spec, tmp / name, workdir=tmp / "work")
+
+
+@pytest.mark.parametrize("value", ["plain", "a:b", "it's", "back\\slash", "[x],y;z", "'", "%{n}"])
+def test_filter_value_survives_the_graph_parser(tmp_path, value):
+    # A drawtext whose textfile path holds the awkward characters must find the file.
+    folder = tmp_path / value.replace("/", "_")
+    folder.mkdir()
+    text_file = folder / "t.txt"
+    text_file.write_text("x", encoding="utf-8")
+    run_ffmpeg(["-f", "lavfi", "-i", "color=size=32x32:rate=1", "-frames:v", "1", "-vf",
+                f"drawtext=textfile={filter_value(str(text_file))}:fontfile="
+                f"{filter_value(str(FONT))}", "-f", "null", "-"], what="escape test")
+
+
+def test_text_with_any_characters_renders(plain, tmp_path):
+    if not FONT.exists():
+        pytest.skip("DejaVu font not installed")
+    weird_font = tmp_path / "fonts: it's [odd], really; 100%" / "Sans.ttf"
+    weird_font.parent.mkdir()
+    shutil.copy(FONT, weird_font)
+    text = Text(content=NASTY + "\nsecond line", position="bottom", size=0.1, color="#ffcc00",
+                font=str(weird_font), box=True, fade=0.0)
+    result = cut(plain, tmp_path, "text.mp4", text=text)
+    with_text = read_frames(result.path, 12, 1)[0].astype(int)
+    without = read_frames(plain, 12, 1)[0].astype(int)
+    changed = np.abs(with_text - without).sum(axis=2) > 60
+    assert changed[90:].sum() > 500  # drawn in the lower half
+    assert changed[:40].sum() == 0  # nothing at the top
+
+
+def test_text_timing_and_fades_follow_the_clip(plain, tmp_path):
+    text = Text(content="timed", position="center", size=0.2, start=0.5, duration=0.25, fade=0.0)
+    result = cut(plain, tmp_path, "timed.mp4", text=text)
+    frames = read_frames(result.path).astype(int)
+    base = read_frames(plain).astype(int)
+    drawn = [int((np.abs(frames[i] - base[i]).sum(axis=2) > 60).sum() > 50) for i in range(24)]
+    assert drawn == [0] * 12 + [1] * 6 + [0] * 6, drawn
+
+
+def test_subtitles_burned_or_muxed(plain, tmp_path):
+    srt = tmp_path / "subs: it's.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,900\nHello, world: 100%\n", encoding="utf-8")
+    burned = cut(plain, tmp_path, "burned.mp4", subtitles=srt, subtitles_mode="burn")
+    frames = read_frames(burned.path, 6, 1)[0].astype(int)
+    assert (np.abs(frames - read_frames(plain, 6, 1)[0].astype(int)).sum(axis=2) > 60).sum() > 100
+    tracked = cut(plain, tmp_path, "tracked.mp4", subtitles=srt, subtitles_mode="track")
+    import av
+
+    with av.open(str(tracked.path)) as container:
+        assert len(container.streams.subtitles) == 1
+    assert probe(tracked.path, count_frames=True).frames == 24
+
+
+def test_logo_is_overlaid_top_right(plain, tmp_path):
+    logo = tmp_path / "logo.png"
+    run_ffmpeg(["-f", "lavfi", "-i", "color=c=red:size=64x32", "-frames:v", "1", str(logo)],
+               what="make a logo")
+    result = cut(plain, tmp_path, "logo.mp4", logo=logo)
+    frame = read_frames(result.path, 3, 1)[0].astype(int)
+    assert frame[12, 300, 0] > 180 and frame[12, 300, 2] < 90  # red logo
+    assert abs(frame[150, 20] - read_frames(plain, 3, 1)[0][150, 20].astype(int)).max() < 12

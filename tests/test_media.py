@@ -1,0 +1,64 @@
+"""The media layer: finding ffmpeg, running it, probing, copying packets."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from lavfi import make_video
+
+from stitchcraft import media
+from stitchcraft.errors import ConfigError, FFmpegError, MediaError
+
+
+def test_ffmpeg_is_found_and_configurable(monkeypatch):
+    assert Path(media.ffmpeg_exe()).exists()
+    assert "ffmpeg version" in media.ffmpeg_version()
+    media.ffmpeg_exe.cache_clear()
+    monkeypatch.setenv("STITCHCRAFT_FFMPEG", "/no/such/ffmpeg")
+    try:
+        with pytest.raises(ConfigError, match="no such ffmpeg"):
+            media.ffmpeg_exe()
+    finally:
+        media.ffmpeg_exe.cache_clear()
+
+
+def test_run_ffmpeg_reports_failure_with_stderr(tmp_path):
+    with pytest.raises(FFmpegError, match="probe nothing") as caught:
+        media.run_ffmpeg(["-i", str(tmp_path / "absent.mp4"), "-f", "null", "-"],
+                         what="probe nothing")
+    assert "absent.mp4" in caught.value.stderr
+
+
+def test_probe_reads_awkward_files(tmp_path):
+    clip = make_video(tmp_path / "c.mov", seconds=1, size="121x67", rate="30000/1001", source="testsrc",
+                      audio="mono", audio_rate=44100,
+                      video_args=["-c:v", "libx264", "-pix_fmt", "yuv444p"])
+    info = media.probe(clip)
+    assert (info.width, info.height, info.fps) == (121, 67, Fraction(30000, 1001))
+    assert info.frames == info.packets == 30 and not info.vfr
+    assert (info.audio_rate, info.audio_channels) == (44100, 1)
+    with pytest.raises(MediaError, match="missing.mp4"):
+        media.probe(tmp_path / "missing.mp4")
+
+
+def test_copy_video_span_copies_whole_gops_exactly(tmp_path):
+    clip = make_video(tmp_path / "g.mp4", seconds=2, size="160x90", audio=None, video_args=[
+        "-c:v", "libx264", "-g", "12", "-keyint_min", "12", "-sc_threshold", "0"])
+    index = media.index_packets(clip, Fraction(24))
+    assert index.exact and index.frames == 48 and index.keyframes == (0, 12, 24, 36)
+    out = tmp_path / "part.mp4"
+    media.copy_video_span(clip, out, 12, 36, Fraction(24))
+    assert np.array_equal(media.read_frames(out), media.read_frames(clip, 12, 24))
+    with pytest.raises(MediaError, match="cannot be copied"):
+        media.copy_video_span(clip, tmp_path / "bad.mp4", 12, 30, Fraction(24))
+
+
+def test_atomic_output_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "final.mp4"
+    with pytest.raises(RuntimeError), media.atomic_output(target) as partial:
+        partial.write_bytes(b"half")
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,198 @@
+"""End-to-end renders through the `stitch` command, on real media, on the CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from lavfi import make_image, make_video
+
+from stitchcraft.media import probe, read_frames
+
+STORYBOARD = """
+version: 1
+title: End to end
+output: {{fps: 24, size: 320x180, path: out/cut.mp4, preset: ultrafast}}
+defaults: {{candidates: {candidates}, transition: {{type: dissolve, duration: 0.25}}, seed: 3}}
+audio: {{take_audio: true}}
+ending: {{type: fade, duration: 0.25}}
+shots:
+  - id: opening
+    title: {{text: "Hello: 'world' 100%", animation: rise}}
+    duration: 1
+    transition: {{type: fade, duration: 0.25}}
+  - id: still
+    image: still.png
+    camera: push-in
+    duration: 1.5
+  - id: real
+    source: clips
+    duration: 1
+    transition: {{type: cut}}
+  - id: still2
+    image: still.png
+    duration: {last}
+    text: {{content: "Out now", position: bottom}}
+variants:
+  - name: square
+    output: {{size: 240x240, fit: blur-pad}}
+"""
+
+
+def stitch(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "stitchcraft", *args], cwd=cwd, capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=600)
+    if check and done.returncode != 0:
+        raise AssertionError(f"stitch {' '.join(args)} exited {done.returncode}\n{done.stderr}")
+    return done
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    make_image(tmp_path / "still.png", size="480x270", source="mandelbrot")
+    (tmp_path / "clips").mkdir()
+    make_video(tmp_path / "clips" / "a.mp4", seconds=2, size="320x180", source="testsrc2")
+    make_video(tmp_path / "clips" / "b.mov", seconds=1.5, size="352x288", source="smptebars", audio="mono")
+    return tmp_path
+
+
+def write(project: Path, candidates: int = 2, last: float = 1.0) -> Path:
+    path = project / "board.yaml"
+    path.write_text(STORYBOARD.format(candidates=candidates, last=last))
+    return path
+
+
+def take_dirs(cache: Path) -> dict[str, int]:
+    return {p.name: (p / "take.mp4").stat().st_mtime_ns for p in (cache / "takes").glob("*/*")
+            if (p / "meta.json").exists()}
+
+
+def test_render_writes_verified_cut_manifest_and_report(project):
+    board = write(project)
+    result = json.loads(stitch("render", str(board), "--json", cwd=project).stdout)
+    assert result["ok"] and result["takes_reused"] == 0
+    main, square = result["outputs"]
+    # 24 + 36 + 24 + 24 frames, minus the 6-frame dissolves into 'still' and 'still2'
+    assert main["frames"] == 108 - 12
+    info = probe(main["path"], count_frames=True)
+    assert (info.width, info.height, info.frames, info.fps) == (320, 180, 96, 24)
+    assert info.has_audio and info.audio_rate == 48000 and info.audio_channels == 2
+    sq = probe(square["path"], count_frames=True)
+    assert (sq.width, sq.height, sq.frames) == (240, 240, 96)
+    manifest = json.loads((project / "out" / "manifest.json").read_text())
+    assert set(manifest["shots"]) == {"opening", "still", "real", "still2"}
+    still = manifest["shots"]["still"]
+    candidates = still["segments"][0]["candidates"]
+    assert len(candidates) == 2 and still["chosen"] in {c["id"] for c in candidates}
+    for cand in candidates:
+        assert {"id", "engine", "seed", "path", "score", "components"} <= set(cand)
+        assert Path(cand["path"]).is_file() and 0 <= cand["score"] <= 1
+    # every clip in the source folder became a candidate
+    assert len(manifest["shots"]["real"]["segments"][0]["candidates"]) >= 2
+    assert (project / "out" / "report.html").is_file()
+    # the first frame fades in from black, the last fades out to black
+    first, last = read_frames(main["path"], 0, 1)[0], read_frames(main["path"], 95, 1)[0]
+    assert first.mean() < 8 and last.mean() < 20
+    # nothing half-written is left beside the outputs
+    assert not [p for p in (project / "out").iterdir() if ".partial" in p.name]
+
+
+def test_rerender_reuses_everything_and_edit_regenerates_one_shot(project):
+    board = write(project)
+    first = json.loads(stitch("render", str(board), "--json", "--no-variants", cwd=project).stdout)
+    again = json.loads(stitch("render", str(board), "--json", "--no-variants", cwd=project).stdout)
+    assert again["takes_generated"] == 0 and again["takes_reused"] == first["takes_generated"]
+    board.write_text(board.read_text().replace("camera: push-in", "camera: pan-left"))
+    edited = json.loads(stitch("render", str(board), "--json", "--no-variants", cwd=project).stdout)
+    assert edited["takes_generated"] == 2  # the two candidates of the edited shot only
+
+
+def test_killed_render_resumes_without_regenerating(project):
+    board = write(project, candidates=3, last=4.0)
+    cache = project / ".stitchcraft" / "cache"
+    proc = subprocess.Popen([sys.executable, "-m", "stitchcraft", "render", str(board), "--no-variants"],
+                            cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(take_dirs(cache) if cache.exists() else {}) < 4:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = take_dirs(cache)
+    assert len(finished) >= 4, "render did not get far enough to be killed midway"
+    assert not (project / "out" / "cut.mp4").exists()
+    result = json.loads(stitch("render", str(board), "--json", "--no-variants", cwd=project).stdout)
+    assert result["takes_reused"] >= len(finished)
+    after = take_dirs(cache)
+    assert all(after[name] == mtime for name, mtime in finished.items())  # untouched
+    assert result["takes_generated"] == len(after) - len(finished)
+
+
+def test_bad_storyboard_exits_2_without_traceback(project):
+    board = write(project)
+    board.write_text(board.read_text().replace("camera: push-in", "camera: push-inn"))
+    done = stitch("render", str(board), cwd=project, check=False)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "board.yaml:" in done.stderr and "did you mean 'push-in'" in done.stderr
+    assert not (project / "out").exists()
+
+
+def test_broken_media_exits_2_naming_the_file(project):
+    board = write(project)
+    (project / "clips" / "a.mp4").write_bytes(b"\x00" * 1000)  # truncated / not media
+    done = stitch("render", str(board), "--no-variants", cwd=project, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "a.mp4" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_validate_and_help_do_not_import_torch(project):
+    board = write(project)
+    code = (f"import sys, runpy; sys.argv=['stitch','validate',{str(board)!r}]\n"
+            "try:\n    runpy.run_module('stitchcraft', run_name='__main__')\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules, 'torch imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=project)
+    began = time.monotonic()
+    subprocess.run([sys.executable, "-m", "stitchcraft", "--help"], check=True, capture_output=True)
+    assert time.monotonic() - began < 3  # generous for a loaded CI machine; ~0.3 s here
+
+
+def test_plan_json_and_engines(project):
+    board = write(project)
+    plan = json.loads(stitch("plan", str(board), "--json", cwd=project).stdout)
+    assert plan["total_frames"] == 96 and [s["id"] for s in plan["shots"]][0] == "opening"
+    engines = json.loads(stitch("engines", "--json", cwd=project).stdout)
+    by_name = {e["name"]: e for e in engines}
+    assert by_name["title"]["available"] and by_name["stills"]["available"]
+    for gpu in ("ltx-video", "wan", "svd", "cogvideox"):
+        assert not by_name[gpu]["available"] and by_name[gpu]["reason"]
+
+
+def test_init_writes_a_valid_storyboard(tmp_path):
+    stitch("init", "starter.yaml", cwd=tmp_path)
+    done = stitch("validate", "starter.yaml", cwd=tmp_path)
+    assert "ok" in done.stdout
+    again = stitch("init", "starter.yaml", cwd=tmp_path, check=False)
+    assert again.returncode == 2 and "--force" in again.stderr
+
+
+def test_takes_and_pick(project):
+    board = write(project)
+    stitch("render", str(board), "--no-variants", cwd=project)
+    listing = json.loads(stitch("takes", str(board), "--json", cwd=project).stdout)
+    candidates = listing["still"]["segments"][0]["candidates"]
+    other = next(c for c in candidates if c["id"] != listing["still"]["chosen"])
+    stitch("pick", str(board), "still", other["id"][:12], cwd=project)
+    result = json.loads(stitch("render", str(board), "--json", "--no-variants", cwd=project).stdout)
+    assert result["takes_generated"] == 0
+    manifest = json.loads((project / "out" / "manifest.json").read_text())
+    assert manifest["shots"]["still"]["chosen"] == other["id"]
+    take = read_frames(other["path"], 0, 1)[0]
+    assert take.shape == (180, 320, 3) and np.isfinite(take).all()

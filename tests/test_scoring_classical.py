@@ -1,0 +1,262 @@
+"""Classical scorers and detectors against media with known answers, made at test time."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stitchcraft.media import read_frames, write_video
+from stitchcraft.scoring import DEFAULT_WEIGHTS, SCORERS, FrameSource, Score, ScoreBook
+from stitchcraft.scoring.classical import (
+    DriftScorer,
+    SeamScorer,
+    StabilityScorer,
+    colour_stats,
+    delta_e,
+    find_cuts,
+    find_flashes,
+    find_frozen,
+    histogram_distance,
+    rgb_to_lab,
+    ssim,
+    to_gray,
+)
+from stitchcraft.store import TakeStore
+from stitchcraft.storyboard import Scoring
+
+FPS = Fraction(24)
+
+
+def texture(seed: int, width: int = 480, height: int = 96) -> np.ndarray:
+    """A smooth random colour texture, wide enough to pan across."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8)
+    return cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def pan(seed: int, count: int, *, start: int = 0, speed: int = 1, width: int = 160) -> np.ndarray:
+    """`count` frames panning across texture `seed` at `speed` pixels a frame."""
+    base = texture(seed)
+    return np.stack([base[:, (start + t) * speed:(start + t) * speed + width] for t in range(count)])
+
+
+def encode(frames: np.ndarray, path: Path, take_id: str | None = None) -> FrameSource:
+    write_video(frames, path, FPS, crf=14)
+    return FrameSource(take_id or path.stem, path, len(frames), FPS)
+
+
+# -- measures -------------------------------------------------------------------------
+
+
+def test_lab_matches_published_values():
+    lab = rgb_to_lab(np.array([[255, 0, 0], [128, 128, 128], [255, 255, 255], [0, 0, 0]], dtype=np.uint8))
+    np.testing.assert_allclose(lab[0], [53.24, 80.09, 67.20], atol=0.05)
+    np.testing.assert_allclose(lab[1], [53.59, 0, 0], atol=0.05)
+    np.testing.assert_allclose(lab[2], [100, 0, 0], atol=0.05)
+    np.testing.assert_allclose(lab[3], [0, 0, 0], atol=0.05)
+    assert delta_e(lab[1], lab[2]) == pytest.approx(46.41, abs=0.05)
+
+
+def test_ssim_and_histogram_bounds():
+    frame = pan(1, 1)[0]
+    other = pan(2, 1)[0]
+    gray, gray_other = to_gray(frame[None])[0], to_gray(other[None])[0]
+    assert ssim(gray, gray) == pytest.approx(1.0, abs=1e-5)
+    assert ssim(gray, gray_other) < 0.3
+    assert ssim(gray, 255 - gray) < 0
+    assert histogram_distance(frame, frame) == pytest.approx(0.0, abs=1e-6)
+    assert 0.2 < histogram_distance(frame, np.full_like(frame, 30)) <= 1.0
+
+
+def test_detectors_on_arrays():
+    frames = pan(3, 48)
+    frames[20] = 255                      # a one-frame white flash
+    frames[30:32] = 0                     # a two-frame black flash
+    frames[40:] = pan(4, 8)               # a hard cut at frame 40
+    gray = to_gray(frames)
+    flashes = find_flashes(gray)
+    assert flashes == [20, 30]
+    assert find_cuts(gray, flashes=flashes) == [40]
+    spans, duplicates = find_frozen(gray, 24.0)
+    assert spans == [] and duplicates == [31]  # the second black frame repeats the first
+
+
+# -- scorers on encoded media ------------------------------------------------------------
+
+
+def test_stability_finds_flash(tmp_path):
+    frames = pan(5, 48)
+    frames[30] = np.clip(frames[30].astype(int) + 150, 0, 255).astype(np.uint8)
+    flashed = StabilityScorer().score(encode(frames, tmp_path / "flash.mp4"))
+    clean = StabilityScorer().score(encode(pan(5, 48), tmp_path / "clean.mp4"))
+    assert flashed.parts["flashes"] == 1 and "flash at frame 30" in flashed.note
+    assert clean.parts["flashes"] == 0 and clean.parts["cuts"] == 0
+    assert clean.parts["frozen_seconds"] == 0 and clean.parts["duplicates"] == 0
+    assert clean.value > 0.9 and flashed.value < clean.value - 0.3
+    assert 0.0 <= flashed.value <= 1.0
+
+
+def test_stability_finds_frozen_second_and_duplicate(tmp_path):
+    moving = pan(6, 72)
+    # The picture pauses on frame 24 for a second (frames 24..47), then moves on from
+    # where it stopped; frame 60 doubles frame 59.
+    frames = np.concatenate([moving[:25], np.repeat(moving[24:25], 23, axis=0), moving[25:49]])
+    frames[60] = frames[59]
+    score = StabilityScorer().score(encode(frames, tmp_path / "frozen.mp4"))
+    assert score.parts["frozen_seconds"] == pytest.approx(1.0, abs=1 / 24)
+    assert score.parts["duplicates"] == 1
+    assert "frozen 24-47" in score.note
+    assert score.value == pytest.approx(1 - 24 / 72 - 3 / 72, abs=0.05)
+
+
+def test_stability_finds_hard_cut(tmp_path):
+    frames = np.concatenate([pan(7, 24), pan(8, 24)])
+    score = StabilityScorer().score(encode(frames, tmp_path / "cut.mp4"))
+    assert score.parts["cuts"] == 1 and "cut at frame 24" in score.note
+    assert score.value <= 0.5
+
+
+def test_seam_scores_continuation_above_cut(tmp_path):
+    continuous = pan(9, 48)
+    before = encode(continuous[:24], tmp_path / "before.mp4")
+    after = encode(continuous[24:], tmp_path / "after.mp4")
+    elsewhere = encode(pan(9, 24, start=70), tmp_path / "elsewhere.mp4")
+    unrelated = encode(pan(10, 24), tmp_path / "unrelated.mp4")
+    scorer = SeamScorer()
+    true = scorer.score(after, before)
+    same_footage = scorer.score(elsewhere, before)
+    cut = scorer.score(unrelated, before)
+    assert true.value > 0.8 and true.parts["jump_ratio"] < 1.6
+    assert cut.value < Scoring().seam_threshold
+    assert cut.parts["jump_ratio"] > 4 and cut.parts["ssim"] < 0.3
+    assert true.value > same_footage.value > cut.value
+    assert scorer.score(after) is None
+
+
+def test_seam_luma_jump_is_measured(tmp_path):
+    frames = pan(11, 16)
+    brighter = np.clip(frames.astype(int) + 40, 0, 255).astype(np.uint8)
+    before = encode(frames[:8], tmp_path / "a.mp4")
+    after = encode(brighter[8:], tmp_path / "b.mp4")
+    parts = SeamScorer().score(after, before).parts
+    # +40 levels of RGB is +40 levels of luma, less what clipping at 255 removes.
+    expected = to_gray(brighter[8:9]).mean() - to_gray(frames[7:8]).mean()
+    assert parts["luma_jump"] == pytest.approx(expected, abs=1.5)
+    assert parts["luma_jump"] > 30
+
+
+def test_drift_measures_known_colour_shift(tmp_path):
+    frames = pan(12, 24)
+    shift = np.array([30, 0, -30])
+    shifted = np.clip(frames.astype(int) + shift, 0, 255).astype(np.uint8)
+    root = encode(frames, tmp_path / "root.mp4")
+    drifted = encode(shifted, tmp_path / "drifted.mp4")
+    expected = delta_e(colour_stats(frames).lab, colour_stats(shifted).lab)
+    assert expected > 15  # the shift is plainly visible
+    score = DriftScorer().score(drifted, root)
+    assert score.parts["delta_e"] == pytest.approx(expected, abs=1.5)
+    same = DriftScorer().score(encode(frames, tmp_path / "again.mp4"), root)
+    assert same.parts["delta_e"] < 1.0 and same.value > 0.9
+    assert score.value < 0.4
+
+
+def test_drift_flat_grey_delta_e(tmp_path):
+    # Flat greys 100 and 160: published L* 42.37 and 66.05, so delta E 23.68.
+    root = encode(np.full((12, 64, 96, 3), 100, np.uint8), tmp_path / "g100.mp4")
+    lighter = encode(np.full((12, 64, 96, 3), 160, np.uint8), tmp_path / "g160.mp4")
+    assert DriftScorer().score(lighter, root).parts["delta_e"] == pytest.approx(23.68, abs=1.0)
+
+
+# -- the score book ------------------------------------------------------------------------
+
+
+def test_registry_and_defaults():
+    assert set(SCORERS) == {"prompt", "reference", "stability", "flicker", "seam", "seam_clip",
+                            "seam_lpips", "drift"}
+    assert all(0 < w <= 1 for w in DEFAULT_WEIGHTS.values())
+    assert {cls.SHAPE for cls in SCORERS.values()} == {"take", "seam", "drift"}
+
+
+def test_scorebook_without_models_warns_once_per_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("STITCHCRAFT_CLIP_MODEL", raising=False)
+    monkeypatch.delenv("STITCHCRAFT_LPIPS_WEIGHTS", raising=False)
+    book = ScoreBook(Scoring())
+    assert set(book.scorers) == {"stability", "seam", "drift"}
+    assert len(book.warnings) == 2
+    clip_line = next(w for w in book.warnings if w.startswith("CLIP"))
+    lpips_line = next(w for w in book.warnings if w.startswith("LPIPS"))
+    assert "prompt, reference, seam_clip" in clip_line and "ViT-B-32:openai" in clip_line
+    assert "scoring.clip_model" in clip_line
+    assert "alexnet-owt-7be5be79.pth" in lpips_line and str(tmp_path / "torch") in lpips_line
+
+
+def test_scorebook_caches_with_the_take(tmp_path, monkeypatch):
+    from stitchcraft.engines.base import Take
+
+    store = TakeStore(tmp_path / "cache")
+    frames = pan(13, 48)
+    first = store.put("a" * 40, Take(frames=frames[:24], seed=1, label="a"), fps=FPS, engine="test", request={})
+    second = store.put("b" * 40, Take(frames=frames[24:], seed=2, label="b"), fps=FPS, engine="test", request={})
+
+    def source(stored):
+        return FrameSource(stored.id, stored.video, stored.frames, stored.fps, head=stored.head(),
+                           tail=stored.tail())
+
+    settings = Scoring(weights={"prompt": 0, "reference": 0, "seam_clip": 0, "seam_lpips": 0, "flicker": 0})
+    book = ScoreBook(settings, store)
+    assert book.warnings == []
+    take = source(second)
+    scores = book.take_scores(take)
+    seam = book.seam_scores(source(first), take)
+    drift = book.drift_scores(source(first), take)
+    assert set(scores) == {"stability"} and set(seam) == {"seam"} and set(drift) == {"drift"}
+    assert book.seam_value(seam) == pytest.approx(seam["seam"].value)
+    assert book.seam_value(seam) > 0.8
+    stats = book.stats()
+    # One scan of the take (stability) and one of the root (drift); the seam reads the
+    # store's lossless head and tail and decodes nothing.
+    assert stats["frames_decoded"] == 48
+    assert stats["scorers"]["seam"]["frames_decoded"] == 0
+    assert stats["scorers"]["stability"]["calls"] == 1
+
+    # A fresh book (a re-render) reads everything back from the store.
+    again = ScoreBook(settings, store)
+    fresh = source(second)
+    assert again.take_scores(fresh)["stability"].value == pytest.approx(scores["stability"].value)
+    assert again.seam_scores(source(first), fresh)["seam"].parts == pytest.approx(seam["seam"].parts)
+    assert again.stats()["frames_decoded"] == 0 and fresh.decoded == 0
+
+    # A new scorer version invalidates the cached value.
+    monkeypatch.setattr(StabilityScorer, "VERSION", "test-2")
+    third = ScoreBook(settings, store)
+    third.take_scores(source(second))
+    assert third.stats()["scorers"]["stability"]["calls"] == 1
+
+
+def test_combine_is_weighted_mean():
+    book = ScoreBook(Scoring(weights={"stability": 3, "drift": 1, "seam": 1, "prompt": 0,
+                                      "reference": 0, "seam_clip": 0, "seam_lpips": 0, "flicker": 0}))
+    value = book.combine({"stability": Score(1.0), "drift": Score(0.0)})
+    assert value == pytest.approx(0.75)
+    assert book.combine({}) == 0.5
+    assert book.seam_value({"stability": Score(0.0)}) == 1.0
+    # Names qualified by the side of the seam take their scorer's weight.
+    assert book.combine({"stability": Score(1.0), "seam:previous": Score(0.0)}) == pytest.approx(0.75)
+    assert book.seam_value({"seam:previous": Score(0.2), "stability": Score(1.0)}) == pytest.approx(0.2)
+
+
+def test_scan_reads_every_frame_small(tmp_path):
+    frames = pan(14, 10, width=320)
+    source = encode(frames, tmp_path / "scan.mp4")
+    scanned = source.scan()
+    assert scanned.shape == (10, 96, 320, 3)  # short side 96 < 224: never scaled up
+    assert source.sample(3).shape[0] == 3 and source.decoded == 10
+    np.testing.assert_allclose(scanned.astype(float).mean(), read_frames(source.path).astype(float).mean(), atol=0.01)
