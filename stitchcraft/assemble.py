@@ -56,6 +56,7 @@ from pathlib import Path
 from .audio import ClipSound, Soundtrack, render_soundtrack
 from .captions import Caption, drawtext_filter, logo_chain, subtitles_filter, write_text_file
 from .errors import FFmpegError, MediaError
+from .fonts import fit_text, sans_font_file
 from .media import (
     SEGMENT_SUFFIX,
     Input,
@@ -380,10 +381,11 @@ def _overlays(cut: CutSpec, placed: list[_Placed], total: int, work: Path) -> _O
         end = min(clip_end, begin + text.duration) if text.duration else clip_end
         if end <= begin:
             continue
-        overlays.captions.append((Caption(text, begin, end),
-                                  write_text_file(text.content, work / "text")))
         if text.font and not Path(text.font).expanduser().is_file():
             raise MediaError(Path(text.font), "font file not found")
+        text = _fit_caption(text, cut.width, cut.height)
+        overlays.captions.append((Caption(text, begin, end),
+                                  write_text_file(text.content, work / "text")))
     if cut.subtitles is not None:
         if not Path(cut.subtitles).is_file():
             raise MediaError(cut.subtitles, "subtitle file not found")
@@ -660,3 +662,17 @@ def _identity(path: Path) -> str:
 
 def _hash(parts: list[str]) -> str:
     return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:24]
+
+
+def _fit_caption(text: Text, width: int, height: int) -> Text:
+    """The caption wrapped (and if need be shrunk) to fit inside the frame's margins,
+    measured with the very font drawtext will use."""
+    font = Path(text.font).expanduser() if text.font else sans_font_file()
+    size = max(8, round(text.size * height))
+    margin = round(0.05 * height)
+    room = width - 2 * margin - (2 * max(2, size // 3) if text.box else 0)
+    content, fitted = fit_text(text.content, font, size, max(room, 16))
+    update: dict[str, object] = {"content": content, "size": fitted / height}
+    if font is not None:
+        update["font"] = str(font)
+    return text.model_copy(update=update)

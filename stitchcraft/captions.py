@@ -89,6 +89,9 @@ def drawtext_filter(caption: Caption, text_file: Path, height: int) -> str:
         # Half a frame's slack would be ambiguous; frames at t in [start, end) show it.
         f"enable={filter_value(f'gte(t,{start - 1e-4:.6f})*lt(t,{end - 1e-4:.6f})')}",
         f"line_spacing={max(1, size // 5)}",
+        # Lines of a wrapped caption line up the way the caption is placed.
+        "text_align=" + ("L" if text.position.endswith("left") else
+                         "R" if text.position.endswith("right") else "C"),
         "fix_bounds=1",
     ]
     if text.font:

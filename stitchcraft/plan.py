@@ -148,7 +148,8 @@ def default_capabilities(name: str) -> Capabilities:
 def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
                     digests: Mapping[Path, str] | None = None,
                     capabilities: CapabilityLookup = default_capabilities,
-                    fingerprints: Mapping[str, Mapping[str, Any]] | None = None) -> Plan:
+                    fingerprints: Mapping[str, Mapping[str, Any]] | None = None,
+                    title_size: tuple[int, int] | None = None) -> Plan:
     """Resolves a validated storyboard into a plan.
 
     Args:
@@ -159,6 +160,8 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
         capabilities: Engine name -> its capabilities.
         fingerprints: Engine name -> what besides the request decides its pixels
             (model id, dtype); defaults to the storyboard's engine settings.
+        title_size: Make title cards at this size instead of the output's (a variant
+            of another shape redraws its titles rather than cropping them).
 
     Raises:
         ConfigError: a shot cannot be planned with its engine (e.g. the frame rule
@@ -183,6 +186,8 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
             t = 0
         start = start - t if index else 0
         gen_w, gen_h = _fit_size(width, height, caps.size_multiple)
+        if title_size is not None and shot.kind == "title":
+            gen_w, gen_h = title_size
         candidates = shot.candidates or sb.defaults.candidates
         seed = shot.seed if shot.seed is not None else sb.defaults.seed + 1000 * index
         fingerprint = dict((fingerprints or {}).get(engine) or settings_fingerprint(sb, engine))

@@ -26,7 +26,7 @@ from .load import LoadedStoryboard
 from .plan import Plan, SegmentPlan, ShotPlan, plan_storyboard
 from .select import Partial, beam_search
 from .store import StoredTake, TakeStore
-from .storyboard import Storyboard, Variant
+from .storyboard import Storyboard, Variant, parse_size
 
 
 class Reporter(Protocol):
@@ -169,11 +169,15 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
             if variant.name not in wanted:
                 continue
             derived = _variant_storyboard(loaded, variant)
-            if derived is loaded:
+            # Titles are redrawn for a frame of another size rather than cropped.
+            size = parse_size(variant_output(sb, variant, loaded.base_dir, options.quality)["size"])
+            title_size = size if size != sb.output.dimensions and any(
+                s.kind == "title" for s in derived.storyboard.shots) else None
+            if derived is loaded and title_size is None:
                 cuts.append((variant, main, loaded))
                 continue
             vplan = plan_storyboard(derived, quality=options.quality, digests=storyboard_digests(derived),
-                                    fingerprints=engine_fingerprints(derived))
+                                    fingerprints=engine_fingerprints(derived), title_size=title_size)
             vgen = Generator(derived, vplan, store, on_take=generator.on_take,
                              _engines=generator._engines)
             selection = _choose(derived, vplan, vgen, book, options, reporter)
@@ -413,7 +417,8 @@ def _assemble_all(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, Sel
             clips.append(CutClip(
                 shot_id=shot.id, path=selection.shot_takes[shot.id].video, frames=shot.frames,
                 transition=CutTransition(kind, frames, transition.color),
-                fit=spec.fit or out.fit, text=spec.caption, use_audio=dsb.audio.take_audio,
+                fit=spec.fit or out.fit, text=_resolve_font(derived, spec.caption),
+                use_audio=dsb.audio.take_audio,
                 volume_db=spec.volume))
         ending = None
         if dsb.ending and dsb.ending.type == "fade" and selection.plan.ending:
@@ -449,6 +454,13 @@ def _assemble_all(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, Sel
         outputs.append(Output(variant.name if variant else None, result.path, result.frames,
                               result.duration, result.width, result.height))
     return outputs
+
+
+def _resolve_font(loaded: LoadedStoryboard, caption: Any) -> Any:
+    """A caption or title with its font path made relative to the storyboard."""
+    if caption is None or not caption.font:
+        return caption
+    return caption.model_copy(update={"font": str(loaded.resolve(caption.font))})
 
 
 # --- manifest and report ----------------------------------------------------------------

@@ -77,7 +77,7 @@ class TakeStore:
     """Content-addressed storage of takes and their scores."""
 
     def __init__(self, root: str | os.PathLike[str]):
-        self.root = Path(root)
+        self.root = Path(root).absolute()
 
     def _take_dir(self, take_id: str) -> Path:
         return self.root / "takes" / take_id[:2] / take_id
@@ -129,6 +129,7 @@ class TakeStore:
                 "audio": info.has_audio, "meta": take.meta, "request": request,
             }
             _write_json(work / "meta.json", meta)
+            os.chmod(work, 0o755)
             target = self._take_dir(take_id)
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -187,6 +188,7 @@ def _write_json_atomic(path: Path, value: Any) -> None:
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(value, handle, indent=2, sort_keys=True, default=str)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -346,10 +346,10 @@ class DiffusionEngine(Engine):
                               f"(serves {', '.join(sorted(caps.kinds))})")
         if not request.seeds:
             raise EngineError(f"{where}: no seeds requested")
-        if not caps.frame_rule.allows(request.frames):
-            raise EngineError(f"{where}: {request.frames} frames; this model makes "
-                              f"{caps.frame_rule} frames (nearest: "
-                              f"{caps.frame_rule.fit(request.frames)})")
+        # Any count of frames can be asked for: the call generates the smallest count the
+        # model's rule allows around it (see `frames.plan_window`) and keeps exactly these.
+        if request.frames < 1:
+            raise EngineError(f"{where}: no frames requested")
         if caps.max_frames and request.frames > caps.max_frames:
             raise EngineError(f"{where}: {request.frames} frames; at most {caps.max_frames} per call")
         multiple = caps.size_multiple
@@ -366,6 +366,12 @@ class DiffusionEngine(Engine):
     def generate(self, request: SegmentRequest) -> Iterator[Take]:
         self.check(request)
         call = self.plan(request)
+        caps = self.CAPABILITIES
+        if caps.max_frames and call.window.total > caps.max_frames:
+            raise EngineError(
+                f"{self.NAME}: shot '{request.shot_id}' segment {request.segment}: "
+                f"{call.window.frames} frames after {call.window.lead} conditioning frames "
+                f"need {call.window.total} > {caps.max_frames} per call; split the shot")
         batch = 1
         if call.batchable:
             batch = self.settings.batch or DEFAULT_BATCH
