@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from lavfi import make_image
-from stitchcraft.media import probe
 from test_render import stitch
+
+from stitchcraft.media import probe
 
 pytestmark = pytest.mark.models
 
