@@ -63,6 +63,7 @@ class Generator:
     extra_seeds: dict[str, int] = field(default_factory=dict)
     generated: int = 0
     reused: int = 0
+    seen: set[str] = field(default_factory=set)  # takes met in this render already
     _engines: dict[str, Engine] = field(default_factory=dict)
     _memo: dict[tuple[Any, ...], list[Candidate]] = field(default_factory=dict)
 
@@ -129,7 +130,9 @@ class Generator:
             stored = self.store.get(tid)
             if stored is not None:
                 found[seed] = Candidate(stored, seed, reused=True)
-                self.reused += 1
+                if tid not in self.seen:  # a take a variant shares is not a cache hit
+                    self.reused += 1
+                    self.seen.add(tid)
                 if self.on_take:
                     self.on_take(segment, stored, True)
         missing = [seed for seed in seeds if seed not in found]
@@ -148,6 +151,7 @@ class Generator:
                                             request=_describe(request, take.seed, segment))
                     found[take.seed] = Candidate(stored, take.seed, reused=False)
                     self.generated += 1
+                    self.seen.add(stored.id)
                     produced += 1
                     if self.on_take:
                         self.on_take(segment, stored, False)

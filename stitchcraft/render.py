@@ -179,7 +179,7 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
             vplan = plan_storyboard(derived, quality=options.quality, digests=storyboard_digests(derived),
                                     fingerprints=engine_fingerprints(derived), title_size=title_size)
             vgen = Generator(derived, vplan, store, on_take=generator.on_take,
-                             _engines=generator._engines)
+                             seen=generator.seen, _engines=generator._engines)
             selection = _choose(derived, vplan, vgen, book, options, reporter)
             generator.generated += vgen.generated
             generator.reused += vgen.reused

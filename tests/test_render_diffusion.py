@@ -97,3 +97,53 @@ def test_engines_explain_why_gpu_engines_cannot_run(tmp_path):
     assert set(reasons) >= {"ltx-video", "wan", "svd", "cogvideox"}
     for reason in reasons.values():
         assert "CUDA" in reason or "not found" in reason or "install" in reason
+
+
+def small_board(tmp_path: Path, engines, **scoring) -> Path:
+    board = tmp_path / "small.yaml"
+    data = {
+        "version": 1,
+        "output": {"fps": 8, "size": "64x64", "path": "out/small.mp4", "preset": "ultrafast"},
+        "defaults": {"engine": "ltx-video", "candidates": 2, "seed": 5,
+                     "transition": {"type": "cut"}},
+        "engines": {**engines, "draft": {"engine": "cogvideox", "steps": 1}},
+        "scoring": scoring,
+        "shots": [
+            {"id": "a", "prompt": "a red door", "duration": 1},
+            {"id": "b", "prompt": "the door opens", "duration": 1, "continuity": "chain"},
+            {"id": "c", "prompt": "a garden", "duration": 1},
+        ],
+    }
+    board.write_text(yaml.safe_dump(data, sort_keys=False))
+    return board
+
+
+def test_editing_a_shot_regenerates_it_and_the_shots_chained_after(tmp_path, tiny_engines):
+    board = small_board(tmp_path, tiny_engines)
+    first = json.loads(stitch("render", str(board), "--json", cwd=tmp_path).stdout)
+    assert first["takes_generated"] == 6
+    board.write_text(board.read_text().replace("a red door", "a blue door"))
+    edited = json.loads(stitch("render", str(board), "--json", cwd=tmp_path).stdout)
+    # a's two candidates, and b's two made from the newly chosen a; c is reused
+    assert edited["takes_generated"] == 4 and edited["takes_reused"] == 2
+
+
+def test_reroll_makes_new_candidates_only_for_weak_seams(tmp_path, tiny_engines):
+    board = small_board(tmp_path, tiny_engines, seam_threshold=1.0)
+    result = json.loads(stitch("render", str(board), "--json", "--reroll", "1", cwd=tmp_path).stdout)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    counts = {shot: len(entry["segments"][0]["candidates"]) for shot, entry in manifest["shots"].items()}
+    assert counts == {"a": 2, "b": 4, "c": 2}  # only the chained seam a -> b was rerolled
+    assert result["takes_generated"] == 8
+    seeds = [c["seed"] for c in manifest["shots"]["b"]["segments"][0]["candidates"]]
+    assert len(set(seeds)) == 4
+
+
+def test_draft_quality_routes_generated_shots_to_the_draft_engine(tmp_path, tiny_engines):
+    board = small_board(tmp_path, tiny_engines)
+    plan = json.loads(stitch("plan", str(board), "--json", "--quality", "draft", cwd=tmp_path).stdout)
+    assert {s["engine"] for s in plan["shots"]} == {"cogvideox"}
+    final = json.loads(stitch("plan", str(board), "--json", cwd=tmp_path).stdout)
+    assert [s["seed"] for s in plan["shots"]] == [s["seed"] for s in final["shots"]]
+    result = json.loads(stitch("render", str(board), "--json", "--quality", "draft", cwd=tmp_path).stdout)
+    assert result["outputs"][0]["path"].endswith("small.draft.mp4")
