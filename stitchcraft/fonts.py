@@ -16,10 +16,20 @@ _SANS = (
 )
 
 
+_SANS_BOLD = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf",
+    "/Library/Fonts/Arial Bold.ttf",
+    "C:/Windows/Fonts/arialbd.ttf",
+)
+
+
 @cache
-def sans_font_file() -> Path | None:
+def sans_font_file(bold: bool = False) -> Path | None:
     """A sans-serif TrueType font found on this system, or None."""
-    return next((Path(f) for f in _SANS if Path(f).is_file()), None)
+    return next((Path(f) for f in (_SANS_BOLD if bold else _SANS) if Path(f).is_file()), None)
 
 
 def fit_text(content: str, font_file: Path | None, size: int, max_width: int) -> tuple[str, int]:

@@ -183,7 +183,7 @@ class Generator:
             prompt=spec.prompt, negative_prompt=spec.negative_prompt,
             sources=list(self.loaded.sources.get(shot.id, [])),
             image=self.loaded.resolve(spec.image) if spec.image else None,
-            title=_resolve_font(self.loaded, spec.title_card), camera=spec.camera,
+            title=self.loaded.with_font_resolved(spec.title_card), camera=spec.camera,
             condition_frames=condition_frames, last_frame=last_frame,
             reference=self.loaded.resolve(spec.reference) if spec.reference else None,
             steps=steps, settings=self._settings(shot.engine),
@@ -195,12 +195,6 @@ class Generator:
         if settings.library:
             settings = settings.model_copy(update={"library": str(self.loaded.resolve(settings.library))})
         return settings
-
-
-def _resolve_font(loaded: LoadedStoryboard, title: Any) -> Any:
-    if title is None or not title.font:
-        return title
-    return title.model_copy(update={"font": str(loaded.resolve(title.font))})
 
 
 def _describe(request: SegmentRequest, seed: int, segment: SegmentPlan) -> dict[str, Any]:

@@ -54,6 +54,12 @@ class LoadedStoryboard:
         """A storyboard path, made absolute relative to the storyboard's folder."""
         return resolve_path(self.base_dir, value)
 
+    def with_font_resolved(self, styled: Any) -> Any:
+        """A caption or title card whose `font` path is resolved like any other."""
+        if styled is None or not styled.font:
+            return styled
+        return styled.model_copy(update={"font": str(self.resolve(styled.font))})
+
 
 def resolve_path(base: Path, value: str | os.PathLike[str]) -> Path:
     path = Path(os.path.expanduser(str(value)))

@@ -8,6 +8,7 @@ with PyAV. Other modules describe *what* they want; this module knows *how*.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -124,6 +125,8 @@ class MediaInfo:
     audio_duration: float
     profile: str = ""
     packets: int = 0
+    data_end: float = 0.0
+    extradata: bytes = b""
 
     @property
     def has_audio(self) -> bool:
@@ -153,6 +156,9 @@ def _open(path: Path):
 def probe(path: str | os.PathLike[str], *, count_frames: bool = False) -> MediaInfo:
     """Reads a media file's streams with PyAV.
 
+    Results are remembered per file version (path, size, modification time), since
+    planning, normalising and verifying ask about the same files again and again.
+
     Args:
         path: The file.
         count_frames: Decode-free packet count even when the container states a count.
@@ -160,9 +166,29 @@ def probe(path: str | os.PathLike[str], *, count_frames: bool = False) -> MediaI
     Raises:
         MediaError: the file is missing, unreadable, or has no video stream.
     """
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return _probe(path)  # raises the right MediaError
+    key = (str(path.absolute()), stat.st_size, stat.st_mtime_ns)
+    info = _PROBED.get(key)
+    if info is None:
+        info = _probe(path)
+        if len(_PROBED) > 4096:
+            _PROBED.clear()
+        _PROBED[key] = info
+    if count_frames and info.frames != info.packets:
+        return dataclasses.replace(info, frames=info.packets)
+    return info
+
+
+_PROBED: dict[tuple[str, int, int], MediaInfo] = {}
+
+
+def _probe(path: Path) -> MediaInfo:
     import av
 
-    path = Path(path)
     with _open(path) as container:
         if not container.streams.video:
             raise MediaError(path, "has no video stream")
@@ -183,11 +209,17 @@ def probe(path: str | os.PathLike[str], *, count_frames: bool = False) -> MediaI
         frames = video.frames
         vfr = False
         pts: list[int] = []
+        end = 0.0
+        origin = (container.start_time or 0) / 1_000_000
         container.seek(0)
-        for packet in container.demux(video):
-            if packet.size and packet.pts is not None:
+        for packet in container.demux():
+            if packet.pts is None:
+                continue
+            if packet.stream.index == video.index and packet.size:
                 pts.append(packet.pts)
-        if frames == 0 or count_frames:
+            if packet.time_base:
+                end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base) - origin)
+        if frames == 0:
             frames = len(pts)
         if len(pts) > 2:
             deltas = np.diff(np.sort(np.asarray(pts, dtype=np.int64)))
@@ -216,6 +248,7 @@ def probe(path: str | os.PathLike[str], *, count_frames: bool = False) -> MediaI
             audio_rate=audio.codec_context.sample_rate if audio else 0,
             audio_channels=audio.codec_context.channels if audio else 0,
             audio_duration=audio_duration, profile=ctx.profile or "", packets=len(pts),
+            data_end=end, extradata=bytes(ctx.extradata or b""),
         )
 
 
@@ -631,12 +664,8 @@ class StreamSignature:
 
     @classmethod
     def of(cls, path: Path) -> StreamSignature:
-        with _open(Path(path)) as container:
-            if not container.streams.video:
-                raise MediaError(Path(path), "has no video stream")
-            ctx = container.streams.video[0].codec_context
-            return cls(ctx.name, ctx.width, ctx.height, ctx.pix_fmt or "", ctx.profile or "",
-                       bytes(ctx.extradata or b""))
+        info = probe(path)
+        return cls(info.codec, info.width, info.height, info.pix_fmt, info.profile, info.extradata)
 
 
 @dataclass(frozen=True)
@@ -755,13 +784,4 @@ def probe_audio(path: str | os.PathLike[str]) -> tuple[int, int, float]:
 def data_end(path: str | os.PathLike[str]) -> float:
     """Seconds from the file's start to the end of its last packet, over all streams
     (demuxed, not decoded): less than the stated duration when a file is cut short."""
-    path = Path(path)
-    end = 0.0
-    with _open(path) as container:
-        start = (container.start_time or 0) / 1_000_000
-        for packet in container.demux():
-            if packet.pts is None or not packet.time_base:
-                continue
-            stop = float((packet.pts + (packet.duration or 0)) * packet.time_base)
-            end = max(end, stop - start)
-    return end
+    return probe(path).data_end

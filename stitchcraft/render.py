@@ -417,7 +417,7 @@ def _assemble_all(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, Sel
             clips.append(CutClip(
                 shot_id=shot.id, path=selection.shot_takes[shot.id].video, frames=shot.frames,
                 transition=CutTransition(kind, frames, transition.color),
-                fit=spec.fit or out.fit, text=_resolve_font(derived, spec.caption),
+                fit=spec.fit or out.fit, text=derived.with_font_resolved(spec.caption),
                 use_audio=dsb.audio.take_audio,
                 volume_db=spec.volume))
         ending = None
@@ -454,13 +454,6 @@ def _assemble_all(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, Sel
         outputs.append(Output(variant.name if variant else None, result.path, result.frames,
                               result.duration, result.width, result.height))
     return outputs
-
-
-def _resolve_font(loaded: LoadedStoryboard, caption: Any) -> Any:
-    """A caption or title with its font path made relative to the storyboard."""
-    if caption is None or not caption.font:
-        return caption
-    return caption.model_copy(update={"font": str(loaded.resolve(caption.font))})
 
 
 # --- manifest and report ----------------------------------------------------------------

@@ -196,3 +196,20 @@ def test_takes_and_pick(project):
     assert manifest["shots"]["still"]["chosen"] == other["id"]
     take = read_frames(other["path"], 0, 1)[0]
     assert take.shape == (180, 320, 3) and np.isfinite(take).all()
+
+
+def test_paths_resolve_relative_to_the_storyboard_not_the_shell(project, tmp_path_factory):
+    from stitchcraft.fonts import sans_font_file
+
+    font = sans_font_file()
+    if font is None:
+        pytest.skip("no system font to copy")
+    (project / "fonts").mkdir()
+    (project / "fonts" / "caption.ttf").write_bytes(font.read_bytes())
+    board = write(project)
+    board.write_text(board.read_text().replace('text: {content: "Out now", position: bottom}',
+                                               'text: {content: "Out now", font: fonts/caption.ttf}'))
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    result = json.loads(stitch("render", str(board), "--json", "--no-variants", cwd=elsewhere).stdout)
+    assert Path(result["outputs"][0]["path"]) == project / "out" / "cut.mp4"
+    assert not list(elsewhere.iterdir())

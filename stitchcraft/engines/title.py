@@ -18,30 +18,21 @@ else Pillow's bundled scalable font.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import EngineError, MediaError
+from ..fonts import sans_font_file
 from .base import Capabilities, Engine, SegmentRequest, Take
 
 RENDER_VERSION = 1
 SAFE_WIDTH, SAFE_HEIGHT = 0.84, 0.80
 TITLE_SIZE, SUBTITLE_SIZE = 0.11, 0.045
-_SYSTEM_FONTS = (
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans-Bold.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans-Bold.ttf",
-    "/Library/Fonts/Arial Bold.ttf",
-    "C:/Windows/Fonts/arialbd.ttf",
-)
-
-
-@cache
 def _default_font_file() -> str | None:
-    return next((f for f in _SYSTEM_FONTS if Path(f).is_file()), None)
+    found = sans_font_file(bold=True)
+    return str(found) if found else None
 
 
 def load_font(path: str | None, size: int) -> Any:
