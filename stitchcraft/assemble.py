@@ -52,6 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .audio import ClipSound, Soundtrack, render_soundtrack
 from .captions import Caption, drawtext_filter, logo_chain, subtitles_filter, write_text_file
@@ -73,9 +74,11 @@ from .media import (
     video_packet_count,
 )
 from .normalize import Grid, clip_chain, grid_frames, inspect_clip, seek_seconds
-from .storyboard import Text
 from .timeline import format_fps
 from .verify import Expected, verify_render
+
+if TYPE_CHECKING:
+    from .storyboard import Text
 
 __all__ = ["AssembledCut", "CutClip", "CutSpec", "CutTransition", "XFADE", "assemble"]
 

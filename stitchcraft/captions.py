@@ -16,9 +16,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .media import filter_value
-from .storyboard import Text
+
+if TYPE_CHECKING:
+    from .storyboard import Text
 
 __all__ = ["Caption", "drawtext_filter", "filter_value", "logo_chain", "subtitles_filter",
            "write_text_file"]

@@ -156,8 +156,8 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
     for warning in warnings:
         reporter.warn(warning)
     generator = Generator(loaded, plan, store)
-    total_takes = sum(len(s.segments) * s.candidates for s in plan.shots)
-    reporter.stage("generate & score", total_takes)
+    # No total: footage offers every scene it finds, and rerolls add more.
+    reporter.stage("generate & score")
     generator.on_take = lambda seg, take, reused: reporter.advance(
         f"{seg.shot_id}: {'cached' if reused else 'made'} {take.label or take.id[:10]}")
     try:
