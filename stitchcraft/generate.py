@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .engines import Engine, SegmentRequest, engine_class
-from .errors import EngineError, EngineUnavailable, MediaError, StitchError
+from .errors import EngineError, EngineUnavailable, MediaError
 from .load import LoadedStoryboard
 from .plan import Plan, SegmentPlan, ShotPlan, take_id
 from .store import StoredTake, TakeStore
@@ -155,8 +155,6 @@ class Generator:
                     produced += 1
                     if self.on_take:
                         self.on_take(segment, stored, False)
-            except StitchError:
-                raise
             except MemoryError as exc:
                 raise EngineError(f"engine '{shot.engine}' ran out of memory on shot '{shot.id}': {exc}") from exc
             if produced != len(missing):

@@ -27,7 +27,7 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 AUDIO_EXTENSIONS = (".mp3", ".wav", ".m4a", ".aac", ".flac", ".ogg", ".opus", *VIDEO_EXTENSIONS)
 SUBTITLE_EXTENSIONS = (".srt", ".ass", ".ssa", ".vtt")
 FONT_EXTENSIONS = (".ttf", ".otf", ".ttc")
-OVERLAP_TRANSITIONS_FIRST = ("cut", "fade")
+FIRST_SHOT_TRANSITIONS = ("cut", "fade")
 
 
 @dataclass
@@ -367,7 +367,7 @@ def _check_timing(loaded: LoadedStoryboard) -> list[Issue]:
                              f"{shot.duration:g} s is less than one frame at {float(fps):g} fps"))
         t = transition_frames(transition, fps)
         if index == 0:
-            if transition.type not in OVERLAP_TRANSITIONS_FIRST:
+            if transition.type not in FIRST_SHOT_TRANSITIONS:
                 if shot.transition:
                     issues.append(at(tpath, f"the first shot has no previous shot to {transition.type} "
                                             "from; use 'fade' (in from black) or 'cut'"))
@@ -448,7 +448,7 @@ def _check_files(loaded: LoadedStoryboard) -> list[Issue]:
         if not resolved.is_file():
             issues.append(at(path, f"{what} '{value}' not found (looked at {resolved})"))
         elif resolved.suffix.lower() not in kinds:
-            issues.append(at(path, f"'{value}' is not {what_article(what)} file "
+            issues.append(at(path, f"'{value}' is not {_article(what)} file "
                                    f"(expected {', '.join(kinds)})"))
 
     def shot_files(prefix: FieldPath, shot: Any, shot_id: str) -> None:
@@ -486,5 +486,5 @@ def _check_files(loaded: LoadedStoryboard) -> list[Issue]:
     return issues
 
 
-def what_article(what: str) -> str:
+def _article(what: str) -> str:
     return f"an {what}" if what[:1] in "aeiou" else f"a {what}"

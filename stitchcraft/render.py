@@ -149,20 +149,21 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
                            fingerprints=engine_fingerprints(loaded))
     reporter.log(f"plan: {len(plan.shots)} shots, {plan.total_frames} frames "
                  f"({float(plan.total_frames / plan.fps):.2f} s) at {plan.fps} fps")
+    generator = Generator(loaded, plan, store)
+    # Fail fast, before loading any model: engines that cannot run, broken media.
+    generator.check_engines()
+    generator.preflight()
     from .scoring import ScoreBook
 
     book = ScoreBook(sb.scoring, store)
     warnings = list(book.warnings)
     for warning in warnings:
         reporter.warn(warning)
-    generator = Generator(loaded, plan, store)
     # No total: footage offers every scene it finds, and rerolls add more.
     reporter.stage("generate & score")
     generator.on_take = lambda seg, take, reused: reporter.advance(
         f"{seg.shot_id}: {'cached' if reused else 'made'} {take.label or take.id[:10]}")
     try:
-        generator.check_engines()
-        generator.preflight()
         main = _choose(loaded, plan, generator, book, options, reporter)
         cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]] = [(None, main, loaded)]
         for variant in sb.variants:
