@@ -69,9 +69,7 @@ class Generator:
 
     def engine(self, name: str) -> Engine:
         if name not in self._engines:
-            cls = engine_class(name)
-            settings = self.loaded.storyboard.engine_settings(name)
-            self._engines[name] = cls(settings)
+            self._engines[name] = engine_class(name)(self._settings(name))
         return self._engines[name]
 
     def check_engines(self) -> None:
@@ -79,7 +77,7 @@ class Generator:
         problems = []
         for name in sorted({s.engine for s in self.plan.shots}):
             cls = engine_class(name)
-            available = cls.availability(self.loaded.storyboard.engine_settings(name))
+            available = cls.availability(self._settings(name))
             if not available:
                 shots = ", ".join(s.id for s in self.plan.shots if s.engine == name)
                 problems.append(f"engine '{name}' (shots {shots}) cannot run here: {available.reason}")

@@ -203,7 +203,6 @@ def _probe(path: Path) -> MediaInfo:
                 break
         except av.error.FFmpegError as exc:
             raise MediaError(path, f"video cannot be decoded ({exc})") from None
-        container.seek(0)
         # Demuxing without decoding is cheap; the packet timestamps give the true frame
         # count (mkv and webm state none) and reveal variable frame rate.
         frames = video.frames

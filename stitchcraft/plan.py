@@ -268,7 +268,7 @@ def _segments(shot: Shot, index: int, frames: int, caps: Capabilities, base: dic
     for i, size in enumerate(sizes):
         chained = chained_shot if i == 0 else True
         condition = chain_condition if chained else 0
-        generate = rule.fit(condition + size) if caps.max_frames or rule.step > 1 else size
+        generate = rule.fit(condition + size)
         last = i == len(sizes) - 1
         content = dict(base, segment=i, frames=size, condition=condition, generate=generate,
                        chained=chained, bridge=bridge_to if last else None)

@@ -254,7 +254,7 @@ def _choose(loaded: LoadedStoryboard, plan: Plan, generator: Generator, book: An
         return _apply_pick(candidates, pick, unit) if pick is not None else candidates
 
     def _chosen_map(partial: Partial) -> dict[int, Candidate]:
-        return dict(zip(range(len(partial.takes)), (cands_by_id[t] for t in partial.takes), strict=True))
+        return {i: cands_by_id[take] for i, take in enumerate(partial.takes)}
 
     cands_by_id: dict[str, Candidate] = {}
     details: dict[tuple[tuple[str, ...], str], dict[str, Any]] = {}
@@ -318,9 +318,8 @@ def _choose(loaded: LoadedStoryboard, plan: Plan, generator: Generator, book: An
                       f"(threshold {sb.scoring.seam_threshold}); try --reroll 2 or pin a take")
     shot_takes: dict[str, StoredTake] = {}
     for shot in plan.shots:
+        # build_units keeps a shot's segments in order
         takes = [chosen[i].take for i, u in enumerate(units) if u.shot.id == shot.id]
-        takes.sort(key=lambda t: next(u.segment.index for i, u in enumerate(units)
-                                      if chosen[i].take.id == t.id))
         shot_takes[shot.id] = concatenate_segments(generator.store, shot, takes)
     return Selection(plan, units, chosen, offered_final, scored, gains, shot_takes, weak)
 
