@@ -23,8 +23,10 @@ they never lengthen or shorten it. Captions (times relative to their clip's firs
 frame), the take audio (each clip's sound crossfades over the same ``T_k`` frames), the
 music and the voice-over all use these same programme frames.
 
-Each clip takes the first ``frames_k`` frames of its file on the output grid; a file
-that runs short holds its last frame, and the result says so in `AssembledCut.warnings`.
+Each clip takes ``frames_k`` frames of its file on the output grid, from its in-point
+(`CutClip.start`: a take that is a span of a longer file, such as footage, begins inside
+it; picture and sound are both read from there); a file that runs short holds its last
+frame, and the result says so in `AssembledCut.warnings`.
 
 Rendering
 ---------
@@ -37,9 +39,11 @@ already matches the output exactly (codec and its parameter sets, size, frame ra
 pixel format, square pixels, no rotation) is not decoded at all: its packets are copied
 from keyframe to keyframe (smart rendering), and only the frames around it are encoded.
 Segments are cached in the work folder by the hash of everything that makes them, so a
-re-render redoes only what changed. The soundtrack is one separate continuous pass
-(`stitchcraft.audio`). The joined file is verified (`stitchcraft.verify`) under a
-temporary name and renamed into place only if it passes.
+re-render redoes only what changed; a cached segment is reused only while it still holds
+its planned frames (a damaged one is deleted and rendered again, with a warning). The
+soundtrack is one separate continuous pass (`stitchcraft.audio`). The joined file is
+verified (`stitchcraft.verify`) under a temporary name and renamed into place only if
+it passes.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ from .audio import ClipSound, Soundtrack, render_soundtrack
 from .captions import Caption, drawtext_filter, logo_chain, subtitles_filter, write_text_file
 from .errors import FFmpegError, MediaError
 from .fonts import fit_text, sans_font_file
+from .housekeeping import owner_tag
 from .media import (
     SEGMENT_SUFFIX,
     Input,
@@ -80,7 +85,8 @@ from .verify import Expected, verify_render
 if TYPE_CHECKING:
     from .storyboard import Text
 
-__all__ = ["AssembledCut", "CutClip", "CutSpec", "CutTransition", "XFADE", "assemble"]
+__all__ = ["AssembledCut", "CutClip", "CutSpec", "CutTransition", "XFADE", "assemble",
+           "scratch_folders"]
 
 # Transition names and the xfade transition that draws each ('fade' picks by colour).
 XFADE = {
@@ -129,14 +135,16 @@ class CutClip:
     Attributes:
         shot_id: The shot it fills (for messages).
         path: The chosen take (any size, rate and container: it is normalised).
-        frames: Programme frames it fills, overlaps included; the first `frames` frames
-            of the file are used, the last held if the file is short.
+        frames: Programme frames it fills, overlaps included; `frames` frames of the file
+            from `start` are used, the last held if the file is short.
         transition: How it begins. On the first clip only a cut or a fade in from a
             colour (which does not shorten the programme).
         fit: ``cover``, ``contain`` or ``blur-pad``.
         text: A caption over this clip (times relative to the clip's first frame).
         use_audio: Mix the take's own audio, if it has any.
         volume_db: Gain for that audio.
+        start: The in-point: seconds into `path` where the clip's first frame is shown
+            (best on a frame of the file); None or 0 from the top.
     """
 
     shot_id: str
@@ -147,6 +155,12 @@ class CutClip:
     text: Text | None = None
     use_audio: bool = True
     volume_db: float = 0.0
+    start: float | None = None
+
+    @property
+    def in_point(self) -> float:
+        """Seconds into the file where the clip begins."""
+        return self.start or 0.0
 
 
 @dataclass(frozen=True)
@@ -292,15 +306,15 @@ def assemble(cut: CutSpec, output: Path, *, workdir: Path,
     placed = _place(cut, warnings)
     total = cut.total_frames
     overlays = _overlays(cut, placed, total, work)
-    segments = _plan_segments(cut, placed, overlays, total, work)
+    segments = _plan_segments(cut, placed, overlays, total, work, warnings)
     report("segments", 0.0)
-    files = _render_segments(cut, placed, overlays, segments, work, report)
+    files = _render_segments(cut, placed, overlays, segments, work, report, warnings)
     audio_path = None
     track = _soundtrack(cut, placed, total)
     loudness_target = None
     if track.has_sources:
         report("audio", 0.0)
-        audio_path = work / f"{output.stem}.{os.getpid()}.audio.m4a"
+        audio_path = work / f"{output.stem}.{owner_tag()}.audio.m4a"
         measured = render_soundtrack(track, audio_path, workdir=work)
         warnings += track.warnings
         loudness_target = cut.loudness if measured is not None else None
@@ -356,9 +370,11 @@ def _place(cut: CutSpec, warnings: list[str]) -> list[_Placed]:
         if key not in infos:
             infos[key] = inspect_clip(Path(clip.path))
         info = infos[key]
-        available = grid_frames(info, cut.fps)
+        if clip.in_point < 0:
+            raise ValueError(f"{where}: its in-point {clip.in_point} s is before the file's start")
+        available = grid_frames(info, cut.fps) - round(clip.in_point * cut.fps)
         if available < clip.frames:
-            warnings.append(f"{where}: {Path(clip.path).name} has {available} frames at "
+            warnings.append(f"{where}: {Path(clip.path).name} has {max(available, 0)} frames at "
                             f"{format_fps(cut.fps)} fps, {clip.frames} needed; its last frame "
                             f"is held for {clip.frames - available}")
         start -= head
@@ -408,10 +424,10 @@ def _caption_frames(caption: Caption, fps: Fraction) -> tuple[int, int]:
 
 
 def _plan_segments(cut: CutSpec, placed: list[_Placed], overlays: _Overlays, total: int,
-                   work: Path) -> list[_Segment]:
+                   work: Path, warnings: list[str]) -> list[_Segment]:
     """Splits the programme into segments, choosing which stretches to stream-copy."""
     busy = overlays.busy(total) + [_caption_frames(c, cut.fps) for c, _ in overlays.captions]
-    reference = _reference_signature(cut, work) if cut.smart else None
+    reference = _reference_signature(cut, work, warnings) if cut.smart else None
     segments: list[_Segment] = []
     for index, spot in enumerate(placed):
         body_start, body_end = spot.body
@@ -442,17 +458,18 @@ def _copy_spans(cut: CutSpec, spot: _Placed, busy: list[tuple[int, int]],
             or (info.width, info.height) != (cut.width, cut.height)
             or info.sar not in (0, 1)):
         return []
-    if StreamSignature.of(spot.clip.path) != reference:
+    offset = _frame_offset(spot.clip, cut.fps)
+    if offset is None or StreamSignature.of(spot.clip.path) != reference:
         return []
     packets: PacketIndex = index_packets(spot.clip.path, cut.fps)
     if not packets.exact:
         return []
     body_start, body_end = spot.body
-    body_end = min(body_end, packets.frames)
-    # Free stretches of the body, in clip frames.
-    free = [(body_start, body_end)]
+    body_end = min(body_end, packets.frames - offset)
+    # Free stretches of the body, in frames of the file.
+    free = [(body_start + offset, body_end + offset)]
     for busy_start, busy_end in busy:
-        local_start, local_end = busy_start - spot.start, busy_end - spot.start
+        local_start, local_end = busy_start - spot.start + offset, busy_end - spot.start + offset
         free = [piece for a, b in free for piece in
                 ((a, min(b, local_start)), (max(a, local_end), b)) if piece[1] > piece[0]]
     boundaries = sorted(set(packets.keyframes) | {packets.frames})
@@ -465,16 +482,24 @@ def _copy_spans(cut: CutSpec, spot: _Placed, busy: list[tuple[int, int]],
             continue
         copy_start, copy_end = starts[0], inside[-1]
         if copy_end - copy_start >= minimum:
-            spans.append((copy_start, copy_end))
+            spans.append((copy_start - offset, copy_end - offset))
     return spans
 
 
-def _reference_signature(cut: CutSpec, work: Path) -> StreamSignature:
+def _frame_offset(clip: CutClip, fps: Fraction) -> int | None:
+    """The clip's in-point in frames of a file on the output grid; None when it falls
+    between frames (its packets cannot then be copied as they are)."""
+    frames = clip.in_point * fps
+    offset = round(frames)
+    return offset if abs(frames - offset) < 0.01 else None
+
+
+def _reference_signature(cut: CutSpec, work: Path, warnings: list[str]) -> StreamSignature:
     """The parameter sets this cut's encoder writes (what a copied take must match)."""
     key = _hash(["reference", ffmpeg_version(), cut.codec, str(cut.crf), cut.preset,
                  str(cut.width), str(cut.height), format_fps(cut.fps)])
     path = work / "segments" / f"ref-{key}{SEGMENT_SUFFIX[cut.codec]}"
-    if not path.exists():
+    if not _reusable(path, 2, warnings):
         path.parent.mkdir(parents=True, exist_ok=True)
         graph = (f"color=c=black:s={cut.width}x{cut.height}:r={format_fps(cut.fps)},"
                  "format=yuv420p,setparams=range=tv:color_primaries=unknown:"
@@ -488,7 +513,7 @@ def _reference_signature(cut: CutSpec, work: Path) -> StreamSignature:
 
 def _render_segments(cut: CutSpec, placed: list[_Placed], overlays: _Overlays,
                      segments: list[_Segment], work: Path,
-                     report: Callable[[str, float], None]) -> list[Path]:
+                     report: Callable[[str, float], None], warnings: list[str]) -> list[Path]:
     folder = work / "segments"
     folder.mkdir(parents=True, exist_ok=True)
     done = 0
@@ -496,7 +521,7 @@ def _render_segments(cut: CutSpec, placed: list[_Placed], overlays: _Overlays,
 
     def render(segment: _Segment) -> Path:
         nonlocal done
-        path = _render_segment(cut, placed, overlays, segment, folder)
+        path = _render_segment(cut, placed, overlays, segment, folder, warnings)
         with lock:
             done += 1
             report("segments", done / len(segments))
@@ -516,24 +541,24 @@ def _render_segments(cut: CutSpec, placed: list[_Placed], overlays: _Overlays,
 
 
 def _render_segment(cut: CutSpec, placed: list[_Placed], overlays: _Overlays,
-                    segment: _Segment, folder: Path) -> Path:
+                    segment: _Segment, folder: Path, warnings: list[str]) -> Path:
     spot = placed[segment.clip]
     suffix = SEGMENT_SUFFIX[cut.codec]
     if segment.copy:
-        key = _hash(["copy", _identity(spot.clip.path), str(segment.local_start),
-                     str(segment.local_end), format_fps(cut.fps)])
+        offset = _frame_offset(spot.clip, cut.fps) or 0
+        first, end = segment.local_start + offset, segment.local_end + offset
+        key = _hash(["copy", _identity(spot.clip.path), str(first), str(end), format_fps(cut.fps)])
         path = folder / f"copy-{key}{suffix}"
-        if not path.exists():
+        if not _reusable(path, segment.frames, warnings):
             with atomic_output(path) as partial:
-                copy_video_span(spot.clip.path, partial, segment.local_start,
-                                segment.local_end, cut.fps)
+                copy_video_span(spot.clip.path, partial, first, end, cut.fps)
         return path
     inputs, graph, files = _segment_graph(cut, placed, overlays, segment)
     encoder = encoder_args(cut.codec, crf=cut.crf, preset=cut.preset)
     key = _hash(["encode", ffmpeg_version(), graph, str(segment.frames), *encoder,
                  *(f"{i.seek}" for i in inputs), *(_identity(f) for f in files)])
     path = folder / f"seg-{key}{suffix}"
-    if path.exists():
+    if _reusable(path, segment.frames, warnings):
         return path
     what = (f"render {spot.clip.shot_id} frames {segment.local_start}-{segment.local_end}"
             + (" and the transition after it" if segment.join else ""))
@@ -546,6 +571,32 @@ def _render_segment(cut: CutSpec, placed: list[_Placed], overlays: _Overlays,
             raise FFmpegError(f"ffmpeg wrote {made} frames, {segment.frames} planned, "
                               f"to {what}")
     return path
+
+
+def _reusable(path: Path, frames: int, warnings: list[str]) -> bool:
+    """Whether a cached segment exists and still holds its `frames` frames (counted from
+    its packets, no decoding). A damaged one is deleted, with a warning, so that the
+    caller renders it again."""
+    if not path.exists():
+        return False
+    try:
+        found = video_packet_count(path)
+    except MediaError as exc:
+        problem = f"unreadable: {exc.reason}"
+    else:
+        if found == frames:
+            return True
+        problem = f"{found} frames, {frames} planned"
+    path.unlink(missing_ok=True)
+    warnings.append(f"cached segment {path} was damaged ({problem}); rendering it again")
+    return False
+
+
+def scratch_folders(workdir: Path) -> list[Path]:
+    """The folders under a work folder where assembly writes temporary names (for
+    `stitchcraft.housekeeping.sweep`)."""
+    work = Path(workdir) / "assemble"
+    return [work, work / "segments"]
 
 
 def _segment_graph(cut: CutSpec, placed: list[_Placed], overlays: _Overlays,
@@ -565,14 +616,15 @@ def _segment_graph(cut: CutSpec, placed: list[_Placed], overlays: _Overlays,
     before = end - spot.tail - 1
     first = segment.local_start if span else max(0, before)
     seek = seek_seconds(spot.info, first, cut.fps)
-    inputs.append(Input(Path(clip.path), seek))
+    # The chain counts time from the in-point: the input is opened that much further in.
+    inputs.append(Input(Path(clip.path), clip.in_point + seek))
     files.append(Path(clip.path))
     chains.append(clip_chain("0:v:0", "a", spot.info, grid, clip.fit,
                              start=first, end=end, seek=seek))
     picture = "a"
     if segment.join:
         after = placed[segment.clip + 1]
-        inputs.append(Input(Path(after.clip.path)))
+        inputs.append(Input(Path(after.clip.path), after.clip.in_point))
         files.append(Path(after.clip.path))
         chains.append(clip_chain("1:v:0", "b", after.info, grid, after.clip.fit,
                                  start=0, end=spot.tail, seek=0.0))
@@ -645,7 +697,7 @@ def _encoder_threads(cut: CutSpec) -> int:
 def _soundtrack(cut: CutSpec, placed: list[_Placed], total: int) -> Soundtrack:
     sounds = tuple(
         ClipSound(Path(spot.clip.path), spot.start, spot.clip.frames, fade_in=spot.head,
-                  fade_out=spot.tail, volume_db=spot.clip.volume_db)
+                  fade_out=spot.tail, volume_db=spot.clip.volume_db, seek=spot.clip.in_point)
         for spot in placed if spot.clip.use_audio and spot.info.has_audio)
     return Soundtrack(
         fps=cut.fps, total_frames=total, clips=sounds, music=cut.music,

@@ -22,6 +22,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from .errors import MediaError
+from .housekeeping import owner_tag
 from .media import (
     Input,
     Loudness,
@@ -48,6 +49,7 @@ class ClipSound:
         frames: Video frames of the clip (its audio is padded or cut to this length).
         fade_in, fade_out: Frames of crossfade with the neighbours.
         volume_db: Gain for this take.
+        seek: Seconds into `path` where the take's sound begins (its in-point).
     """
 
     path: Path
@@ -56,6 +58,7 @@ class ClipSound:
     fade_in: int = 0
     fade_out: int = 0
     volume_db: float = 0.0
+    seek: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ def mix_graph(track: Soundtrack, voice: list[tuple[float, float]] | None = None
     labels: list[str] = []
     for clip in track.clips:
         index = len(inputs)
-        inputs.append(Input(clip.path))
+        inputs.append(Input(clip.path, clip.seek))
         length = track.to_samples(clip.frames)
         chain = (f"[{index}:a:0]{_FORMAT},apad,atrim=end_sample={length},asetpts=N/SR/TB,"
                  f"volume={clip.volume_db:.3f}dB")
@@ -196,7 +199,7 @@ def render_soundtrack(track: Soundtrack, output: Path, *, workdir: Path) -> Loud
     if track.voiceover is not None and track.music is not None:
         voice = voice_spans(track.voiceover, track.total_frames / float(track.fps))
     inputs, graph, label = mix_graph(track, voice)
-    mixed = workdir / f"{output.stem}.mix.wav"
+    mixed = workdir / f"{output.stem}.mix.{owner_tag()}.wav"
     measure = f"loudnorm=I={track.loudness}:TP={track.true_peak}:print_format=json"
     graph += f";[{label}]asplit=2[keep][measure];[measure]{measure}[measured]"
     stderr = run_audio_graph(inputs, graph, [

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -58,11 +60,50 @@ def handled(fn: F) -> F:
         except StitchError as exc:
             _err(f"render failed: {exc}")
             _fail(as_json, 1, exc)
+        except OSError as exc:
+            # A disk that is full or read-only, a path in the way: one line, no traceback.
+            message = _os_error(exc)
+            _err(f"error: {message}")
+            _fail(as_json, 1, StitchError(message))
         except KeyboardInterrupt:
+            _end_children()
             _err("interrupted; finished takes are kept in the cache and will be reused")
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if os.environ.get("STITCHCRAFT_DEBUG"):
+                raise
+            message = f"internal error ({type(exc).__name__}: {exc}); this is a bug in stitchcraft"
+            _err(f"error: {message}. Run again with STITCHCRAFT_DEBUG=1 for the traceback and "
+                 "report it.")
+            _fail(as_json, 1, StitchError(message))
 
     return wrapper  # type: ignore[return-value]
+
+
+def _os_error(exc: OSError) -> str:
+    """`path: cause` for an OS error, in words a user can act on."""
+    from .errors import os_cause
+
+    where = exc.filename if exc.filename is not None else "stitchcraft"
+    return f"{where}: {os_cause(exc)}"
+
+
+def _end_children() -> None:
+    """Ends the ffmpeg processes an interrupted command started."""
+    from .media import kill_children
+
+    kill_children()
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    # Ctrl-C, SIGTERM and SIGHUP end a command at once: ffmpeg children are killed here
+    # (worker threads would otherwise start more), finished takes stay in the cache.
+    from .media import kill_children
+
+    kill_children(refuse_new=True)
+    raise KeyboardInterrupt
 
 
 def _fail(as_json: bool, code: int, exc: Exception, issues: list[str] | None = None) -> None:
@@ -106,9 +147,11 @@ def plan(storyboard: StoryboardArg, as_json: JsonOpt = False,
         typer.echo(json.dumps(result.to_json(), indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{result.title}: {result.total_frames} frames at {result.fps} fps "
+    # Storyboard text is shown as written, never read as rich markup.
+    table = Table(title=f"{escape(result.title)}: {result.total_frames} frames at {result.fps} fps "
                         f"({timecode(result.total_frames, result.fps)})")
     for column in ("shot", "engine", "start", "frames", "in", "segments (new/generated)", "takes", "hash"):
         table.add_column(column, justify="right" if column in ("start", "frames", "in", "takes") else "left")
@@ -116,7 +159,7 @@ def plan(storyboard: StoryboardArg, as_json: JsonOpt = False,
         segments = ", ".join(f"{s.frames}/{s.generate}" + ("c" if s.chained else "") for s in shot.segments)
         transition = f"{shot.transition_type} {shot.transition_in or shot.fade_in}" if (
             shot.transition_in or shot.fade_in) else "cut"
-        table.add_row(shot.id, shot.engine, timecode(shot.start, result.fps), str(shot.frames),
+        table.add_row(escape(shot.id), shot.engine, timecode(shot.start, result.fps), str(shot.frames),
                       transition, segments, str(shot.candidates * len(shot.segments)),
                       shot.segments[0].hash[:10])
     console = Console()
@@ -232,9 +275,10 @@ def takes(storyboard: StoryboardArg, as_json: JsonOpt = False,
         typer.echo(json.dumps(manifest["shots"], indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"takes of {manifest['output']}")
+    table = Table(title=f"takes of {escape(str(manifest['output']))}")
     for column in ("shot", "seg", "#", "take", "engine", "seed", "score", "components", "label"):
         table.add_column(column, overflow="fold")
     for shot_id, shot in manifest["shots"].items():
@@ -246,7 +290,7 @@ def takes(storyboard: StoryboardArg, as_json: JsonOpt = False,
                               ("[bold green]* " if chosen else "  ") + cand["id"][:10] + ("[/]" if chosen else ""),
                               cand["engine"], str(cand["seed"]),
                               f"{cand['score']:.3f}" if cand.get("score") is not None else "-",
-                              parts, cand.get("label", ""))
+                              parts, escape(str(cand.get("label") or "")))
     Console().print(table)
     for seam in manifest.get("weak_seams", []):
         typer.echo(f"weak seam: {seam['after']} -> {seam['shot']} scored {seam['score']}")
@@ -258,15 +302,55 @@ def pick(storyboard: StoryboardArg, shot: Annotated[str, typer.Argument(help="Sh
          take: Annotated[str | None, typer.Argument(help="Candidate number or take id prefix.")] = None,
          clear: Annotated[bool, typer.Option("--clear", help="Remove the pin.")] = False) -> None:
     """Pin a shot to one take (kept beside the storyboard, used by the next render)."""
-    from .picks import save_pick
+    from .picks import check_pick, save_pick
 
     loaded = _load(storyboard)
     if shot not in {s.id for s in loaded.storyboard.shots}:
         raise InputError(f"no shot '{shot}' in {storyboard}")
     if take is None and not clear:
         raise InputError("give a take (number or id prefix) or --clear")
+    if take is not None and not clear:
+        check_pick(loaded, shot, take)
     save_pick(loaded.path, shot, None if clear else take)
     typer.echo(f"{shot}: {'unpinned' if clear else f'pinned to {take}'}")
+
+
+@app.command()
+@handled
+def cache(storyboard: Annotated[Path | None, typer.Argument(
+              help="Use this storyboard's cache (default .stitchcraft/cache beside it).",
+              show_default=False)] = None,
+          cache: CacheOpt = None,
+          check: Annotated[bool, typer.Option("--check", help="Read every take in full and move "
+                                              "damaged ones aside.")] = False,
+          clean: Annotated[bool, typer.Option("--clean", help="Delete damaged takes kept for "
+                                              "inspection and scratch of dead renders.")] = False,
+          as_json: JsonOpt = False) -> None:
+    """Show what the take store holds, and check or clean it."""
+    from .generate import default_cache
+    from .store import TakeStore
+
+    if cache is None and storyboard is None:
+        raise InputError("give a storyboard or --cache DIR")
+    root = cache if cache is not None else default_cache(_load(storyboard))  # type: ignore[arg-type]
+    if not root.is_dir():
+        raise InputError(f"{root}: no take store there")
+    store = TakeStore(root)
+    problems = store.check_all(deep=True) if check else []
+    removed = [*store.remove_damaged(), *store.clean_tmp()] if clean else []
+    stats = store.stats()
+    if as_json:
+        typer.echo(json.dumps({"ok": True, "cache": str(store.root), "takes": stats.takes,
+                               "bytes": stats.bytes, "damaged": stats.damaged,
+                               "damaged_bytes": stats.damaged_bytes, "scratch": stats.scratch,
+                               "problems": problems, "removed": [str(p) for p in removed]}))
+        return
+    for problem in problems:
+        _err(f"warning: {problem}")
+    typer.echo(f"{store.root}: {stats.takes} takes, {stats.bytes / 1e6:.1f} MB; "
+               f"{stats.damaged} damaged kept for inspection ({stats.damaged_bytes / 1e6:.1f} MB) in "
+               f"{store.damaged}; {stats.scratch} scratch entries"
+               + (f"; removed {len(removed)}" if clean else ""))
 
 
 def _quality(value: str) -> str:
@@ -277,6 +361,9 @@ def _quality(value: str) -> str:
 
 def main() -> None:
     """Console-script entry point."""
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _terminate)
     try:
         app()
     except BrokenPipeError:

@@ -9,6 +9,7 @@
         ├── FFmpegError              ffmpeg exited non-zero or wrote something unexpected
         ├── EngineError              an engine failed (out of memory, missing weights, ...)
         │   └── EngineUnavailable    an engine cannot run on this machine, and why
+        ├── StorageError             a file or folder cannot be written or read (full, read-only, ...)
         └── VerificationError        an output failed its checks and was not published
 
 The library raises these and never prints or exits; the CLI maps them to messages and
@@ -17,6 +18,7 @@ exit codes in one place (`stitchcraft.cli`).
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +103,41 @@ class EngineError(RenderError):
 
 class EngineUnavailable(EngineError):
     """An engine cannot run here; the message says why and how to fix it."""
+
+
+class StorageError(RenderError):
+    """A file or folder cannot be written or read: names the path and the cause."""
+
+    def __init__(self, path: Path | str, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+_OS_CAUSES = {
+    errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted", errno.EISDIR: "is a folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+}
+
+
+def os_cause(exc: OSError, where: Path | None = None) -> str:
+    """Why an OS call failed, in words a user can act on.
+
+    Args:
+        where: A folder on the file system written to. A short write reported without
+            an errno (numpy's does that) means a full disk when that one is full.
+    """
+    if exc.errno is None and where is not None:
+        import shutil
+
+        try:
+            if shutil.disk_usage(where).free < 1 << 20:
+                return _OS_CAUSES[errno.ENOSPC]
+        except OSError:
+            pass
+    return _OS_CAUSES.get(exc.errno or 0) or exc.strerror or str(exc)
 
 
 class VerificationError(RenderError):

@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .engines import Engine, SegmentRequest, engine_class
-from .errors import EngineError, EngineUnavailable, MediaError
+from .engines import Engine, SegmentRequest, Take, engine_class
+from .errors import EngineError, EngineUnavailable, MediaError, StitchError
 from .load import LoadedStoryboard
 from .plan import Plan, SegmentPlan, ShotPlan, take_id
 from .store import StoredTake, TakeStore
+
+if TYPE_CHECKING:
+    from .executor import Executor, Priority
 
 
 @dataclass
@@ -45,6 +50,56 @@ class Conditioning:
 
 
 @dataclass
+class PendingCandidates:
+    """The candidates of one segment, some found in the store, some still being made.
+
+    Attributes:
+        shot, segment: What they are for.
+        seeds: Every candidate's seed, in the order they are offered.
+        found: Seed -> candidate already at hand.
+        storing: Seed -> the CPU work storing a freshly made take.
+        generation: The engine call making the missing ones, None if none are missing.
+        asked: How many takes that call was asked for.
+    """
+
+    shot: ShotPlan
+    segment: SegmentPlan
+    seeds: list[int]
+    found: dict[int, Candidate] = field(default_factory=dict)
+    storing: dict[int, Future[Candidate]] = field(default_factory=dict)
+    generation: Future[int] | None = None
+    asked: int = 0
+
+    def result(self) -> list[Candidate]:
+        """Waits for every candidate; in seed order whatever order they finished in.
+
+        Raises:
+            EngineError: the engine failed or made fewer takes than asked.
+        """
+        if self.generation is not None:
+            try:
+                made = self.generation.result()
+            except MemoryError as exc:
+                raise EngineError(f"engine '{self.shot.engine}' ran out of memory on shot "
+                                  f"'{self.shot.id}': {exc}") from exc
+            except (StitchError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # an engine's own failure, said with its shot
+                raise EngineError(f"engine '{self.shot.engine}' failed on shot '{self.shot.id}': "
+                                  f"{type(exc).__name__}: {exc}") from exc
+            finally:
+                for work in self.storing.values():  # never leave a take half-handled
+                    work.exception()
+            for seed, work in self.storing.items():
+                self.found[seed] = work.result()
+            if made != self.asked or len(self.storing) != self.asked:
+                raise EngineError(f"engine '{self.shot.engine}' made {made} of {self.asked} takes "
+                                  f"for shot '{self.shot.id}'")
+            self.generation = None
+        return [self.found[seed] for seed in self.seeds]
+
+
+@dataclass
 class Generator:
     """Makes and caches candidate takes for a render.
 
@@ -52,20 +107,27 @@ class Generator:
         loaded: The storyboard.
         plan: Its plan.
         store: The take store.
+        executor: Where engine calls and storing run (one per render, shared by the
+            generators of its variants).
         on_take: Called with (segment, take, reused) as each take becomes available.
+        on_stored: Called on a CPU worker with (segment, take, frames) when a new take
+            is stored, while its frames are in memory (None for a take that is a file).
         extra_seeds: Segment key -> extra candidates asked for by rerolls.
     """
 
     loaded: LoadedStoryboard
     plan: Plan
     store: TakeStore
+    executor: Executor = field(default_factory=lambda: _local_executor())
     on_take: Callable[[SegmentPlan, StoredTake, bool], None] | None = None
+    on_stored: Callable[[SegmentPlan, StoredTake, np.ndarray | None], None] | None = None
     extra_seeds: dict[str, int] = field(default_factory=dict)
     generated: int = 0
     reused: int = 0
     seen: set[str] = field(default_factory=set)  # takes met in this render already
     _engines: dict[str, Engine] = field(default_factory=dict)
-    _memo: dict[tuple[Any, ...], list[Candidate]] = field(default_factory=dict)
+    _memo: dict[tuple[Any, ...], PendingCandidates] = field(default_factory=dict)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def engine(self, name: str) -> Engine:
         if name not in self._engines:
@@ -84,24 +146,58 @@ class Generator:
         if problems:
             raise EngineUnavailable("\n".join(problems))
 
-    def preflight(self) -> None:
+    def preflight(self) -> list[str]:
         """Probes every referenced clip and image before anything is generated, so a
         broken file fails the render at once, named, not halfway through.
 
+        Returns:
+            Warnings: clips too short for their shot, left out of its candidates, or
+            (with ``short_source: hold``) used with their last frame held.
+
         Raises:
-            MediaError: a file is unreadable, truncated or has no video.
+            MediaError: a file is unreadable, truncated or has no video, or every clip
+                of a shot is shorter than the shot and holding is not allowed.
         """
+        from .engines.footage import short_footage_reason, usable_seconds
         from .media import probe, read_image
 
-        for files in self.loaded.sources.values():
+        warnings: list[str] = []
+        specs = {s.id: s for s in self.loaded.storyboard.shots}
+        for shot_id, files in self.loaded.sources.items():
+            usable = {}
             for path in files:
                 info = probe(path)
                 if info.frames < 1:
                     raise MediaError(path, "holds no video frames")
+                usable[path] = usable_seconds(info)
+            if shot_id not in specs:
+                continue  # a variant's override, checked when the variant is planned
+            planned = self.plan.shot(shot_id)
+            seconds = planned.frames / float(self.plan.fps)
+            needed = seconds - 0.5 / float(self.plan.fps)
+            short = [(p, s) for p, s in usable.items() if s < needed]
+            if not short:
+                continue
+            if self._hold_short(shot_id):
+                warnings += [f"shot '{shot_id}': {p.name} has {s:.2f} s of the {seconds:.2f} s the shot "
+                             f"lasts; its last frame is held for the rest (short_source: hold)"
+                             for p, s in short]
+            elif len(short) == len(usable):
+                raise MediaError(short[0][0], short_footage_reason(shot_id, seconds, short))
+            else:
+                warnings += [f"shot '{shot_id}': {p.name} has only {s:.2f} s of the {seconds:.2f} s "
+                             "the shot lasts, so it is not a candidate" for p, s in short]
         for shot in self.loaded.storyboard.shots:
             for value in (shot.image, shot.reference):
                 if value:
                     read_image(self.loaded.resolve(value))
+        return warnings
+
+    def _hold_short(self, shot_id: str) -> bool:
+        """Whether a shot may use footage shorter than itself, holding its last frame."""
+        sb = self.loaded.storyboard
+        spec = next(s for s in sb.shots if s.id == shot_id)
+        return (spec.short_source or sb.defaults.short_source) == "hold"
 
     def close(self) -> None:
         for engine in self._engines.values():
@@ -109,58 +205,87 @@ class Generator:
         self._engines.clear()
 
     def candidates(self, shot: ShotPlan, segment: SegmentPlan,
-                   conditioning: Conditioning) -> list[Candidate]:
-        """Every candidate take of a segment under given conditioning; generates the
-        missing ones (in one engine call, so engines can batch) and stores each as it
-        finishes.
+                   conditioning: Conditioning, priority: Priority = (9,)) -> list[Candidate]:
+        """Every candidate take of a segment under given conditioning, waiting for the
+        ones still being made (see `request`)."""
+        return self.request(shot, segment, conditioning, priority).result()
+
+    def request(self, shot: ShotPlan, segment: SegmentPlan, conditioning: Conditioning,
+                priority: Priority = (9,)) -> PendingCandidates:
+        """Asks for every candidate take of a segment under given conditioning, without
+        waiting: takes in the store are found at once, the missing ones are queued on
+        the engine's lane in one call (so engines can batch) and stored on a CPU worker
+        as each finishes. Asking again for the same thing returns the same request.
         """
         memo_key = (segment.key, conditioning.key, self.extra_seeds.get(segment.key, 0))
-        if memo_key in self._memo:
-            return self._memo[memo_key]
+        with self._lock:
+            pending = self._memo.get(memo_key)
+            if pending is None:
+                pending = self._memo[memo_key] = self._start(shot, segment, conditioning, priority)
+        return pending
+
+    def _start(self, shot: ShotPlan, segment: SegmentPlan, conditioning: Conditioning,
+               priority: Priority) -> PendingCandidates:
         engine = self.engine(shot.engine)
         request = self._request(shot, segment, conditioning, engine)
         wanted = shot.candidates + self.extra_seeds.get(segment.key, 0)
         seeds = engine.candidate_seeds(request, wanted, shot.seed + 7919 * segment.index)
         ids = {seed: take_id(segment.hash, seed, condition=conditioning.key[0],
                              bridge=conditioning.key[1]) for seed in seeds}
-        found: dict[int, Candidate] = {}
+        pending = PendingCandidates(shot=shot, segment=segment, seeds=seeds)
         for seed, tid in ids.items():
             stored = self.store.get(tid)
             if stored is not None:
-                found[seed] = Candidate(stored, seed, reused=True)
-                if tid not in self.seen:  # a take a variant shares is not a cache hit
-                    self.reused += 1
-                    self.seen.add(tid)
-                if self.on_take:
-                    self.on_take(segment, stored, True)
-        missing = [seed for seed in seeds if seed not in found]
-        if missing:
-            request.seeds = missing
-            produced = 0
-            try:
-                for take in engine.generate(request):
-                    if take.seed not in ids or take.seed in found:
-                        raise EngineError(f"engine '{shot.engine}' returned a take for seed {take.seed}, "
-                                          f"which was not asked for")
-                    if take.frames.shape[0] != segment.frames:
-                        raise EngineError(f"engine '{shot.engine}' returned {take.frames.shape[0]} frames "
-                                          f"for shot '{shot.id}', expected {segment.frames}")
-                    stored = self.store.put(ids[take.seed], take, fps=self.plan.fps, engine=shot.engine,
-                                            request=_describe(request, take.seed, segment))
-                    found[take.seed] = Candidate(stored, take.seed, reused=False)
-                    self.generated += 1
-                    self.seen.add(stored.id)
-                    produced += 1
-                    if self.on_take:
-                        self.on_take(segment, stored, False)
-            except MemoryError as exc:
-                raise EngineError(f"engine '{shot.engine}' ran out of memory on shot '{shot.id}': {exc}") from exc
-            if produced != len(missing):
-                raise EngineError(f"engine '{shot.engine}' made {produced} of {len(missing)} takes "
-                                  f"for shot '{shot.id}'")
-        result = [found[seed] for seed in seeds]
-        self._memo[memo_key] = result
-        return result
+                pending.found[seed] = Candidate(stored, seed, reused=True)
+                self._count(tid, reused=True)
+                self._announce(segment, stored, True)
+        missing = [seed for seed in seeds if seed not in pending.found]
+        if not missing:
+            return pending
+        request.seeds = missing
+        describe = {seed: _describe(request, seed, segment) for seed in missing}
+
+        def on_take(take: Take) -> Future[Candidate]:
+            # On the engine's lane: check the take, then hand it to a CPU worker.
+            if take.seed not in ids or take.seed in pending.found or take.seed in pending.storing:
+                raise EngineError(f"engine '{shot.engine}' returned a take for seed {take.seed}, "
+                                  "which was not asked for")
+            if take.frame_count != segment.frames:
+                raise EngineError(f"engine '{shot.engine}' returned {take.frame_count} frames "
+                                  f"for shot '{shot.id}', expected {segment.frames}")
+            stored = self.executor.cpu(self._store, ids[take.seed], take, shot, segment, describe[take.seed])
+            pending.storing[take.seed] = stored
+            return stored
+
+        pending.generation = self.executor.generate(engine, request, priority, on_take)
+        pending.asked = len(missing)
+        return pending
+
+    def _store(self, tid: str, take: Take, shot: ShotPlan, segment: SegmentPlan,
+               request: dict[str, Any]) -> Candidate:
+        """On a CPU worker: stores a take, then lets `on_stored` look at its frames while
+        they are still in memory (scoring them without decoding the file)."""
+        stored = self.store.put(tid, take, fps=self.plan.fps, engine=shot.engine, request=request)
+        self._count(stored.id, reused=False)
+        if self.on_stored is not None:
+            self.on_stored(segment, stored, take.frames)
+        self._announce(segment, stored, False)
+        return Candidate(stored, take.seed, reused=False)
+
+    def _count(self, tid: str, *, reused: bool) -> None:
+        with self._lock:
+            if reused and tid in self.seen:  # a take a variant shares is not a cache hit
+                return
+            self.seen.add(tid)
+            if reused:
+                self.reused += 1
+            else:
+                self.generated += 1
+
+    def _announce(self, segment: SegmentPlan, stored: StoredTake, reused: bool) -> None:
+        if self.on_take is not None:
+            with self._lock:
+                self.on_take(segment, stored, reused)
 
     def _request(self, shot: ShotPlan, segment: SegmentPlan, conditioning: Conditioning,
                  engine: Engine) -> SegmentRequest:
@@ -182,7 +307,7 @@ class Generator:
             title=self.loaded.with_font_resolved(spec.title_card), camera=spec.camera,
             condition_frames=condition_frames, last_frame=last_frame,
             reference=self.loaded.resolve(spec.reference) if spec.reference else None,
-            steps=steps, settings=self._settings(shot.engine),
+            steps=steps, settings=self._settings(shot.engine), hold_short=self._hold_short(shot.id),
         )
 
     def _settings(self, engine: str) -> Any:
@@ -191,6 +316,12 @@ class Generator:
         if settings.library:
             settings = settings.model_copy(update={"library": str(self.loaded.resolve(settings.library))})
         return settings
+
+
+def _local_executor() -> Executor:
+    from .executor import LocalExecutor
+
+    return LocalExecutor()
 
 
 def _describe(request: SegmentRequest, seed: int, segment: SegmentPlan) -> dict[str, Any]:
@@ -256,7 +387,6 @@ def engine_fingerprints(loaded: LoadedStoryboard) -> dict[str, dict[str, Any]]:
 def concatenate_segments(store: TakeStore, shot: ShotPlan, takes: list[StoredTake]) -> StoredTake:
     """One take for a shot made of several chained segments (stored like any take)."""
     from .engines.base import Take
-    from .media import read_frames
     from .plan import content_hash
 
     if len(takes) == 1:
@@ -265,7 +395,7 @@ def concatenate_segments(store: TakeStore, shot: ShotPlan, takes: list[StoredTak
     existing = store.get(joined_id)
     if existing is not None:
         return existing
-    frames = np.concatenate([read_frames(t.video, 0, t.frames) for t in takes])
+    frames = np.concatenate([t.span.read() for t in takes])
     take = Take(frames=frames, seed=takes[0].seed, label=" + ".join(t.label or t.id[:8] for t in takes),
                 meta={"segments": [t.id for t in takes]})
     return store.put(joined_id, take, fps=takes[0].fps, engine=shot.engine,

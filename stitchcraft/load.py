@@ -2,7 +2,8 @@
 
 Everything a user can get wrong is caught here, before anything runs, and reported as
 `Issue`s with file, line, column and field path. Paths resolve relative to the
-storyboard file.
+storyboard file. Referenced files are opened the way their stage will read them (fonts,
+images, subtitles), so a file that only has the right name is refused here too.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import difflib
 import glob
 import os
+import re
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from .errors import Issue, StoryboardError
 from .media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from .storyboard import Shot, Storyboard, Transition
 from .timeline import seconds_to_frames
-from .yamlsource import FieldPath, Located, load_yaml
+from .yamlsource import FieldPath, Located, load_yaml, shown, spelled
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 AUDIO_EXTENSIONS = (".mp3", ".wav", ".m4a", ".aac", ".flac", ".ogg", ".opus", *VIDEO_EXTENSIONS)
@@ -143,8 +146,13 @@ def _pydantic_issues(exc: ValidationError, located: Located) -> list[Issue]:
     out: list[Issue] = []
     for path, group in merged.items():
         if len(group) > 1 and all(i.message.startswith("expected ") for i in group):
-            kinds = " or ".join(i.message.removeprefix("expected ") for i in group)
-            out.append(located.issue(path, f"expected {kinds}"))
+            kinds = [i.message.removeprefix("expected ") for i in group]
+            got = {kind.partition(", got ")[2] for kind in kinds}
+            if len(got) == 1 and all(", got " in kind for kind in kinds):  # say what came once
+                kinds = [kind.partition(", got ")[0] for kind in kinds] + [f"got {got.pop()}"]
+                out.append(located.issue(path, f"expected {' or '.join(kinds[:-1])}, {kinds[-1]}"))
+            else:
+                out.append(located.issue(path, f"expected {' or '.join(kinds)}"))
         else:
             out.extend(group)
     return out
@@ -171,7 +179,8 @@ def _clean_loc(loc: tuple[Any, ...], value: Any) -> tuple[FieldPath, bool]:
 
 
 def _is_tag(part: str) -> bool:
-    return part[:1].isupper() or part in ("str", "int", "float", "bool", "list[int]", "dict") or "[" in part
+    return (part[:1].isupper() or part in ("str", "int", "float", "bool", "list[int]", "dict")
+            or "[" in part or part.startswith(("constrained-", "function-")))
 
 
 _TYPE_WORDS = {
@@ -180,8 +189,10 @@ _TYPE_WORDS = {
     "model_type": "expected a mapping of fields", "dict_type": "expected a mapping",
     "list_type": "expected a list", "int_parsing": "expected a whole number",
     "float_parsing": "expected a number", "bool_parsing": "expected true or false",
-    "int_from_float": "expected a whole number",
+    "int_from_float": "expected a whole number", "finite_number": "expected a finite number",
 }
+_BOUND_WORDS = {"greater_than": "more than", "greater_than_equal": "at least",
+                "less_than": "less than", "less_than_equal": "at most"}
 
 
 def _message(error: Any, path: FieldPath, located: Located) -> str:
@@ -200,12 +211,20 @@ def _message(error: Any, path: FieldPath, located: Located) -> str:
         got = error.get("input")
         choices = [c.strip().strip("'") for c in str(expected).replace(" or ", ", ").split(",")]
         close = difflib.get_close_matches(str(got), choices, n=1, cutoff=0.6) if isinstance(got, str) else []
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        return f"'{got}' is not allowed; expected {expected}{hint}"
+        hint = f"; did you mean '{close[0]}'?" if close and close[0] != got else ""
+        return f"'{shown(got)}' is not allowed; expected {expected}{hint}"
     if kind in _TYPE_WORDS:
-        got = error.get("input")
-        shown = repr(got) if not isinstance(got, dict | list) else type(got).__name__.replace("dict", "a mapping").replace("list", "a list")
-        return f"{_TYPE_WORDS[kind]}, got {shown}"
+        return f"{_TYPE_WORDS[kind]}, got {spelled(error.get('input'))}"
+    if kind in _BOUND_WORDS:
+        bound = next(iter(error.get("ctx", {}).values()), "?")
+        return f"must be {_BOUND_WORDS[kind]} {bound}, got {spelled(error.get('input'))}"
+    if kind in ("string_too_short", "string_too_long"):
+        got, ctx = error.get("input"), error.get("ctx", {})
+        if kind == "string_too_short" and ctx.get("min_length") == 1:
+            return "must not be empty"
+        limit = ctx.get("min_length", ctx.get("max_length"))
+        side = "at least" if kind == "string_too_short" else "at most"
+        return f"is {len(got) if isinstance(got, str) else '?'} characters long; {side} {limit}"
     message = str(error.get("msg", "invalid value"))
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
@@ -283,6 +302,9 @@ def check_storyboard(loaded: LoadedStoryboard, *, check_files: bool = True) -> l
             issues.append(at(("variants", index, "name"), f"duplicate variant name '{name}'"))
     if check_files:
         issues += _check_files(loaded)
+        from .outputs import check_outputs
+
+        issues += check_outputs(loaded)
     return issues
 
 
@@ -425,15 +447,29 @@ def _check_continuity(loaded: LoadedStoryboard) -> list[Issue]:
     return issues
 
 
-def expand_source(base: Path, value: str) -> list[Path]:
-    """The footage files a `source:` names: a file, a folder's videos, or a glob."""
+def expand_source(base: Path, value: str, *, exclude: frozenset[Path] = frozenset()) -> list[Path]:
+    """The footage files a `source:` names: a file, a folder's videos, or a glob.
+
+    A folder or glob never yields stitchcraft's own files: cuts that a render's manifest
+    lists, the resolved paths in `exclude` (the storyboard's own cuts), half-written
+    outputs, or anything under a ``.stitchcraft`` folder. A file named outright is
+    returned as it is (the output checks refuse it if it is a cut).
+    """
+    from .outputs import published_by_renders
+
     path = resolve_path(base, value)
     if any(ch in value for ch in "*?["):
-        matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
-        return [p for p in matches if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS]
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
-    return [path] if path.is_file() else []
+        found = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
+    elif path.is_dir():
+        found = sorted(path.iterdir())
+    else:
+        return [path] if path.is_file() else []
+    videos = [p for p in found if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+              and not p.name.startswith(".") and ".stitchcraft" not in p.parts]
+    renders = set(exclude)
+    for folder in {p.parent for p in videos}:
+        renders |= published_by_renders(folder)
+    return [p for p in videos if p.resolve() not in renders]
 
 
 def _check_files(loaded: LoadedStoryboard) -> list[Issue]:
@@ -441,31 +477,50 @@ def _check_files(loaded: LoadedStoryboard) -> list[Issue]:
     at = loaded.located.issue
     issues: list[Issue] = []
 
-    def need(path: FieldPath, value: str | None, kinds: tuple[str, ...], what: str) -> None:
+    def need(path: FieldPath, value: str | None, kinds: tuple[str, ...], what: str,
+             content: Callable[[Path], str | None] | None = None) -> None:
         if value is None:
             return
         resolved = loaded.resolve(value)
-        if not resolved.is_file():
+        try:
+            found = resolved.is_file()
+        except OSError as exc:  # e.g. a name too long for the file system
+            issues.append(at(path, f"cannot look for {what} '{shown(value)}': {exc.strerror or exc}"))
+            return
+        if not found:
             issues.append(at(path, f"{what} '{value}' not found (looked at {resolved})"))
         elif resolved.suffix.lower() not in kinds:
             issues.append(at(path, f"'{value}' is not {_article(what)} file "
                                    f"(expected {', '.join(kinds)})"))
+        elif content is not None and (problem := content(resolved)):
+            issues.append(at(path, f"{what} '{value}' {problem}"))
+
+    from .outputs import cut_paths
+
+    own_cuts = frozenset(c.path.resolve() for quality in ("final", "draft")
+                         for c in cut_paths(loaded, quality))
 
     def shot_files(prefix: FieldPath, shot: Any, shot_id: str) -> None:
         if shot.source is not None:
-            files = expand_source(loaded.base_dir, shot.source)
+            try:
+                files = expand_source(loaded.base_dir, shot.source, exclude=own_cuts)
+            except OSError as exc:
+                issues.append(at(prefix + ("source",), f"cannot look for '{shown(shot.source)}': "
+                                                       f"{exc.strerror or exc}"))
+                return
             if not files:
                 issues.append(at(prefix + ("source",), f"'{shot.source}' matches no video file "
                                                        f"({', '.join(VIDEO_EXTENSIONS[:4])}, ...)"))
             loaded.sources.setdefault(shot_id, files)
-        need(prefix + ("image",), shot.image, IMAGE_EXTENSIONS, "image")
-        need(prefix + ("reference",), getattr(shot, "reference", None), IMAGE_EXTENSIONS, "reference image")
+        need(prefix + ("image",), shot.image, IMAGE_EXTENSIONS, "image", image_problem)
+        need(prefix + ("reference",), getattr(shot, "reference", None), IMAGE_EXTENSIONS,
+             "reference image", image_problem)
         text = shot.text
         if text is not None and not isinstance(text, str):
-            need(prefix + ("text", "font"), text.font, FONT_EXTENSIONS, "font")
+            need(prefix + ("text", "font"), text.font, FONT_EXTENSIONS, "font", font_problem)
         title = shot.title
         if title is not None and not isinstance(title, str):
-            need(prefix + ("title", "font"), title.font, FONT_EXTENSIONS, "font")
+            need(prefix + ("title", "font"), title.font, FONT_EXTENSIONS, "font", font_problem)
 
     for index, shot in enumerate(sb.shots):
         shot_files(("shots", index), shot, shot.id)
@@ -478,12 +533,138 @@ def _check_files(loaded: LoadedStoryboard) -> list[Issue]:
                  "voice-over")
     need(("audio", "music"), sb.audio.music, AUDIO_EXTENSIONS, "music")
     need(("audio", "voiceover"), sb.audio.voiceover, AUDIO_EXTENSIONS, "voice-over")
-    need(("subtitles",), sb.subtitles, SUBTITLE_EXTENSIONS, "subtitle")
-    need(("logo",), sb.logo, IMAGE_EXTENSIONS, "logo")
+    need(("subtitles",), sb.subtitles, SUBTITLE_EXTENSIONS, "subtitle", subtitle_problem)
+    need(("logo",), sb.logo, IMAGE_EXTENSIONS, "logo", image_problem)
     for name, settings in sb.engines.items():
-        if settings.library is not None and not loaded.resolve(settings.library).is_dir():
+        if settings.library is not None and not _is_dir(loaded.resolve(settings.library)):
             issues.append(at(("engines", name, "library"), f"library folder '{settings.library}' not found"))
     return issues
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+# --- what is inside the files ---------------------------------------------------------
+# Each check reads a file the way the stage that uses it will (Pillow for images and
+# fonts; ffmpeg's own rules for subtitle timings) and says what is wrong, or None.
+
+def image_problem(path: Path) -> str | None:
+    """Why Pillow cannot read `path` as an image, or None."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Exception as exc:  # Pillow raises many kinds (OSError, SyntaxError, bombs...)
+        return f"is not an image Pillow can read ({shown(exc, 120)})"
+    return None
+
+
+def font_problem(path: Path) -> str | None:
+    """Why FreeType (Pillow's and ffmpeg's font reader) cannot open `path`, or None."""
+    from PIL import ImageFont
+
+    try:
+        ImageFont.truetype(str(path), 16)
+    except Exception as exc:  # OSError for most damage, ValueError for some
+        return f"is not a font FreeType can read ({shown(exc, 120)})"
+    return None
+
+
+MAX_SUBTITLE_BYTES = 16 * 1024 * 1024
+# Timestamps as ffmpeg's demuxers read them: SRT 00:00:01,000 (or .000), WebVTT
+# 00:01.000 or 00:00:01.000, ASS/SSA 0:00:01.00.
+_SRT_TIME = re.compile(r"(\d{1,3}):([0-5]\d):([0-5]\d)[,.](\d{3})")
+_VTT_TIME = re.compile(r"(?:(\d{1,3}):)?([0-5]\d):([0-5]\d)\.(\d{3})")
+_ASS_TIME = re.compile(r"(\d{1,2}):([0-5]\d):([0-5]\d)\.(\d{2,3})")
+
+
+def subtitle_problem(path: Path) -> str | None:
+    """Why `path` is not a usable subtitle file, or None.
+
+    It must be UTF-8 (or UTF-16 with a byte-order mark) text holding at least one cue or
+    event with valid times; the first malformed timing line is named.
+    """
+    try:
+        if path.stat().st_size > MAX_SUBTITLE_BYTES:
+            return f"is larger than {MAX_SUBTITLE_BYTES // 2**20} MiB; that is not a subtitle file"
+        raw = path.read_bytes()
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    try:
+        text = raw.decode("utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return f"line {line}: is not UTF-8 text"
+    if "\x00" in text:
+        return "is binary, not subtitle text"
+    lines = text.splitlines()
+    if path.suffix.lower() in (".ass", ".ssa"):
+        return _events_problem(lines)
+    return _cues_problem(lines, webvtt=path.suffix.lower() == ".vtt")
+
+
+def _cues_problem(lines: list[str], *, webvtt: bool) -> str | None:
+    """SRT and WebVTT: every ``start --> end`` line must read as two times in order."""
+    if webvtt and not (lines and lines[0].startswith("WEBVTT")):
+        return "line 1: a WebVTT file starts with 'WEBVTT'"
+    pattern, example = (_VTT_TIME, "00:00:01.000 --> 00:00:02.500") if webvtt else (
+        _SRT_TIME, "00:00:01,000 --> 00:00:02,500")
+    cues = 0
+    for number, line in enumerate(lines, 1):
+        if "-->" not in line:
+            continue
+        before, _, after = line.partition("-->")
+        start = _seconds(pattern, before.strip())
+        end = _seconds(pattern, after.split()[0] if after.split() else "")
+        if start is None or end is None:
+            return f"line {number}: '{shown(line.strip(), 60)}' is not a cue timing like {example}"
+        if end < start:
+            return f"line {number}: the cue ends before it starts"
+        cues += 1
+    return None if cues else f"holds no cue (a timing line like {example})"
+
+
+def _events_problem(lines: list[str]) -> str | None:
+    """ASS/SSA: a [Script Info] header, and Dialogue events whose Start and End read as times."""
+    first = next((line.strip() for line in lines if line.strip()), "")
+    if first.lower() != "[script info]":
+        return "line 1: an ASS/SSA file starts with '[Script Info]'"
+    # The v4+ event fields, until the [Events] Format line says otherwise.
+    fields = ["layer", "start", "end", "style", "name", "marginl", "marginr", "marginv", "effect", "text"]
+    events = 0
+    section = ""
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line.lower()
+        elif section == "[events]" and line.lower().startswith("format:"):
+            fields = [f.strip().lower() for f in line[len("format:"):].split(",")]
+            if "start" not in fields or "end" not in fields:
+                return f"line {number}: the Format line names no Start and End"
+        elif section == "[events]" and line.lower().startswith("dialogue:"):
+            values = [v.strip() for v in line[len("dialogue:"):].split(",", len(fields) - 1)]
+            start, end = (_seconds(_ASS_TIME, values[fields.index(key)])
+                          if fields.index(key) < len(values) else None for key in ("start", "end"))
+            if start is None or end is None:
+                return f"line {number}: the Dialogue has no Start and End times like 0:00:01.00"
+            if end < start:
+                return f"line {number}: the event ends before it starts"
+            events += 1
+    return None if events else "holds no Dialogue event in an [Events] section"
+
+
+def _seconds(pattern: re.Pattern[str], text: str) -> float | None:
+    """A timestamp in seconds, or None when `text` is not one."""
+    match = pattern.fullmatch(text)
+    if match is None:
+        return None
+    hours, minutes, seconds, fraction = match.groups()
+    return int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds) + int(fraction) / 10 ** len(fraction)
 
 
 def _article(what: str) -> str:

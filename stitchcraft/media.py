@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, FFmpegError, MediaError
+from .errors import ConfigError, FFmpegError, MediaError, StitchError, StorageError
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mxf")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -58,6 +58,73 @@ def ffmpeg_exe() -> str:
         ) from None
 
 
+# Every ffmpeg child this process runs, so that an interrupted render can end them all.
+_CHILDREN: set[subprocess.Popen[bytes]] = set()
+# Re-entrant: kill_children may run in a signal handler on a thread that holds it.
+_CHILDREN_LOCK = threading.RLock()
+_REFUSING = threading.Event()
+
+
+@contextlib.contextmanager
+def _child(command: Sequence[str], *, what: str, stdin: bool = False,
+           stdout: bool = False) -> Iterator[subprocess.Popen[bytes]]:
+    """Starts a child process, registered (see `kill_children`) while the block runs.
+
+    The child's environment names this process as its owner (`housekeeping.owner_env`),
+    so that a later start can find it if this process dies without ending it.
+
+    Raises:
+        FFmpegError: it could not start, or children are refused (shutting down).
+    """
+    from .housekeeping import owner_env
+
+    pipe = subprocess.PIPE
+    with _CHILDREN_LOCK:
+        if _REFUSING.is_set():
+            raise FFmpegError(f"not starting ffmpeg to {what}: stitchcraft is shutting down")
+        try:
+            proc = subprocess.Popen(list(command), stdin=pipe if stdin else subprocess.DEVNULL,
+                                    stdout=pipe if stdout else subprocess.DEVNULL, stderr=pipe,
+                                    env=owner_env())
+        except OSError as exc:
+            raise FFmpegError(f"cannot start ffmpeg to {what}: {exc}") from None
+        _CHILDREN.add(proc)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        with _CHILDREN_LOCK:
+            _CHILDREN.discard(proc)
+
+
+def kill_children(*, refuse_new: bool = False) -> int:
+    """Sends SIGKILL to every ffmpeg child of this process that is still running.
+
+    Safe to call from a signal handler: it signals and returns, and never waits (the
+    threads that started the children reap them and raise `FFmpegError`).
+
+    Args:
+        refuse_new: Also refuse to start any child from now on, so that work queued on
+            other threads stops at once (for a process that is about to exit).
+
+    Returns:
+        How many children were signalled.
+    """
+    if refuse_new:
+        _REFUSING.set()
+    with _CHILDREN_LOCK:
+        running = list(_CHILDREN)
+    signalled = 0
+    for proc in running:
+        with contextlib.suppress(OSError):
+            proc.kill()  # does nothing to a child that has exited already
+            if proc.returncode is None:
+                signalled += 1
+    return signalled
+
+
 def run_ffmpeg(args: Sequence[str | os.PathLike[str]], *, what: str,
                stdin: bytes | None = None, timeout: float | None = None) -> str:
     """Runs ffmpeg with `args` (everything after the binary) and returns its stderr.
@@ -69,22 +136,34 @@ def run_ffmpeg(args: Sequence[str | os.PathLike[str]], *, what: str,
         timeout: Seconds before ffmpeg is killed.
 
     Raises:
-        FFmpegError: ffmpeg exited non-zero, timed out, or could not start.
+        FFmpegError: ffmpeg exited non-zero, timed out, was killed, or could not start.
     """
     command = [ffmpeg_exe(), "-hide_banner", "-y", *(["-nostdin"] if stdin is None else []),
                *map(str, args)]
-    try:
-        done = subprocess.run(command, input=stdin, capture_output=True, timeout=timeout,
-                              check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise FFmpegError(f"ffmpeg timed out after {timeout:.0f} s: {what}",
-                          (exc.stderr or b"").decode("utf-8", "replace")) from None
-    except OSError as exc:
-        raise FFmpegError(f"cannot start ffmpeg for {what}: {exc}") from None
-    stderr = done.stderr.decode("utf-8", "replace")
-    if done.returncode != 0:
-        raise FFmpegError(f"ffmpeg failed ({done.returncode}) to {what}", stderr)
+    with _child(command, what=what, stdin=stdin is not None) as proc:
+        try:
+            _, err = proc.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            raise FFmpegError(f"ffmpeg timed out after {timeout:.0f} s: {what}",
+                              err.decode("utf-8", "replace")) from None
+    stderr = err.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        raise _failure(proc.returncode, what, stderr, Path(str(args[-1])) if args else None)
     return stderr
+
+
+_DISK_FULL = ("No space left on device", "Disk quota exceeded")
+
+
+def _failure(code: int, what: str, stderr: str, output: Path | None) -> StitchError:
+    """The error for an ffmpeg run that failed: a full disk is said in one line, naming
+    the folder; anything else carries ffmpeg's own words."""
+    if output is not None and any(sign in stderr for sign in _DISK_FULL):
+        return StorageError(output.parent, f"no space left on the device (ffmpeg could not {what})")
+    how = "was killed" if code < 0 else f"failed ({code})"
+    return FFmpegError(f"ffmpeg {how} to {what}", stderr)
 
 
 @dataclass(frozen=True)
@@ -348,11 +427,17 @@ def encoder_args(codec: str, *, crf: int = 20, preset: str = "veryfast") -> list
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yields a temporary path beside `path`; renames it into place only if the block
     finishes without raising, else deletes it. No half-written file ever sits at `path`.
+
+    The temporary name is ``.<stem>.<owner tag>.<random>.partial<suffix>``
+    (`stitchcraft.housekeeping`).
     """
+    from .housekeeping import owner_tag
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}",
-                                    dir=path.parent)
+    # The owner's tag lets a later start delete it if this process is killed.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.{owner_tag()}.",
+                                    suffix=f".partial{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -424,11 +509,14 @@ def write_video(frames: Iterable[np.ndarray] | np.ndarray, path: str | os.PathLi
     args += encoder_args(codec, crf=crf, preset=preset)
     if codec in ("h264", "h265"):
         args += ["-movflags", "+faststart"]
-    with atomic_output(path) as tmp:
-        command = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args, str(tmp)]
-        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    what = f"encode {path.name}"
+    with atomic_output(path) as tmp, _child(
+            [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args, str(tmp)],
+            what=what, stdin=True) as proc:
+        assert proc.stdin is not None and proc.stderr is not None
+        errors = proc.stderr
         stderr_chunks: list[bytes] = []
-        reader = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()),
+        reader = threading.Thread(target=lambda: stderr_chunks.append(errors.read()),
                                   daemon=True)
         reader.start()
         written = 0
@@ -442,15 +530,10 @@ def write_video(frames: Iterable[np.ndarray] | np.ndarray, path: str | os.PathLi
             proc.stdin.close()
         except BrokenPipeError:
             pass
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
         code = proc.wait()
         reader.join()
         if code != 0:
-            raise FFmpegError(f"ffmpeg failed ({code}) to encode {path.name}",
-                              b"".join(stderr_chunks).decode("utf-8", "replace"))
+            raise _failure(code, what, b"".join(stderr_chunks).decode("utf-8", "replace"), path)
     return path
 
 
@@ -477,8 +560,9 @@ SEGMENT_SUFFIX = {"h264": ".mp4", "h265": ".mp4", "av1": ".mp4", "prores": ".mov
 @cache
 def ffmpeg_version() -> str:
     """The first line of ``ffmpeg -version`` (part of every render cache key)."""
-    done = subprocess.run([ffmpeg_exe(), "-version"], capture_output=True, check=False)
-    return done.stdout.decode("utf-8", "replace").strip().splitlines()[0] if done.stdout else ""
+    with _child([ffmpeg_exe(), "-version"], what="read its version", stdout=True) as proc:
+        out, _ = proc.communicate()
+    return out.decode("utf-8", "replace").strip().splitlines()[0] if out else ""
 
 
 @dataclass(frozen=True)
@@ -538,6 +622,46 @@ def encode_graph(inputs: Sequence[Input], graph: str, output: Path, *, label: st
              *(["-threads", str(threads)] if threads else []),
              *timescale_args(fps, Path(output).suffix), str(output)]
     return run_ffmpeg(args, what=what)
+
+
+def decode_graph(inputs: Sequence[Input], graph: str, *, label: str, size: tuple[int, int],
+                 frames: int, what: str) -> np.ndarray:
+    """Runs a video filtergraph and returns the first `frames` frames of its `label`
+    output as uint8 RGB, frames x height x width x 3 (`size` is (width, height), the
+    size the graph makes).
+
+    Raises:
+        FFmpegError: ffmpeg failed.
+        MediaError: the graph gave fewer frames than asked for.
+    """
+    width, height = size
+    with tempfile.TemporaryDirectory(prefix="stitchcraft-frames-") as folder:
+        raw = Path(folder) / "frames.rgb"
+        write_raw_frames(inputs, graph, raw, label=label, size=size, frames=frames, what=what)
+        pixels = np.fromfile(raw, dtype=np.uint8)
+    return pixels[:frames * height * width * 3].reshape(frames, height, width, 3)
+
+
+def write_raw_frames(inputs: Sequence[Input], graph: str, output: Path, *, label: str,
+                     size: tuple[int, int], frames: int, what: str) -> None:
+    """Runs a video filtergraph and writes exactly `frames` frames of its `label` output
+    to `output` as raw uint8 RGB, frame after frame (nothing is held in memory here).
+
+    Raises:
+        FFmpegError: ffmpeg failed.
+        MediaError: the graph gave fewer frames than asked for.
+    """
+    width, height = size
+    args = ["-nostats", "-loglevel", "error"]
+    for source in inputs:
+        args += source.args()
+    run_ffmpeg([*args, "-filter_complex", graph, "-map", f"[{label}]", "-frames:v", str(frames),
+                "-an", "-sn", "-dn", "-fps_mode", "passthrough", "-pix_fmt", "rgb24",
+                "-f", "rawvideo", str(output)], what=what)
+    count = output.stat().st_size // (width * height * 3)
+    if count < frames:
+        path = inputs[0].path if inputs else Path("-")
+        raise MediaError(path, f"gave {count} of the {frames} frames asked for ({what})")
 
 
 def run_audio_graph(inputs: Sequence[Input], graph: str, outputs: Sequence[tuple[str, list[str]]],
@@ -615,7 +739,9 @@ def mux(video_segments: Sequence[Path], output: Path, *, workdir: Path,
     Raises:
         FFmpegError: ffmpeg failed.
     """
-    listing = workdir / f"concat-{os.getpid()}-{threading.get_ident()}.txt"
+    from .housekeeping import owner_tag
+
+    listing = workdir / f"concat.{owner_tag()}.{threading.get_ident()}.txt"
     lines = ["ffconcat version 1.0"]
     for segment in video_segments:
         escaped = str(Path(segment).resolve()).replace("'", "'\\''")

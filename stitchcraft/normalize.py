@@ -110,8 +110,10 @@ def fit_chain(info: MediaInfo, grid: Grid, fit: str, *, tag: str) -> str:
     display_w, display_h = info.display_size
     cover_w, cover_h = _scaled(display_w, display_h, width, height, cover=True)
     contain_w, contain_h = _scaled(display_w, display_h, width, height, cover=False)
+    # exact=1: an odd offset is kept (by default crop rounds it down to the chroma grid,
+    # and the picture lands a pixel off centre).
     cover = (f"scale={cover_w}:{cover_h}:out_range=tv,"
-             f"crop={width}:{height}:{(cover_w - width) // 2}:{(cover_h - height) // 2}")
+             f"crop={width}:{height}:{(cover_w - width) // 2}:{(cover_h - height) // 2}:exact=1")
     if fit == "cover" or (contain_w, contain_h) == (width, height):
         return cover
     contain = f"scale={contain_w}:{contain_h}:out_range=tv"

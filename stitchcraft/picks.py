@@ -43,23 +43,60 @@ def save_pick(storyboard: Path, shot: str, take: str | None) -> None:
 
 
 def read_manifest(loaded: LoadedStoryboard, variant: str | None = None) -> dict[str, Any]:
-    """The manifest of the storyboard's last render, or one variant's part of it.
+    """The manifest of this storyboard's last render, or one variant's part of it.
 
     Raises:
-        InputError: never rendered, or no such variant in the render.
+        InputError: never rendered, the manifest beside the output belongs to another
+            storyboard, or no such variant in the render.
     """
-    output = loaded.resolve(loaded.storyboard.output.path)
-    path = output.parent / "manifest.json"
+    from .outputs import cut_paths, manifest_path
+
+    path = manifest_path(cut_paths(loaded, "final", variants=[])[0].path)
     try:
         manifest = json.loads(path.read_text())
     except FileNotFoundError:
         raise InputError(f"no render found ({path} is missing); run `stitch render "
                          f"{loaded.path.name}` first") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path} is not valid JSON ({exc})") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path} cannot be read ({exc}); render again to rewrite it") from None
+    owner = manifest.get("storyboard") if isinstance(manifest, dict) else None
+    if not isinstance(owner, str) or Path(owner).resolve() != loaded.path.resolve():
+        raise InputError(f"{path} is the render of {owner or 'something else'}, not of "
+                         f"{loaded.path}; render this storyboard first")
     if variant is None:
         return manifest
     for entry in manifest.get("variants", []):
         if entry.get("variant") == variant:
             return entry
     raise InputError(f"the last render has no variant '{variant}'")
+
+
+def check_pick(loaded: LoadedStoryboard, shot: str, take: str) -> str | int:
+    """The pin `take` means for `shot`, checked against the last render's candidates
+    (or, before any render, against the number of candidates the shot asks for).
+
+    Raises:
+        InputError: no such candidate.
+    """
+    sb = loaded.storyboard
+    spec = next(s for s in sb.shots if s.id == shot)
+    try:
+        candidates = [c["id"] for c in read_manifest(loaded)["shots"][shot]["segments"][0]["candidates"]]
+    except (InputError, KeyError, IndexError, TypeError):
+        candidates = None
+    if take.isdigit():
+        index = int(take)
+        count = len(candidates) if candidates is not None else (spec.candidates or sb.defaults.candidates)
+        if index >= count:
+            raise InputError(f"shot '{shot}' has takes 0-{count - 1}, so no take {index}"
+                             + ("" if candidates is not None else " (no render yet)"))
+        return index
+    if candidates is None:
+        raise InputError(f"no render of {loaded.path.name} yet, so no take ids to pick from; "
+                         "pick by number, or render first")
+    matches = [c for c in candidates if c.startswith(take)]
+    if len(matches) != 1:
+        shown = ", ".join(c[:10] for c in candidates)
+        raise InputError(f"shot '{shot}': '{take}' {'matches no take' if not matches else 'matches several takes'}"
+                         f" (takes: {shown})")
+    return take

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .engines.base import Capabilities
-from .errors import ConfigError
+from .errors import ConfigError, StoryboardError
 from .load import LoadedStoryboard, shot_engine, transition_frames
 from .storyboard import Shot, Storyboard
 from .timeline import seconds_to_frames
@@ -149,7 +151,8 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
                     digests: Mapping[Path, str] | None = None,
                     capabilities: CapabilityLookup = default_capabilities,
                     fingerprints: Mapping[str, Mapping[str, Any]] | None = None,
-                    title_size: tuple[int, int] | None = None) -> Plan:
+                    title_size: tuple[int, int] | None = None,
+                    memory_limit: int | None = None) -> Plan:
     """Resolves a validated storyboard into a plan.
 
     Args:
@@ -162,14 +165,20 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
             (model id, dtype); defaults to the storyboard's engine settings.
         title_size: Make title cards at this size instead of the output's (a variant
             of another shape redraws its titles rather than cropping them).
+        memory_limit: Bytes the render may hold in memory; defaults to this machine's
+            physical memory (`machine_memory`).
 
     Raises:
         ConfigError: a shot cannot be planned with its engine (e.g. the frame rule
             cannot fit a chained segment inside the engine's maximum).
+        StoryboardError: the render would need more memory than `memory_limit`
+            (checked before any segment is planned).
     """
     sb = loaded.storyboard
     fps = sb.output.frame_rate
     width, height = sb.output.dimensions
+    check_memory(loaded, quality=quality, capabilities=capabilities, title_size=title_size,
+                 limit=machine_memory() if memory_limit is None else memory_limit)
     digests = digests or {}
     shots: list[ShotPlan] = []
     start = 0
@@ -185,9 +194,7 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
             fade_in = t if transition.type == "fade" else 0
             t = 0
         start = start - t if index else 0
-        gen_w, gen_h = _fit_size(width, height, caps.size_multiple)
-        if title_size is not None and shot.kind == "title":
-            gen_w, gen_h = title_size
+        gen_w, gen_h = _take_size(shot, width, height, caps, title_size)
         candidates = shot.candidates or sb.defaults.candidates
         seed = shot.seed if shot.seed is not None else sb.defaults.seed + 1000 * index
         fingerprint = dict((fingerprints or {}).get(engine) or settings_fingerprint(sb, engine))
@@ -203,6 +210,8 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
             "reference": _digest(loaded, shot.reference, digests),
             "sources": [digests.get(p, str(p)) for p in loaded.sources.get(shot.id, [])],
         }
+        if shot.kind == "source":  # holding a short clip's last frame changes its pixels
+            base["short_source"] = shot.short_source or sb.defaults.short_source
         bridge_to = None
         depends: list[str] = []
         if shot.continuity in ("chain", "bridge") and index > 0:
@@ -325,6 +334,59 @@ def _digest(loaded: LoadedStoryboard, value: str | None, digests: Mapping[Path, 
         return None
     path = loaded.resolve(value)
     return digests.get(path, str(path))
+
+
+def _take_size(shot: Shot, width: int, height: int, caps: Capabilities,
+               title_size: tuple[int, int] | None) -> tuple[int, int]:
+    """The size a shot's takes are made at."""
+    if title_size is not None and shot.kind == "title":
+        return title_size
+    return _fit_size(width, height, caps.size_multiple)
+
+
+# --- memory ---------------------------------------------------------------------------
+# A take is a uint8 array of all its frames (engines yield whole takes), and at the peak
+# a shot's frames are held twice: as the engine made them, and as a candidate's copy or
+# the shot joined from its segments.
+TAKE_COPIES = 2
+
+
+def machine_memory() -> int:
+    """This machine's physical memory in bytes (16 GiB when it cannot be asked)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 16 * 2**30
+
+
+def check_memory(loaded: LoadedStoryboard, *, quality: str, capabilities: CapabilityLookup,
+                 title_size: tuple[int, int] | None, limit: int) -> None:
+    """Refuses a storyboard with a shot whose takes cannot be held in `limit` bytes.
+
+    Raises:
+        StoryboardError: at the first such shot's duration, with the figure and the
+            longest shot that would fit.
+    """
+    sb = loaded.storyboard
+    fps = sb.output.frame_rate
+    width, height = sb.output.dimensions
+    for index, shot in enumerate(sb.shots):
+        caps = capabilities(shot_engine(sb, shot, quality=quality))
+        frames = seconds_to_frames(shot.duration, fps)
+        take_w, take_h = _take_size(shot, width, height, caps, title_size)
+        frame_bytes = take_w * take_h * 3
+        held = TAKE_COPIES * frames * frame_bytes
+        if held > limit:
+            most = Fraction(limit // (TAKE_COPIES * frame_bytes)) / fps
+            raise StoryboardError([loaded.located.issue(("shots", index, "duration"), (
+                f"shot '{shot.id}' is {frames} frames of {take_w}x{take_h}: making it holds about "
+                f"{_bytes(held)} in memory, more than this machine's {_bytes(limit)}; split it "
+                f"into shots of at most {math.floor(most * 10) / 10:g} s, or lower output.size "
+                "or output.fps"))])
+
+
+def _bytes(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
 
 
 def _fit_size(width: int, height: int, multiple: int) -> tuple[int, int]:

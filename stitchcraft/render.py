@@ -13,20 +13,22 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import ConfigError
-from .generate import (
-    Candidate,
-    Conditioning,
-    Generator,
-    concatenate_segments,
-    default_cache,
-    engine_fingerprints,
-    storyboard_digests,
-)
+from .executor import LocalExecutor
+from .generate import Generator, default_cache, engine_fingerprints, storyboard_digests
 from .load import LoadedStoryboard
-from .plan import Plan, SegmentPlan, ShotPlan, plan_storyboard
-from .select import Partial, beam_search
-from .store import StoredTake, TakeStore
-from .storyboard import Storyboard, Variant, parse_size
+from .outputs import (
+    CutPath,
+    check_writable,
+    claim_outputs,
+    cut_paths,
+    manifest_path,
+    report_path,
+    variant_output,
+)
+from .plan import Plan, plan_storyboard
+from .select.choose import CutChooser, Selection
+from .store import TakeStore
+from .storyboard import Variant, parse_size
 
 
 class Reporter(Protocol):
@@ -85,6 +87,7 @@ class RenderResult:
     reused: int
     warnings: list[str]
     seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,35 +96,8 @@ class RenderResult:
                          "duration": o.duration, "size": f"{o.width}x{o.height}"} for o in self.outputs],
             "manifest": str(self.manifest), "report": str(self.report),
             "takes_generated": self.generated, "takes_reused": self.reused,
-            "warnings": self.warnings, "seconds": round(self.seconds, 2),
+            "warnings": self.warnings, "seconds": round(self.seconds, 2), "timings": self.timings,
         }
-
-
-@dataclass
-class Unit:
-    """One segment in generation order, with the units it touches."""
-
-    shot: ShotPlan
-    segment: SegmentPlan
-    previous: int | None      # unit just before on the timeline
-    following: int | None     # unit just after on the timeline
-    condition: int | None     # unit whose take it continues from
-    bridge: int | None        # unit whose first frame it must end on
-    chain_root: int | None    # first unit of the chain it belongs to
-
-
-@dataclass
-class Selection:
-    """The chosen cut of one storyboard (main or variant)."""
-
-    plan: Plan
-    units: list[Unit]
-    chosen: list[Candidate]
-    offered: list[list[Candidate]]
-    scored: list[list[dict[str, Any]]]
-    gains: list[dict[str, Any]]
-    shot_takes: dict[str, StoredTake]
-    weak_seams: list[dict[str, Any]]
 
 
 def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
@@ -133,210 +109,165 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
     """
     options = options or RenderOptions()
     reporter = reporter or SilentReporter()
-    began = time.monotonic()
+    clock = _Clock()
     sb = loaded.storyboard
-    if options.quality not in ("final", "draft"):
-        raise ConfigError(f"--quality must be final or draft, not '{options.quality}'")
-    wanted = set(options.variants) if options.variants is not None else {v.name for v in sb.variants}
-    unknown = wanted - {v.name for v in sb.variants}
-    if unknown:
-        names = ", ".join(v.name for v in sb.variants) or "none"
-        raise ConfigError(f"no variant named {', '.join(sorted(unknown))} (variants: {names})")
-    store = TakeStore(options.cache or default_cache(loaded))
-    digests = storyboard_digests(loaded)
+    # 1. Options and outputs: nothing is generated until every output can be written
+    #    without destroying a file; what killed renders left behind is cleared.
+    wanted = _wanted_variants(loaded, options)
+    store = TakeStore(options.cache or default_cache(loaded), on_warning=reporter.warn)
+    cuts_to_write = cut_paths(loaded, options.quality, variants=sorted(wanted))
+    claim_outputs(loaded, cuts_to_write)
+    check_writable(cuts_to_write, store.root)
+    _sweep(store, cuts_to_write, reporter)
+    # 2. Plan.
     reporter.stage("plan")
-    plan = plan_storyboard(loaded, quality=options.quality, digests=digests,
+    plan = plan_storyboard(loaded, quality=options.quality, digests=storyboard_digests(loaded),
                            fingerprints=engine_fingerprints(loaded))
     reporter.log(f"plan: {len(plan.shots)} shots, {plan.total_frames} frames "
                  f"({float(plan.total_frames / plan.fps):.2f} s) at {plan.fps} fps")
-    generator = Generator(loaded, plan, store)
-    # Fail fast, before loading any model: engines that cannot run, broken media.
+    clock.lap("plan")
+    # 3. Engines that cannot run and broken media fail now, before any model loads.
+    executor = LocalExecutor()
+    generator = Generator(loaded, plan, store, executor=executor)
     generator.check_engines()
-    generator.preflight()
+    warnings = generator.preflight()
     from .scoring import ScoreBook
 
     book = ScoreBook(sb.scoring, store)
-    warnings = list(book.warnings)
+    warnings += book.warnings
     for warning in warnings:
         reporter.warn(warning)
-    # No total: footage offers every scene it finds, and rerolls add more.
-    reporter.stage("generate & score")
+    clock.lap("check")
+    # 4. Generate, score and select: the main cut, then each variant that differs.
+    reporter.stage("generate & score")  # no total: footage offers every scene it finds
     generator.on_take = lambda seg, take, reused: reporter.advance(
         f"{seg.shot_id}: {'cached' if reused else 'made'} {take.label or take.id[:10]}")
     try:
-        main = _choose(loaded, plan, generator, book, options, reporter)
-        cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]] = [(None, main, loaded)]
-        for variant in sb.variants:
-            if variant.name not in wanted:
-                continue
-            derived = _variant_storyboard(loaded, variant)
-            # Titles are redrawn for a frame of another size rather than cropped.
-            size = parse_size(variant_output(sb, variant, loaded.base_dir, options.quality)["size"])
-            title_size = size if size != sb.output.dimensions and any(
-                s.kind == "title" for s in derived.storyboard.shots) else None
-            if derived is loaded and title_size is None:
-                cuts.append((variant, main, loaded))
-                continue
-            vplan = plan_storyboard(derived, quality=options.quality, digests=storyboard_digests(derived),
-                                    fingerprints=engine_fingerprints(derived), title_size=title_size)
-            vgen = Generator(derived, vplan, store, on_take=generator.on_take,
-                             seen=generator.seen, _engines=generator._engines)
-            selection = _choose(derived, vplan, vgen, book, options, reporter)
-            generator.generated += vgen.generated
-            generator.reused += vgen.reused
-            cuts.append((variant, selection, derived))
+        cuts = _select_cuts(loaded, plan, generator, book, options, reporter, wanted)
     finally:
+        executor.close()
         generator.close()
-    outputs = _assemble_all(loaded, cuts, options, reporter, warnings)
+    clock.lap("generate & select")
+    warnings += _short_takes(cuts, reporter) + store.warnings
+    # 5. Assemble every cut.
+    outputs = _assemble_all(loaded, cuts, options, reporter, warnings, work_folder(store))
+    clock.lap("assemble")
+    # 6. Manifest and report.
     reporter.stage("report")
     manifest_path, report_path = _write_manifest(loaded, cuts, outputs, store, book, options,
                                                  warnings, generator)
+    clock.lap("report")
+    timings = {**clock.laps, "engine busy": executor.stats()["generate"],
+               "store & score busy": executor.stats()["cpu"], "scoring": book.stats()["seconds"]}
     return RenderResult(outputs=outputs, manifest=manifest_path, report=report_path,
                         generated=generator.generated, reused=generator.reused,
-                        warnings=warnings, seconds=time.monotonic() - began)
+                        warnings=warnings, seconds=clock.total(), timings=timings)
 
 
-# --- selection ------------------------------------------------------------------------
+class _Clock:
+    """Wall time per stage of a render."""
 
-def build_units(plan: Plan) -> list[Unit]:
-    """Segments in generation order, linked to their timeline and chain neighbours."""
-    timeline = [(shot, seg) for shot in plan.shots for seg in shot.segments]
-    by_key = {seg.key: i for i, (_, seg) in enumerate(timeline)}
-    order = [seg.key for sid in plan.order for seg in plan.shot(sid).segments]
-    index_of = {key: i for i, key in enumerate(order)}
-    first_of = {shot.id: shot.segments[0].key for shot in plan.shots}
-    units: list[Unit] = []
-    for key in order:
-        t = by_key[key]
-        shot, seg = timeline[t]
-        previous = index_of[timeline[t - 1][1].key] if t > 0 else None
-        following = index_of[timeline[t + 1][1].key] if t + 1 < len(timeline) else None
-        condition = previous if seg.chained else None
-        bridge = index_of[first_of[seg.bridge_to]] if seg.bridge_to else None
-        units.append(Unit(shot, seg, previous, following, condition, bridge, None))
-    for unit in units:
-        root = unit
-        while root.condition is not None:
-            root = units[root.condition]
-        unit.chain_root = units.index(root) if root is not unit else None
-    return units
+    def __init__(self) -> None:
+        self.began = self.last = time.monotonic()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = round(now - self.last, 3)
+        self.last = now
+
+    def total(self) -> float:
+        return time.monotonic() - self.began
+
+
+def _wanted_variants(loaded: LoadedStoryboard, options: RenderOptions) -> set[str]:
+    """The variants to render besides the main cut.
+
+    Raises:
+        ConfigError: an unknown quality or variant name.
+    """
+    if options.quality not in ("final", "draft"):
+        raise ConfigError(f"--quality must be final or draft, not '{options.quality}'")
+    names = {v.name for v in loaded.storyboard.variants}
+    wanted = set(options.variants) if options.variants is not None else names
+    unknown = wanted - names
+    if unknown:
+        raise ConfigError(f"no variant named {', '.join(sorted(unknown))} "
+                          f"(variants: {', '.join(sorted(names)) or 'none'})")
+    return wanted
+
+
+def _select_cuts(loaded: LoadedStoryboard, plan: Plan, generator: Generator, book: Any,
+                 options: RenderOptions, reporter: Reporter,
+                 wanted: set[str]) -> list[tuple[Variant | None, Selection, LoadedStoryboard]]:
+    """The chosen cut of the main storyboard and of each wanted variant. A variant that
+    changes no content and no title shares the main cut's selection."""
+    sb = loaded.storyboard
+    main = _choose(loaded, plan, generator, book, options, reporter)
+    cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]] = [(None, main, loaded)]
+    for variant in sb.variants:
+        if variant.name not in wanted:
+            continue
+        derived = _variant_storyboard(loaded, variant)
+        # Titles are redrawn for a frame of another size rather than cropped.
+        size = parse_size(variant_output(sb, variant, loaded.base_dir, options.quality)["size"])
+        title_size = size if size != sb.output.dimensions and any(
+            s.kind == "title" for s in derived.storyboard.shots) else None
+        if derived is loaded and title_size is None:
+            cuts.append((variant, main, loaded))
+            continue
+        vplan = plan_storyboard(derived, quality=options.quality, digests=storyboard_digests(derived),
+                                fingerprints=engine_fingerprints(derived), title_size=title_size)
+        vgen = Generator(derived, vplan, generator.store, executor=generator.executor,
+                         on_take=generator.on_take, seen=generator.seen, _engines=generator._engines)
+        cuts.append((variant, _choose(derived, vplan, vgen, book, options, reporter), derived))
+        generator.generated += vgen.generated
+        generator.reused += vgen.reused
+    return cuts
+
+
+def _sweep(store: TakeStore, cuts: list[CutPath], reporter: Reporter) -> None:
+    """Clears what killed renders left behind: their half-written outputs, take and
+    assembly scratch, and their orphaned ffmpeg processes (never a live render's)."""
+    from .assemble import scratch_folders
+    from .housekeeping import sweep
+
+    cleared = store.clean_tmp()
+    swept = sweep([*(c.path.parent for c in cuts), *scratch_folders(work_folder(store))])
+    if cleared or swept.removed or swept.killed:
+        reporter.log(f"cleaned up after an interrupted render: {len(cleared) + len(swept.removed)} "
+                     f"scratch files, {len(swept.killed)} orphaned ffmpeg processes")
+
+
+def work_folder(store: TakeStore) -> Path:
+    """Where assembly caches its segments: beside the take store."""
+    return store.root.parent / "work"
 
 
 def _choose(loaded: LoadedStoryboard, plan: Plan, generator: Generator, book: Any,
             options: RenderOptions, reporter: Reporter) -> Selection:
-    sb = loaded.storyboard
-    units = build_units(plan)
-    width = options.beam or sb.scoring.beam
-    picks = {s.id: s.pick for s in sb.shots if s.pick is not None}
+    picks = {s.id: s.pick for s in loaded.storyboard.shots if s.pick is not None}
     picks.update(options.picks)
-    shots_by_id = {s.id: s for s in sb.shots}
-    sources: dict[str, Any] = {}
-
-    def source_of(unit: Unit, take: StoredTake) -> Any:
-        from .scoring.base import FrameSource
-
-        if take.id not in sources:
-            spec = shots_by_id[unit.shot.id]
-            sources[take.id] = FrameSource(
-                take.id, take.video, take.frames, take.fps, prompt=spec.prompt,
-                reference=loaded.resolve(spec.reference) if spec.reference else None,
-                head=take.head(), tail=take.tail())
-        return sources[take.id]
-
-    def offered(partial: Partial, index: int) -> list[Candidate]:
-        unit = units[index]
-        chosen = _chosen_map(partial)
-        conditioning = Conditioning(
-            previous=chosen[unit.condition].take if unit.condition is not None else None,
-            bridge=chosen[unit.bridge].take if unit.bridge is not None else None)
-        candidates = generator.candidates(unit.shot, unit.segment, conditioning)
-        pick = picks.get(unit.shot.id)
-        return _apply_pick(candidates, pick, unit) if pick is not None else candidates
-
-    def _chosen_map(partial: Partial) -> dict[int, Candidate]:
-        return {i: cands_by_id[take] for i, take in enumerate(partial.takes)}
-
-    cands_by_id: dict[str, Candidate] = {}
-    details: dict[tuple[tuple[str, ...], str], dict[str, Any]] = {}
-
-    def options_for(partial: Partial, index: int) -> list[tuple[str, float]]:
-        unit = units[index]
-        chosen = _chosen_map(partial)
-        result = []
-        for candidate in offered(partial, index):
-            cands_by_id[candidate.take.id] = candidate
-            current = source_of(unit, candidate.take)
-            scores = dict(book.take_scores(current))
-            seams: dict[str, Any] = {}
-            # Seams are judged only where the picture is meant to continue: a chained
-            # start, or a bridge's end. A cut to other content is supposed to differ.
-            for neighbour, ahead in ((unit.condition, False), (unit.bridge, True)):
-                if neighbour is not None and neighbour in chosen:
-                    other = source_of(units[neighbour], chosen[neighbour].take)
-                    pair = book.seam_scores(current, other) if ahead else book.seam_scores(other, current)
-                    side = "next" if ahead else "previous"
-                    seams[side] = pair
-                    for name, score in pair.items():
-                        scores[f"{name}:{side}"] = score
-            if unit.chain_root is not None and unit.chain_root in chosen:
-                root = source_of(units[unit.chain_root], chosen[unit.chain_root].take)
-                scores.update(book.drift_scores(root, current))
-            gain = book.combine(scores)
-            details[(partial.takes, candidate.take.id)] = {
-                "score": gain, "parts": {k: round(v.value, 4) for k, v in scores.items()},
-                "raw": {k: v.parts for k, v in scores.items()},
-                "seams": {side: book.seam_value(pair) for side, pair in seams.items()},
-            }
-            result.append((candidate.take.id, gain))
-        return result
-
-    rounds = 0
-    while True:
-        best = beam_search(len(units), options_for, width)
-        chosen = [cands_by_id[t] for t in best.takes]
-        gains = [details[(best.takes[:i], t)] for i, t in enumerate(best.takes)]
-        weak = []
-        for i, unit in enumerate(units):
-            seam = gains[i]["seams"].get("previous")
-            if seam is not None and seam < sb.scoring.seam_threshold and unit.condition is not None:
-                weak.append({"shot": unit.shot.id, "segment": unit.segment.index,
-                             "after": units[unit.condition].shot.id, "score": round(seam, 4)})
-        if not weak or rounds >= options.reroll:
-            break
-        rounds += 1
-        for seam in weak:
-            key = f"{seam['shot']}#{seam['segment']}"
-            shot = plan.shot(seam["shot"])
-            generator.extra_seeds[key] = generator.extra_seeds.get(key, 0) + shot.candidates
-            reporter.log(f"reroll {rounds}/{options.reroll}: seam {seam['after']} -> {seam['shot']} "
-                         f"scored {seam['score']}, making {shot.candidates} more candidates")
-    offered_final = [offered(Partial(best.takes[:i]), i) for i in range(len(units))]
-    scored = [[details[(best.takes[:i], c.take.id)] for c in cands]
-              for i, cands in enumerate(offered_final)]
-    for seam in weak:
-        reporter.warn(f"weak seam {seam['after']} -> {seam['shot']}: {seam['score']} "
-                      f"(threshold {sb.scoring.seam_threshold}); try --reroll 2 or pin a take")
-    shot_takes: dict[str, StoredTake] = {}
-    for shot in plan.shots:
-        # build_units keeps a shot's segments in order
-        takes = [chosen[i].take for i, u in enumerate(units) if u.shot.id == shot.id]
-        shot_takes[shot.id] = concatenate_segments(generator.store, shot, takes)
-    return Selection(plan, units, chosen, offered_final, scored, gains, shot_takes, weak)
+    return CutChooser(loaded, plan, generator, book, width=options.beam or loaded.storyboard.scoring.beam,
+                      reroll=options.reroll, picks=picks, log=reporter).choose()
 
 
-def _apply_pick(candidates: list[Candidate], pick: str | int, unit: Unit) -> list[Candidate]:
-    if isinstance(pick, int) or (isinstance(pick, str) and pick.isdigit()):
-        index = int(pick)
-        if not 0 <= index < len(candidates):
-            raise ConfigError(f"shot '{unit.shot.id}': pick {index} is out of range "
-                              f"(takes 0-{len(candidates) - 1})")
-        return [candidates[index]]
-    matches = [c for c in candidates if c.take.id.startswith(str(pick))]
-    if len(matches) != 1:
-        ids = ", ".join(c.take.id[:10] for c in candidates)
-        what = "matches no take" if not matches else "matches several takes"
-        raise ConfigError(f"shot '{unit.shot.id}': pick '{pick}' {what} (takes: {ids})")
-    return matches
+def _short_takes(cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]],
+                 reporter: Reporter) -> list[str]:
+    """One warning per chosen take whose footage ran short and holds its last frame."""
+    warnings: list[str] = []
+    seen: set[str] = set()
+    for _, selection, _ in cuts:
+        for unit, candidate in zip(selection.units, selection.chosen, strict=True):
+            meta = candidate.take.meta.get("meta", {})
+            short = meta.get("short_by_frames")
+            if short and candidate.take.id not in seen:
+                seen.add(candidate.take.id)
+                warnings.append(f"shot '{unit.shot.id}': the chosen take holds its last frame for "
+                                f"{short} of {candidate.take.frames} frames ({Path(meta.get('source', '')).name} "
+                                "is shorter than the shot)")
+                reporter.warn(warnings[-1])
+    return warnings
 
 
 # --- variants -------------------------------------------------------------------------
@@ -372,33 +303,17 @@ def _variant_storyboard(loaded: LoadedStoryboard, variant: Variant) -> LoadedSto
     return LoadedStoryboard(loaded.path, sb.model_copy(update=update), loaded.located, sources)
 
 
-def variant_output(sb: Storyboard, variant: Variant | None, base: Path, quality: str) -> dict[str, Any]:
-    """The output settings a cut is assembled with, and its resolved path."""
-    settings = sb.output.model_dump()
-    if variant is not None:
-        settings.update({k: v for k, v in variant.output.model_dump().items() if v is not None})
-        if variant.output.path is None:
-            main = Path(sb.output.path)
-            settings["path"] = str(main.with_name(f"{main.stem}-{variant.name}{main.suffix}"))
-    path = Path(settings["path"])
-    path = path if path.is_absolute() else base / path
-    if quality == "draft":
-        path = path.with_name(f"{path.stem}.draft{path.suffix}")
-    settings["resolved"] = path
-    return settings
-
-
 # --- assembly -------------------------------------------------------------------------
 
 def _assemble_all(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]],
-                  options: RenderOptions, reporter: Reporter, warnings: list[str]) -> list[Output]:
+                  options: RenderOptions, reporter: Reporter, warnings: list[str],
+                  work: Path) -> list[Output]:
     from .assemble import CutClip, CutSpec, CutTransition, assemble
     from .storyboard import Output as OutputModel
     from .timeline import parse_fps
 
     outputs: list[Output] = []
     sb = loaded.storyboard
-    work = (options.cache or default_cache(loaded)).parent / "work"
     for variant, selection, derived in cuts:
         settings = variant_output(sb, variant, loaded.base_dir, options.quality)
         out = OutputModel.model_validate({k: v for k, v in settings.items() if k != "resolved"})
@@ -416,6 +331,7 @@ def _assemble_all(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, Sel
             kind = transition.type if frames else "cut"
             clips.append(CutClip(
                 shot_id=shot.id, path=selection.shot_takes[shot.id].video, frames=shot.frames,
+                start=selection.shot_takes[shot.id].span.start,
                 transition=CutTransition(kind, frames, transition.color),
                 fit=spec.fit or out.fit, text=derived.with_font_resolved(spec.caption),
                 use_audio=dsb.audio.take_audio,
@@ -492,14 +408,14 @@ def _write_manifest(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, S
         "takes_generated": generator.generated,
         "takes_reused": generator.reused,
     }
-    manifest = main_output.parent / "manifest.json"
+    manifest = manifest_path(main_output)
     with atomic_output(manifest) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=str))
     from .report import write_report
 
-    report_path = main_output.parent / "report.html"
-    write_report(data, report_path)
-    return manifest, report_path
+    report = report_path(main_output)
+    write_report(data, report)
+    return manifest, report
 
 
 def _drift_curve(selection: Selection) -> list[dict[str, Any]]:
@@ -531,6 +447,7 @@ def _shots_manifest(selection: Selection) -> dict[str, Any]:
                 "id": take.id, "engine": take.engine, "seed": candidate.seed, "label": take.label,
                 "path": str(take.video), "frames": take.frames, "cached": candidate.reused,
                 "source": take.meta.get("meta", {}).get("source"),
+                "short_by_frames": take.meta.get("meta", {}).get("short_by_frames", 0),
                 "score": round(score["score"], 4), "components": score["parts"],
                 "details": score["raw"], "seams": score["seams"],
             }

@@ -8,6 +8,8 @@ inline SVG, and nothing needs JavaScript.
 
     {
       "title": str, "output": str,
+      "cache": str,                                 # optional: the take store, where
+                                                    # candidates' frames are read from
       "seam_threshold": float,                      # optional, default 0.35
       "shots": {shot_id: {                          # or a list of {"id": shot_id, ...}
           "chosen": take_id,
@@ -25,7 +27,12 @@ inline SVG, and nothing needs JavaScript.
                  "components" (or "parts"): {scorer: value 0..1},
                  "details": {scorer: {part: number}},      # optional raw parts
                  "seams": {"previous": value, "next": value},  # optional
-                 "thumbs": [jpeg bytes or file paths]}      # optional; else made from "path"
+                 "thumbs": [jpeg bytes or file paths]}      # optional; else made from the
+                                                            # take in "cache", or "path"
+
+Thumbnails of a take in the store show what the cut shows: the first and last frames come
+from its lossless head and tail, the middle one is read from its span (footage begins
+at its in-point, not at the top of the file).
 """
 
 from __future__ import annotations
@@ -35,10 +42,14 @@ import html
 import io
 import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .store import StoredTake, TakeStore
 
 THUMB_WIDTH = 240
 DEFAULT_SEAM_THRESHOLD = 0.35
@@ -67,6 +78,25 @@ def make_thumbnails(path: str | os.PathLike[str], frames: int | None = None, *,
     while len(images) < 3:
         images.append(images[-1])
     return [encode_jpeg(image) for image in images]
+
+
+def take_thumbnails(take: StoredTake, *, width: int = THUMB_WIDTH) -> list[bytes]:
+    """The first, middle and last frames of a stored take as small JPEGs: the ends from
+    its lossless head and tail, the middle read from its span.
+
+    Raises:
+        MediaError: the take's file is unreadable.
+        RenderError: its head or tail is damaged.
+    """
+    from PIL import Image
+
+    height = max(2, round(take.height * width / take.width / 2) * 2)
+
+    def small(frame: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BILINEAR))
+
+    middle = take.span.read((take.frames - 1) // 2, 1, size=(width, height))[0]
+    return [encode_jpeg(image) for image in (small(take.head()[0]), middle, small(take.tail()[-1]))]
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 82) -> bytes:
@@ -162,24 +192,56 @@ def _drift(data: Mapping[str, Any], rows: list[dict[str, Any]]) -> list[dict[str
 
 
 def _thumbs(candidate: Mapping[str, Any], given: Mapping[str, Sequence[bytes]] | None,
-            made: dict[str, list[bytes]]) -> list[bytes]:
+            made: Mapping[str, list[bytes]]) -> list[bytes]:
     take_id = str(candidate.get("id", ""))
     if given and take_id in given:
         return list(given[take_id])
     thumbs = candidate.get("thumbs")
     if thumbs:
-        return [t if isinstance(t, bytes | bytearray) else Path(t).read_bytes() for t in thumbs]
-    video = candidate.get("path")
-    if not video:
-        return []
-    if video not in made:
-        from .errors import MediaError
+        return [bytes(t) if isinstance(t, bytes | bytearray) else Path(t).read_bytes() for t in thumbs]
+    return made.get(take_id, [])
 
-        try:
-            made[video] = make_thumbnails(video, candidate.get("frames"))
-        except (MediaError, OSError, ValueError):
-            made[video] = []
-    return made[video]
+
+def _make_all_thumbs(data: Mapping[str, Any], rows: list[dict[str, Any]],
+                     given: Mapping[str, Sequence[bytes]] | None) -> dict[str, list[bytes]]:
+    """Thumbnails of every candidate that has none given, by take id, made two at a time
+    (decoding and JPEG encoding leave the interpreter free)."""
+    wanted: dict[str, Mapping[str, Any]] = {}
+    for row in rows:
+        for candidate in row["candidates"]:
+            take_id = str(candidate.get("id", ""))
+            if not (given and take_id in given) and not candidate.get("thumbs"):
+                wanted.setdefault(take_id, candidate)
+    if not wanted:
+        return {}
+    store = _store(data)
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 2)) as pool:
+        made = list(pool.map(lambda c: _candidate_thumbs(c, store), wanted.values()))
+    return dict(zip(wanted, made, strict=True))
+
+
+def _store(data: Mapping[str, Any]) -> TakeStore | None:
+    cache = data.get("cache")
+    if not cache or not Path(str(cache)).is_dir():
+        return None
+    from .store import TakeStore
+
+    return TakeStore(str(cache))
+
+
+def _candidate_thumbs(candidate: Mapping[str, Any], store: TakeStore | None) -> list[bytes]:
+    """A candidate's thumbnails from its take in the store, else from its video file; none
+    when neither can be read."""
+    from .errors import StitchError
+
+    try:
+        stored = store.get(str(candidate.get("id", ""))) if store is not None else None
+        if stored is not None:
+            return take_thumbnails(stored)
+        video = candidate.get("path")
+        return make_thumbnails(video, candidate.get("frames")) if video else []
+    except (StitchError, OSError, ValueError):
+        return []
 
 
 # ---------------------------------------------------------------------------------------
@@ -226,6 +288,10 @@ def _card(candidate: Mapping[str, Any], index: int, chosen: bool, thumbs: list[b
                                       if candidate.get("seed") is not None else None,
                                       candidate.get("label")) if x)
     badge = '<span class="badge">✓ chosen</span>' if chosen else ""
+    short = candidate.get("short_by_frames") or 0
+    if short:
+        badge += (f'<span class="badge warn">last frame held {int(short)} of '
+                  f'{_e(candidate.get("frames", "?"))} frames</span>')
     details = candidate.get("details") or {}
     notes = "".join(f"<li><b>{_e(k)}</b> {_e(', '.join(f'{p} {v:.3g}' for p, v in parts.items() if isinstance(v, int | float)))}</li>"
                     for k, parts in sorted(details.items()) if isinstance(parts, Mapping) and parts)
@@ -294,7 +360,7 @@ def render_report(data: Mapping[str, Any], thumbnails: Mapping[str, Sequence[byt
     threshold = float(data.get("seam_threshold", DEFAULT_SEAM_THRESHOLD))
     rows = _shots(data)
     weak = {(str(w.get("after")), str(w.get("shot"))) for w in data.get("weak_seams", [])}
-    made: dict[str, list[bytes]] = {}
+    made = _make_all_thumbs(data, rows, thumbnails)
     sections = []
     for row in rows:
         seam = _seam_of(row)
@@ -356,6 +422,7 @@ h2 { margin:0 0 12px; font-size:18px; display:flex; align-items:baseline; gap:12
 .card header { display:flex; align-items:center; gap:8px; margin-top:8px; }
 .idx { font-weight:700; }
 .badge { background:var(--good); color:#fff; border-radius:999px; padding:1px 9px; font-size:12px; font-weight:700; }
+.badge.warn { background:var(--bad); margin-left:4px; }
 .score { margin-left:auto; font-size:20px; font-weight:700; font-variant-numeric:tabular-nums; }
 .meta { margin:2px 0 6px; color:var(--muted); font-size:12px; }
 .bar { display:flex; align-items:center; gap:6px; font-size:12px; }

@@ -5,24 +5,42 @@ Layout under the cache root::
     takes/ab/abcdef.../take.mp4     the take (visually lossless h264, with its own audio)
                       head.npy      first frames, lossless (seams, scoring)
                       tail.npy      last frames, lossless (chaining, seams)
-                      meta.json     engine, seed, label, frames, size, fps, request
+                      meta.json     engine, seed, label, frames, size, fps, request, and
+                                    the size and sha256 of each file above
                       scores.json   cached per-take scores
+    takes/cd/cdef.../source.mp4     a take that is a span of an encoded file it was
+                      head.npy      given (`Take.from_file`): the file itself, copied
+                      tail.npy      byte for byte when it must be kept (a download), or
+                      meta.json     only referred to (a user's footage: no copy, its
+                                    path, size, mtime and sha256 in meta.json), with
+                                    the span's in-point; never re-encoded
     pairs/ab/<key>.json             cached seam and drift scores between two takes
-    tmp/                            work in progress; anything here is garbage
+    tmp/                            work in progress, named for its owner process
+    damaged/<id>.<time>/            entries that failed their check, kept for inspection
 
 A take directory appears by one `os.rename` of a complete temporary directory, so a
-render killed at any instant leaves either a whole take or none.
+render killed at any instant leaves either a whole take or none. An entry is checked
+whenever it is read (`TakeStore.get`): its meta.json parses and has its fields, each
+file has the size recorded when it was stored, and the head and tail arrays have the
+take's shape; a file-backed entry's referred source still has its recorded size, and its
+recorded sha256 when its modification time moved. An entry that fails (a source edited
+or gone included) is moved to ``damaged/`` with a warning, and reads as absent, so the
+take is made again. Score files are only a cache: an unreadable one
+reads as empty and is rewritten.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import os
 import shutil
 import tempfile
-import uuid
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -30,16 +48,25 @@ from typing import Any
 import numpy as np
 
 from .engines.base import Take
-from .errors import VerificationError
+from .errors import MediaError, RenderError, StorageError, VerificationError, os_cause
+from .housekeeping import owner_tag, remove_stale
 
 HEAD_FRAMES = 8
 TAIL_FRAMES = 16
 TAKE_CRF = 14
+# Scratch whose owner cannot be judged (no tag, or another machine's) goes after this long.
+_UNKNOWN_SCRATCH_SECONDS = 24 * 3600
+_FILES = ("take.mp4", "head.npy", "tail.npy")
 
 
 @dataclass(frozen=True)
 class StoredTake:
-    """A take as kept in the store."""
+    """A take as kept in the store.
+
+    Attributes:
+        store: The store it was read from; a head or tail that turns out damaged when
+            read is moved aside there.
+    """
 
     id: str
     dir: Path
@@ -51,66 +78,268 @@ class StoredTake:
     engine: str
     label: str
     meta: dict[str, Any]
+    store: TakeStore | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def span(self) -> TakeSpan:
+        """Where the take's pictures are: what the assembly, scoring, the report and
+        joined segments read."""
+        source = self.meta.get("source")
+        if isinstance(source, dict):
+            path = self.dir / source["name"] if source.get("copied") else Path(source["path"])
+            return TakeSpan(path, float(source["start"]), self.frames, self.fps, self.width,
+                            self.height)
+        return TakeSpan(self.dir / "take.mp4", None, self.frames, self.fps, self.width, self.height)
 
     @property
     def video(self) -> Path:
-        return self.dir / "take.mp4"
+        """The file holding the take's pictures (read it through `span`: a file-backed
+        take begins inside it)."""
+        return self.span.path
 
     @property
     def has_audio(self) -> bool:
         return bool(self.meta.get("audio"))
 
     def head(self) -> np.ndarray:
-        """First frames, lossless."""
-        return np.load(self.dir / "head.npy")
+        """First frames, lossless.
+
+        Raises:
+            RenderError: the file was damaged after the take was read (it is moved
+                aside, so the next render makes the take again).
+        """
+        return self._frames("head.npy")
 
     def tail(self) -> np.ndarray:
-        """Last frames, lossless."""
-        return np.load(self.dir / "tail.npy")
+        """Last frames, lossless.
+
+        Raises:
+            RenderError: as `head`.
+        """
+        return self._frames("tail.npy")
 
     def last_frames(self, count: int) -> np.ndarray:
         tail = self.tail()
         return tail[-count:]
 
+    def _frames(self, name: str) -> np.ndarray:
+        path = self.dir / name
+        try:
+            frames = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            problem = f"{name} is missing"
+        except (ValueError, EOFError) as exc:
+            problem = f"{name} cannot be read ({exc})"
+        else:
+            expected = _frames_shape(name, self.frames, self.height, self.width)
+            if frames.shape == expected and frames.dtype == np.uint8:
+                return frames
+            problem = f"{name} holds {frames.shape} {frames.dtype}, expected {expected} uint8"
+        moved = self.store._set_aside(self.id, self.dir, problem) if self.store else None
+        where = f"; it was moved to {moved}" if moved else ""
+        raise RenderError(f"take {self.id[:12]} in the cache is damaged: {problem}{where}; "
+                          "render again to make it anew")
+
+
+@dataclass(frozen=True)
+class TakeSpan:
+    """A take's pictures as a file and an in-point.
+
+    Attributes:
+        path: The file.
+        start: Seconds into `path` where the take's first frame is shown, for a take that
+            is a span of an encoded file (footage, a download): its frames are that span
+            put on the take's grid and fitted (cover) to its size, exactly as the
+            assembly normalises it. None when `path` is the store's own take.mp4, which
+            holds the take's frames as they are.
+        frames, fps, width, height: The take's frame count, rate and size.
+    """
+
+    path: Path
+    start: float | None
+    frames: int
+    fps: Fraction
+    width: int
+    height: int
+
+    def read(self, first: int = 0, count: int | None = None, *,
+             size: tuple[int, int] | None = None) -> np.ndarray:
+        """The take's frames ``first .. first+count`` (to the end when None) as uint8 RGB,
+        scaled to `size` (width, height) if given.
+
+        Raises:
+            MediaError: the file is unreadable or ends early.
+        """
+        count = self.frames - first if count is None else count
+        if self.start is None:
+            from .media import read_frames
+
+            return read_frames(self.path, first, count, size=size)
+        return read_span(self.path, self.start, first, count, fps=self.fps,
+                         size=size or (self.width, self.height))
+
+
+def read_span(path: Path, start: float, first: int, count: int, *, fps: Fraction,
+              size: tuple[int, int]) -> np.ndarray:
+    """Frames ``first .. first+count`` of the span of `path` that begins `start` seconds
+    in, on the grid of `fps` and fitted (cover) to `size`, through the assembly's own
+    normalisation (`normalize.clip_chain`): upright, square pixels, variable frame rates
+    re-gridded, uint8 RGB.
+
+    Raises:
+        MediaError: the file is unreadable, or gave fewer frames.
+    """
+    from .media import decode_graph
+
+    inputs, graph, what = _span_graph(path, start, first, count, fps, size)
+    return decode_graph(inputs, graph, label="out", size=size, frames=count, what=what)
+
+
+def _save_span(npy: Path, path: Path, start: float, first: int, count: int, *, fps: Fraction,
+               size: tuple[int, int]) -> None:
+    """`read_span` saved straight to an .npy file, never held in memory (a render's
+    footage takes would otherwise leave their heads and tails in the heap)."""
+    from .media import write_raw_frames
+
+    inputs, graph, what = _span_graph(path, start, first, count, fps, size)
+    raw = npy.with_suffix(".rgb")
+    write_raw_frames(inputs, graph, raw, label="out", size=size, frames=count, what=what)
+    width, height = size
+    remaining = count * height * width * 3
+    with open(npy, "wb") as out, open(raw, "rb") as frames:
+        np.lib.format.write_array_header_1_0(out, {"descr": "|u1", "fortran_order": False,
+                                                   "shape": (count, height, width, 3)})
+        while remaining:
+            block = frames.read(min(remaining, 1 << 20))
+            out.write(block)
+            remaining -= len(block)
+    raw.unlink()
+
+
+def _span_graph(path: Path, start: float, first: int, count: int, fps: Fraction,
+                size: tuple[int, int]) -> tuple[list[Any], str, str]:
+    """The ffmpeg input and filtergraph (output ``out``) that `read_span` runs."""
+    from .media import Input, probe
+    from .normalize import Grid, clip_chain, seek_seconds
+
+    info = probe(path)
+    seek = seek_seconds(info, first, fps)
+    chain = clip_chain("0:v:0", "out", info, Grid(size[0], size[1], fps), "cover",
+                       start=first, end=first + count, seek=seek)
+    # The chain counts time from the in-point: the input is opened that much further in.
+    what = f"read frames {first}-{first + count} of {Path(path).name} from {start:.3f} s"
+    return [Input(Path(path), start + seek)], chain, what
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """What a take store holds.
+
+    Attributes:
+        takes: Take entries (not checked; see `TakeStore.check_all`).
+        bytes: Bytes of takes and cached scores.
+        damaged: Entries moved aside as damaged, and their bytes.
+        scratch: Entries in ``tmp/`` (live renders' work, or leftovers).
+    """
+
+    takes: int
+    bytes: int
+    damaged: int
+    damaged_bytes: int
+    scratch: int
+
 
 class TakeStore:
-    """Content-addressed storage of takes and their scores."""
+    """Content-addressed storage of takes and their scores.
 
-    def __init__(self, root: str | os.PathLike[str]):
+    Attributes:
+        root: The cache folder.
+        warnings: One line per damaged entry found and moved aside, in order.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *,
+                 on_warning: Callable[[str], None] | None = None):
+        """
+        Args:
+            root: The cache folder (made when first written).
+            on_warning: Also called with each warning as it happens.
+        """
         self.root = Path(root).absolute()
+        self.warnings: list[str] = []
+        self._on_warning = on_warning
+
+    @property
+    def tmp(self) -> Path:
+        """Work in progress: every name carries its owner's tag (`housekeeping`)."""
+        return self.root / "tmp"
+
+    @property
+    def damaged(self) -> Path:
+        """Entries that failed their check, kept for inspection."""
+        return self.root / "damaged"
 
     def _take_dir(self, take_id: str) -> Path:
         return self.root / "takes" / take_id[:2] / take_id
 
     def get(self, take_id: str) -> StoredTake | None:
-        """The stored take, or None if it was never finished."""
+        """The stored take, or None if it was never finished or was found damaged (then
+        it is moved to `damaged` with a warning, and the caller makes it again).
+
+        Raises:
+            OSError: the entry cannot be read at all (permissions); names the file.
+        """
         directory = self._take_dir(take_id)
-        try:
-            meta = json.loads((directory / "meta.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+        if not os.path.lexists(directory):
             return None
-        if not (directory / "take.mp4").is_file():
+        meta, problem = _check_entry(take_id, directory)
+        if problem is not None:
+            self._set_aside(take_id, directory, problem)
             return None
-        return _stored(take_id, directory, meta)
+        assert meta is not None
+        return self._stored(take_id, directory, meta)
 
     def put(self, take_id: str, take: Take, *, fps: Fraction, engine: str,
-            request: dict[str, Any]) -> StoredTake:
-        """Encodes and stores a take; a no-op returning the existing one if present.
+            request: dict[str, Any], copy_source: bool | None = None) -> StoredTake:
+        """Stores a take; a no-op returning the existing one if present.
+
+        A take of pixels is encoded (visually lossless). A take that is a span of an
+        encoded file (`Take.source`) is never re-encoded: the entry refers to the file,
+        or holds a byte-identical copy of it, and keeps the span's head and tail frames
+        losslessly, decoded as the assembly will show them.
+
+        A damaged entry in the way is moved aside first. Nothing is left behind when
+        storing fails.
+
+        Args:
+            copy_source: For a file-backed take, copy the file into the entry (a download
+                whose address expires) or refer to it where it is (a user's footage);
+                None follows `Take.copy_source`.
 
         Raises:
             VerificationError: the encoded file does not hold the take's frames.
+            FFmpegError: encoding or decoding failed.
+            MediaError: a file-backed take's file is unreadable or changed while stored.
+            StorageError: the cache cannot be written (disk full, permissions); names
+                the path and the cause.
         """
         existing = self.get(take_id)
         if existing is not None:
             return existing
+        if take.source is not None:
+            copy = take.copy_source if copy_source is None else copy_source
+            return self._put_span(take_id, take, fps=fps, engine=engine, request=request, copy=copy)
         from . import media
 
         frames = take.frames
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
-            raise VerificationError(f"engine {engine} returned frames of shape {frames.shape} "
-                                    f"{frames.dtype}; expected N x H x W x 3 uint8")
+        if frames is None or frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
+            found = "no frames" if frames is None else f"frames of shape {frames.shape} {frames.dtype}"
+            raise VerificationError(f"engine {engine} returned {found}; "
+                                    "expected N x H x W x 3 uint8")
         count, height, width = frames.shape[:3]
-        work = self._tmp_dir()
+        try:
+            work = self._tmp_dir()
+        except OSError as exc:
+            raise self._storage_error(exc, f"take {take_id[:12]}") from exc
         try:
             audio = None
             if take.audio is not None:
@@ -127,69 +356,466 @@ class TakeStore:
                 "id": take_id, "frames": count, "width": width, "height": height,
                 "fps": str(fps), "seed": take.seed, "engine": engine, "label": take.label,
                 "audio": info.has_audio, "meta": take.meta, "request": request,
+                "files": {name: {"bytes": (work / name).stat().st_size,
+                                 "sha256": _sha256(work / name)} for name in _FILES},
             }
             _write_json(work / "meta.json", meta)
             os.chmod(work, 0o755)
-            target = self._take_dir(take_id)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.rename(work, target)
-            except OSError:
-                if self.get(take_id) is None:
-                    raise
+            self._publish(take_id, work)
+        except OSError as exc:
+            raise self._storage_error(exc, f"take {take_id[:12]}") from exc
         finally:
             shutil.rmtree(work, ignore_errors=True)
+        return self._stored_now(take_id)
+
+    def _put_span(self, take_id: str, take: Take, *, fps: Fraction, engine: str,
+                  request: dict[str, Any], copy: bool) -> StoredTake:
+        """Stores a take that is a span of an encoded file (see `put`)."""
+        from . import media
+
+        assert take.source is not None
+        source = Path(take.source).absolute()
+        count = take.span_frames
+        width, height = take.span_size
+        if count < 1 or width < 2 or height < 2 or width % 2 or height % 2 or take.start < 0:
+            raise VerificationError(f"engine {engine} returned a span of {source.name} of {count} "
+                                    f"frames {width}x{height} from {take.start} s; expected at least "
+                                    "one frame, an even size and a start not before the file's")
+        if take.audio is not None and (Path(take.audio).absolute() != source
+                                       or abs(take.audio_start - take.start) > 1e-6):
+            raise VerificationError(f"engine {engine} returned a span of {source.name} whose sound "
+                                    "comes from elsewhere; a file-backed take plays its own file's sound")
+        # Whole microseconds, rounded down, so a seek to it never skips the frame it names.
+        start = int(take.start * 1_000_000 + 1e-3) / 1_000_000
+        info = media.probe(source)
+        before = _file_facts(source)
+        try:
+            work = self._tmp_dir()
+        except OSError as exc:
+            raise self._storage_error(exc, f"take {take_id[:12]}") from exc
+        try:
+            files = ["head.npy", "tail.npy"]
+            facts: dict[str, Any] = {"start": start, "copied": copy}
+            path = source
+            if copy:
+                name = "source" + (source.suffix.lower() if source.suffix.lower()
+                                   in media.VIDEO_EXTENSIONS else ".mp4")
+                path = work / name
+                shutil.copyfile(source, path)
+                files.append(name)
+                facts["name"] = name
+                if _sha256(path) != before["sha256"]:
+                    raise MediaError(source, "changed while it was being copied into the cache")
+            else:
+                facts.update(path=str(source), **before)
+            tail_count = min(TAIL_FRAMES, count)
+            _save_span(work / "head.npy", path, start, 0, min(HEAD_FRAMES, count), fps=fps,
+                       size=(width, height))
+            _save_span(work / "tail.npy", path, start, count - tail_count, tail_count, fps=fps,
+                       size=(width, height))
+            if not copy and _file_facts(source) != before:
+                raise MediaError(source, "changed while its take was being stored")
+            meta = {
+                "id": take_id, "frames": count, "width": width, "height": height,
+                "fps": str(fps), "seed": take.seed, "engine": engine, "label": take.label,
+                "audio": take.audio is not None and info.has_audio, "meta": take.meta,
+                "request": request, "source": facts,
+                "files": {name: {"bytes": (work / name).stat().st_size,
+                                 "sha256": _sha256(work / name)} for name in files},
+            }
+            _write_json(work / "meta.json", meta)
+            os.chmod(work, 0o755)
+            self._publish(take_id, work)
+        except OSError as exc:
+            raise self._storage_error(exc, f"take {take_id[:12]}") from exc
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return self._stored_now(take_id)
+
+    def _stored_now(self, take_id: str) -> StoredTake:
         stored = self.get(take_id)
-        assert stored is not None
+        if stored is None:
+            raise RenderError(f"take {take_id[:12]} failed its check right after it was stored "
+                              f"in {self.root}")
         return stored
 
+    def _publish(self, take_id: str, work: Path) -> None:
+        """Renames a complete temporary entry into place, moving aside what is in the
+        way unless it is a whole take."""
+        target = self._take_dir(take_id)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                os.rename(work, target)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                    raise
+            # get() keeps a whole take (stored meanwhile by a render beside this one) and
+            # moves a damaged or unfinished one aside.
+            if self.get(take_id) is not None:
+                return
+        raise StorageError(target, f"in the way of take {take_id[:12]} and cannot be moved "
+                                   f"to {self.damaged}")
+
     def load_scores(self, take_id: str) -> dict[str, Any] | None:
+        """Cached scores of a take; None when absent or unreadable (it is rewritten)."""
         return _read_json(self._take_dir(take_id) / "scores.json")
 
     def save_scores(self, take_id: str, scores: dict[str, Any]) -> None:
+        """Replaces a take's cached scores (atomically).
+
+        Raises:
+            StorageError: the cache cannot be written.
+        """
         directory = self._take_dir(take_id)
         if directory.is_dir():
-            _write_json_atomic(directory / "scores.json", scores)
+            self._write_json_atomic(directory / "scores.json", scores,
+                                    f"the scores of take {take_id[:12]}")
 
     def load_pair(self, key: str) -> dict[str, Any] | None:
+        """Cached scores between two takes; None when absent or unreadable."""
         return _read_json(self.root / "pairs" / key[:2] / f"{key}.json")
 
     def save_pair(self, key: str, scores: dict[str, Any]) -> None:
-        _write_json_atomic(self.root / "pairs" / key[:2] / f"{key}.json", scores)
+        """Replaces cached scores between two takes (atomically).
+
+        Raises:
+            StorageError: the cache cannot be written.
+        """
+        self._write_json_atomic(self.root / "pairs" / key[:2] / f"{key}.json", scores,
+                                "scores between two takes")
+
+    def stats(self) -> StoreStats:
+        """Counts and sizes of what the store holds (nothing is checked or changed)."""
+        takes = list((self.root / "takes").glob("*/*"))
+        damaged = list(self.damaged.glob("*")) if self.damaged.is_dir() else []
+        scratch = list(self.tmp.glob("*")) if self.tmp.is_dir() else []
+        return StoreStats(
+            takes=len(takes),
+            bytes=_bytes(self.root / "takes") + _bytes(self.root / "pairs"),
+            damaged=len(damaged), damaged_bytes=_bytes(self.damaged), scratch=len(scratch))
+
+    def check_all(self, *, deep: bool = False) -> list[str]:
+        """Checks every entry as `get` does, moving the damaged ones aside.
+
+        Args:
+            deep: Also compare each file's sha256 with the one recorded when it was
+                stored (reads every byte; catches damage that keeps the size).
+
+        Returns:
+            A warning per entry moved aside.
+        """
+        before = len(self.warnings)
+        for directory in sorted((self.root / "takes").glob("*/*")):
+            _, problem = _check_entry(directory.name, directory, deep=deep)
+            if problem is not None:
+                self._set_aside(directory.name, directory, problem)
+        return self.warnings[before:]
+
+    def clean_tmp(self) -> list[Path]:
+        """Deletes scratch in ``tmp/`` left by renders that no longer run (a live
+        render's work is kept; scratch whose owner cannot be judged from here, with no
+        tag or another machine's, goes after a day).
+
+        Returns:
+            What was deleted.
+        """
+        return remove_stale(self.tmp, unknown_older_than=_UNKNOWN_SCRATCH_SECONDS)
+
+    def remove_damaged(self) -> list[Path]:
+        """Deletes every entry moved aside as damaged.
+
+        Returns:
+            What was deleted.
+        """
+        removed = []
+        for entry in sorted(self.damaged.glob("*")) if self.damaged.is_dir() else []:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+        return removed
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _stored(self, take_id: str, directory: Path, meta: dict[str, Any]) -> StoredTake:
+        return StoredTake(
+            id=take_id, dir=directory, frames=int(meta["frames"]), width=int(meta["width"]),
+            height=int(meta["height"]), fps=Fraction(meta["fps"]), seed=int(meta["seed"]),
+            engine=str(meta["engine"]), label=str(meta.get("label", "")), meta=meta, store=self,
+        )
+
+    def _set_aside(self, take_id: str, directory: Path, problem: str) -> Path | None:
+        """Moves a damaged entry to ``damaged/<id>.<time>`` and warns; None when it was
+        gone already (another render moved it) or cannot be moved."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        try:
+            self.damaged.mkdir(parents=True, exist_ok=True)
+            target = self.damaged / f"{take_id}.{stamp}"
+            suffix = 1
+            while os.path.lexists(target):
+                suffix += 1
+                target = self.damaged / f"{take_id}.{stamp}.{suffix}"
+            os.rename(directory, target)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self._warn(f"cache: take {take_id[:12]} is damaged ({problem}) and cannot be moved "
+                       f"aside ({os_cause(exc)}); delete {directory}")
+            return None
+        if target.is_dir():
+            with contextlib.suppress(OSError):
+                (target / "damage.txt").write_text(problem + "\n")
+        self._warn(f"cache: take {take_id[:12]} was damaged ({problem}); moved it to {target} "
+                   "and it will be made again")
+        return target
+
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+        if self._on_warning is not None:
+            self._on_warning(message)
 
     def _tmp_dir(self) -> Path:
-        tmp = self.root / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f"{uuid.uuid4().hex[:8]}.", dir=tmp))
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{owner_tag()}.", dir=self.tmp))
+
+    def _write_json_atomic(self, path: Path, value: Any, what: str) -> None:
+        """Writes JSON under a scratch name in ``tmp/`` and renames it into place."""
+        tmp: str | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f"{owner_tag()}.", suffix=".json", dir=self.tmp)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(value, handle, indent=2, sort_keys=True, default=str)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except OSError as exc:
+            if exc.filename is None:
+                exc.filename = tmp or str(path)
+            raise self._storage_error(exc, what) from exc
+        finally:
+            if tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+
+    def _storage_error(self, exc: OSError, what: str) -> StorageError:
+        """A failed cache write as one line: the path, the cause, and what was stored."""
+        return StorageError(exc.filename or self.root,
+                            f"{os_cause(exc, self.root)} (storing {what} in the cache {self.root})")
 
 
-def _stored(take_id: str, directory: Path, meta: dict[str, Any]) -> StoredTake:
-    return StoredTake(
-        id=take_id, dir=directory, frames=int(meta["frames"]), width=int(meta["width"]),
-        height=int(meta["height"]), fps=Fraction(meta["fps"]), seed=int(meta["seed"]),
-        engine=str(meta["engine"]), label=str(meta.get("label", "")), meta=meta,
-    )
+def _frames_shape(name: str, frames: int, height: int, width: int) -> tuple[int, ...]:
+    """The shape a take's head.npy or tail.npy must have."""
+    kept = HEAD_FRAMES if name == "head.npy" else TAIL_FRAMES
+    return (min(kept, frames), height, width, 3)
+
+
+def _check_entry(take_id: str, directory: Path, *, deep: bool = False
+                 ) -> tuple[dict[str, Any] | None, str | None]:
+    """Checks a take entry: (meta, None) when whole, (None or meta, problem) when not.
+
+    Cheap: reads meta.json and the .npy headers, and stats the files. Entries stored
+    before sizes were recorded have their take.mp4 packets counted instead.
+
+    Raises:
+        OSError: a file exists but cannot be read (permissions).
+    """
+    if not directory.is_dir():
+        return None, "not a folder"
+    try:
+        meta = json.loads((directory / "meta.json").read_bytes())
+    except FileNotFoundError:
+        return None, "meta.json is missing"
+    except ValueError:
+        return None, "meta.json is not valid JSON"
+    problem = _check_meta(take_id, meta)
+    if problem is not None:
+        return None, problem
+    source = meta.get("source")
+    names: tuple[str, ...] = _FILES
+    if source is not None:
+        problem = _check_source_meta(source)
+        if problem is not None:
+            return None, problem
+        names = ("head.npy", "tail.npy", *((source["name"],) if source["copied"] else ()))
+    recorded = meta.get("files")
+    recorded = recorded if isinstance(recorded, dict) else {}
+    for name in names:
+        path = directory / name
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return meta, f"{name} is missing"
+        facts = recorded.get(name)
+        if isinstance(facts, dict) and facts.get("bytes") != size:
+            return meta, f"{name} holds {size} bytes, {facts.get('bytes')} were stored"
+        if deep and isinstance(facts, dict) and facts.get("sha256") != _sha256(path):
+            return meta, f"{name} does not match its recorded sha256"
+        if name.endswith(".npy"):
+            problem = _check_array(path, size, _frames_shape(name, meta["frames"], meta["height"],
+                                                              meta["width"]))
+        elif not isinstance(facts, dict):
+            problem = _check_video(path, meta["frames"])
+        if problem is not None:
+            return meta, problem
+    if source is not None and not source["copied"]:
+        return meta, _check_source(source, deep=deep)
+    return meta, None
+
+
+def _check_source_meta(source: Any) -> str | None:
+    """Whether a file-backed entry's ``source`` record is whole."""
+    if not isinstance(source, dict) or not isinstance(source.get("copied"), bool):
+        return "meta.json has no valid 'source'"
+    start = source.get("start")
+    if isinstance(start, bool) or not isinstance(start, int | float) or not start >= 0:
+        return "meta.json has no valid 'source.start'"
+    if source["copied"]:
+        name = source.get("name")
+        if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+            return "meta.json has no valid 'source.name'"
+        return None
+    if not isinstance(source.get("path"), str) or not Path(source["path"]).is_absolute():
+        return "meta.json has no valid 'source.path'"
+    for key in ("bytes", "mtime_ns"):
+        if not isinstance(source.get(key), int) or isinstance(source.get(key), bool):
+            return f"meta.json has no valid 'source.{key}'"
+    if not isinstance(source.get("sha256"), str):
+        return "meta.json has no valid 'source.sha256'"
+    return None
+
+
+def _check_source(source: dict[str, Any], *, deep: bool) -> str | None:
+    """Whether the file a take refers to is still the one it was cut from: the same size,
+    and the same sha256 when its modification time moved (or always, when `deep`)."""
+    path = Path(source["path"])
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return f"its source {path} is gone"
+    except OSError as exc:
+        return f"its source {path} cannot be read ({os_cause(exc)})"
+    if stat.st_size != source["bytes"]:
+        return (f"its source {path} changed since the take was stored ({stat.st_size} bytes, "
+                f"{source['bytes']} were stored)")
+    if deep:
+        digest = _sha256(path)
+    elif stat.st_mtime_ns != source["mtime_ns"]:
+        digest = _source_sha256(path, stat)
+    else:
+        return None
+    if digest != source["sha256"]:
+        return f"its source {path} changed since the take was stored (its sha256 differs)"
+    return None
+
+
+def _file_facts(path: Path) -> dict[str, Any]:
+    """Size, modification time and sha256 of a file a take refers to.
+
+    Raises:
+        MediaError: it cannot be read.
+    """
+    try:
+        stat = path.stat()
+        digest = _source_sha256(path, stat)
+    except OSError as exc:
+        raise MediaError(path, f"cannot be read ({os_cause(exc)})") from None
+    return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
+
+
+def _check_meta(take_id: str, meta: Any) -> str | None:
+    if not isinstance(meta, dict):
+        return "meta.json does not hold an object"
+    if meta.get("id", take_id) != take_id:
+        return f"meta.json belongs to take {str(meta.get('id'))[:12]}"
+    for name in ("frames", "width", "height", "seed"):
+        value = meta.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or (name != "seed" and value < 1):
+            return f"meta.json has no valid '{name}'"
+    if not isinstance(meta.get("engine"), str):
+        return "meta.json has no valid 'engine'"
+    try:
+        fps = Fraction(str(meta.get("fps")))
+    except (ValueError, ZeroDivisionError):
+        return "meta.json has no valid 'fps'"
+    if fps <= 0:
+        return "meta.json has no valid 'fps'"
+    return None
+
+
+def _check_array(path: Path, size: int, shape: tuple[int, ...]) -> str | None:
+    """Whether an .npy file holds a whole uint8 array of `shape` (header and size only)."""
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                found, _, dtype = np.lib.format.read_array_header_1_0(handle)
+            else:
+                found, _, dtype = np.lib.format.read_array_header_2_0(handle)
+            offset = handle.tell()
+    except (ValueError, EOFError):
+        return f"{path.name} has no valid array header"
+    if tuple(found) != shape or dtype != np.uint8:
+        return f"{path.name} holds {tuple(found)} {dtype}, expected {shape} uint8"
+    if size != offset + int(np.prod(shape)):
+        return f"{path.name} holds {size} bytes, {offset + int(np.prod(shape))} expected"
+    return None
+
+
+def _check_video(path: Path, frames: int) -> str | None:
+    """Whether take.mp4 holds all the take's frames (for entries without recorded sizes)."""
+    from .media import video_packet_count
+
+    try:
+        found = video_packet_count(path)
+    except MediaError as exc:
+        return f"take.mp4 cannot be read ({exc.reason})"
+    return None if found == frames else f"take.mp4 holds {found} frames, {frames} were stored"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _source_sha256(path: Path, stat: os.stat_result) -> str:
+    """sha256 of a referred source, remembered per version (path, size, modification
+    time): it is checked whenever its take is read."""
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        if len(_DIGESTS) > 4096:
+            _DIGESTS.clear()
+        _DIGESTS[key] = _sha256(path)
+    return _DIGESTS[key]
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _bytes(folder: Path) -> int:
+    total = 0
+    for path in folder.rglob("*") if folder.is_dir() else []:
+        with contextlib.suppress(OSError):
+            if path.is_file() and not path.is_symlink():
+                total += path.stat().st_size
+    return total
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from a cache file; None when it is absent, unreadable or not an
+    object (a cache file is rewritten, never trusted)."""
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        value = json.loads(path.read_bytes())
+    except (OSError, ValueError):
         return None
+    return value if isinstance(value, dict) else None
 
 
 def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2, sort_keys=True, default=str))
-
-
-def _write_json_atomic(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(value, handle, indent=2, sort_keys=True, default=str)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)

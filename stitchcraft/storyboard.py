@@ -2,17 +2,24 @@
 
 This module is pure data: pydantic models with per-field checks. Loading (with line
 numbers), path resolution and cross-field checks live in `stitchcraft.load`.
+
+The models are strict: YAML's types are taken as written (``true`` is not 1 and ``"3"``
+is not 3), every number is finite and bounded before it reaches any arithmetic, and a
+string gets the same checks in its short form (``title: Hello``) as in its long one
+(``title: {text: Hello}``).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from fractions import Fraction
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .timeline import parse_fps
+from .yamlsource import shown, spelled
 
 TRANSITIONS = (
     "cut", "dissolve", "fade", "fadeblack", "fadewhite",
@@ -25,33 +32,99 @@ CONTINUITY = ("cut", "chain", "bridge")
 CAMERA_MOVES = ("static", "push-in", "pull-out", "pan-left", "pan-right", "tilt-up",
                 "tilt-down", "drift")
 FITS = ("cover", "contain", "blur-pad")
+SHORT_SOURCE = ("refuse", "hold")  # footage shorter than its shot: refuse it, or hold its last frame
 CODECS = ("h264", "h265", "av1", "prores")
 POSITIONS = ("top", "center", "bottom", "top-left", "top-right", "bottom-left", "bottom-right")
 
-PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
+# The colour names ffmpeg's parser knows (libavutil/parse.c), all of which Pillow knows
+# too, so a name means the same in a caption (ffmpeg) as on a title card (Pillow).
+COLOR_NAMES = frozenset("""
+    aliceblue antiquewhite aqua aquamarine azure beige bisque black blanchedalmond blue
+    blueviolet brown burlywood cadetblue chartreuse chocolate coral cornflowerblue
+    cornsilk crimson cyan darkblue darkcyan darkgoldenrod darkgray darkgreen darkkhaki
+    darkmagenta darkolivegreen darkorange darkorchid darkred darksalmon darkseagreen
+    darkslateblue darkslategray darkturquoise darkviolet deeppink deepskyblue dimgray
+    dodgerblue firebrick floralwhite forestgreen fuchsia gainsboro ghostwhite gold
+    goldenrod gray green greenyellow honeydew hotpink indianred indigo ivory khaki
+    lavender lavenderblush lawngreen lemonchiffon lightblue lightcoral lightcyan
+    lightgoldenrodyellow lightgreen lightgrey lightpink lightsalmon lightseagreen
+    lightskyblue lightslategray lightsteelblue lightyellow lime limegreen linen magenta
+    maroon mediumaquamarine mediumblue mediumorchid mediumpurple mediumseagreen
+    mediumslateblue mediumspringgreen mediumturquoise mediumvioletred midnightblue
+    mintcream mistyrose moccasin navajowhite navy oldlace olive olivedrab orange
+    orangered orchid palegoldenrod palegreen paleturquoise palevioletred papayawhip
+    peachpuff peru pink plum powderblue purple red rosybrown royalblue saddlebrown
+    salmon sandybrown seagreen seashell sienna silver skyblue slateblue slategray snow
+    springgreen steelblue tan teal thistle tomato turquoise violet wheat white
+    whitesmoke yellow yellowgreen
+""".split())
+
+MAX_SECONDS = 3600
+TITLE_CHARACTERS = 500
+CAPTION_CHARACTERS = 2000
+PROMPT_CHARACTERS = 4000
+PATH_CHARACTERS = 1024
+
+
+def check_color(value: str) -> str:
+    """Accepts ``#rrggbb`` or a name from `COLOR_NAMES` (any case).
+
+    Raises:
+        ValueError: anything else, with the closest name when there is one.
+    """
+    if re.fullmatch(r"#[0-9a-fA-F]{6}", value) or value.lower() in COLOR_NAMES:
+        return value
+    close = difflib.get_close_matches(value.lower(), COLOR_NAMES, n=1, cutoff=0.75)
+    hint = f"did you mean '{close[0]}'?" if close else "e.g. white, black, gold or #1a2b3c"
+    raise ValueError(f"'{shown(value)}' is not a colour: use #rrggbb or a colour name ffmpeg "
+                     f"knows; {hint}")
+
+
+def check_path(value: str) -> str:
+    """Accepts a file path the operating system can be asked about.
+
+    Raises:
+        ValueError: empty, a NUL character, or longer than `PATH_CHARACTERS`.
+    """
+    if not value.strip():
+        raise ValueError("the path is empty")
+    if "\x00" in value:
+        raise ValueError("a path cannot contain a NUL character")
+    if len(value) > PATH_CHARACTERS:
+        raise ValueError(f"the path is {len(value)} characters; at most {PATH_CHARACTERS}")
+    return value
+
+
+PositiveSeconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
+Color = Annotated[str, AfterValidator(check_color)]
+FilePath = Annotated[str, AfterValidator(check_path)]
+TitleText = Annotated[str, Field(min_length=1, max_length=TITLE_CHARACTERS)]
+CaptionText = Annotated[str, Field(min_length=1, max_length=CAPTION_CHARACTERS)]
+PromptText = Annotated[str, Field(min_length=1, max_length=PROMPT_CHARACTERS)]
 
 
 class Model(BaseModel):
     """Storyboard models reject unknown keys and never coerce types silently."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 def parse_size(value: Any) -> tuple[int, int]:
     """``"1280x720"`` or ``[1280, 720]`` -> (1280, 720); both sides even, 16-8192."""
     if isinstance(value, str):
-        m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", value)
+        m = re.fullmatch(r"\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*", value)
         if not m:
-            raise ValueError(f"'{value}' is not a size like 1280x720")
+            raise ValueError(f"'{shown(value)}' is not a size like 1280x720")
         width, height = int(m.group(1)), int(m.group(2))
     elif isinstance(value, list | tuple) and len(value) == 2 and all(
             isinstance(v, int) and not isinstance(v, bool) for v in value):
         width, height = value
     else:
-        raise ValueError("expected a size like 1280x720")
+        raise ValueError(f"expected a size like 1280x720 or [1280, 720], got {shown(value)}")
     for side in (width, height):
         if not 16 <= side <= 8192:
-            raise ValueError(f"size {width}x{height}: each side must be 16-8192 pixels")
+            raise ValueError(f"size {shown(width)}x{shown(height)}: each side must be 16-8192 pixels")
         if side % 2:
             raise ValueError(f"size {width}x{height}: both sides must be even for yuv420p video")
     return width, height
@@ -90,26 +163,26 @@ class Ending(Model):
 class Text(Model):
     """A caption or title burned into a shot."""
 
-    content: str = Field(min_length=1, max_length=2000)
+    content: CaptionText
     position: Literal[POSITIONS] = "bottom"  # type: ignore[valid-type]
     size: float = Field(default=0.06, gt=0, le=1, description="text height as a fraction of frame height")
-    color: str = Field(default="white", pattern=r"^(#[0-9a-fA-F]{6}|[a-zA-Z]+)$")
+    color: Color = "white"
     box: bool = False
-    font: str | None = None
-    start: float = Field(default=0, ge=0)
-    duration: float | None = Field(default=None, gt=0)
+    font: FilePath | None = None
+    start: Seconds = Field(default=0, description="seconds after the shot begins")
+    duration: PositiveSeconds | None = None
     fade: float = Field(default=0.3, ge=0, le=10)
 
 
 class Title(Model):
     """A title card: big text on a colour, with simple animation."""
 
-    text: str = Field(min_length=1, max_length=500)
-    subtitle: str | None = None
-    background: str = Field(default="#101018", pattern=r"^(#[0-9a-fA-F]{6}|[a-zA-Z]+)$")
-    color: str = Field(default="white", pattern=r"^(#[0-9a-fA-F]{6}|[a-zA-Z]+)$")
+    text: TitleText
+    subtitle: Annotated[str, Field(max_length=TITLE_CHARACTERS)] | None = None
+    background: Color = "#101018"
+    color: Color = "white"
     animation: Literal["none", "fade", "rise", "zoom"] = "fade"
-    font: str | None = None
+    font: FilePath | None = None
 
 
 class Output(Model):
@@ -117,19 +190,21 @@ class Output(Model):
 
     fps: float | int | str = 24
     size: str | list[int] = "1280x720"
-    path: str = "out/render.mp4"
+    path: FilePath = "out/render.mp4"
     codec: Literal[CODECS] = "h264"  # type: ignore[valid-type]
     preset: str = Field(default="veryfast", pattern=r"^[a-z0-9]+$")
     crf: int = Field(default=20, ge=0, le=63)
     fit: Literal[FITS] = "cover"  # type: ignore[valid-type]
 
-    @field_validator("fps")
+    # Checked before the type, so a wrong value gets one message saying what a rate or a
+    # size looks like rather than one complaint per member of the union.
+    @field_validator("fps", mode="before")
     @classmethod
     def _fps(cls, value: Any) -> Any:
         parse_fps(value)
         return value
 
-    @field_validator("size")
+    @field_validator("size", mode="before")
     @classmethod
     def _size(cls, value: Any) -> Any:
         parse_size(value)
@@ -138,8 +213,6 @@ class Output(Model):
     @field_validator("path")
     @classmethod
     def _path(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the output path is empty")
         if not value.lower().endswith((".mp4", ".mov", ".mkv")):
             raise ValueError("the output file must end in .mp4, .mov or .mkv")
         return value
@@ -158,14 +231,14 @@ class OutputOverride(Model):
 
     fps: float | int | str | None = None
     size: str | list[int] | None = None
-    path: str | None = None
+    path: FilePath | None = None
     codec: Literal[CODECS] | None = None  # type: ignore[valid-type]
     preset: str | None = None
     crf: int | None = Field(default=None, ge=0, le=63)
     fit: Literal[FITS] | None = None  # type: ignore[valid-type]
 
-    _fps = field_validator("fps")(lambda cls, v: v if v is None else Output._fps(v))
-    _size = field_validator("size")(lambda cls, v: v if v is None else Output._size(v))
+    _fps = field_validator("fps", mode="before")(lambda cls, v: v if v is None else Output._fps(v))
+    _size = field_validator("size", mode="before")(lambda cls, v: v if v is None else Output._size(v))
 
 
 class Defaults(Model):
@@ -174,13 +247,14 @@ class Defaults(Model):
     transition: Transition = Transition()
     seed: int = Field(default=0, ge=0, lt=2**32)
     steps: int | None = Field(default=None, ge=1, le=500)
+    short_source: Literal[SHORT_SOURCE] = "refuse"  # type: ignore[valid-type]
 
 
 class Audio(Model):
     """The programme's sound: a music bed, a voice-over, and the loudness target."""
 
-    music: str | None = None
-    voiceover: str | None = None
+    music: FilePath | None = None
+    voiceover: FilePath | None = None
     loudness: float = Field(default=-14.0, ge=-40, le=-5)
     true_peak: float = Field(default=-1.0, ge=-9, le=0)
     music_volume: float = Field(default=0.0, ge=-60, le=12, description="dB")
@@ -194,23 +268,24 @@ class Shot(Model):
 
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     duration: PositiveSeconds
-    prompt: str | None = Field(default=None, min_length=1, max_length=4000)
-    source: str | None = Field(default=None, min_length=1)
-    image: str | None = Field(default=None, min_length=1)
-    title: str | Title | None = None
-    negative_prompt: str | None = None
+    prompt: PromptText | None = None
+    source: FilePath | None = None
+    image: FilePath | None = None
+    title: TitleText | Title | None = None
+    negative_prompt: Annotated[str, Field(max_length=PROMPT_CHARACTERS)] | None = None
     engine: str | None = None
     candidates: int | None = Field(default=None, ge=1, le=64)
     seed: int | None = Field(default=None, ge=0, lt=2**32)
     steps: int | None = Field(default=None, ge=1, le=500)
     continuity: Literal[CONTINUITY] = "cut"  # type: ignore[valid-type]
-    reference: str | None = None
+    reference: FilePath | None = None
     camera: Literal[CAMERA_MOVES] | None = None  # type: ignore[valid-type]
-    text: str | Text | None = None
+    text: CaptionText | Text | None = None
     transition: Transition | None = None
-    pick: str | int | None = None
+    pick: Annotated[str, Field(min_length=1, max_length=64)] | Annotated[int, Field(ge=0, le=10_000)] | None = None
     fit: Literal[FITS] | None = None  # type: ignore[valid-type]
     volume: float = Field(default=0.0, ge=-60, le=12, description="dB applied to the take's own audio")
+    short_source: Literal[SHORT_SOURCE] | None = None  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _one_content(self) -> Shot:
@@ -245,11 +320,11 @@ class Shot(Model):
 class ShotOverride(Model):
     """A variant's changes to one shot (language, product, framing)."""
 
-    prompt: str | None = None
-    source: str | None = None
-    image: str | None = None
-    title: str | Title | None = None
-    text: str | Text | None = None
+    prompt: PromptText | None = None
+    source: FilePath | None = None
+    image: FilePath | None = None
+    title: TitleText | Title | None = None
+    text: CaptionText | Text | None = None
     fit: Literal[FITS] | None = None  # type: ignore[valid-type]
 
 
@@ -265,8 +340,8 @@ class Variant(Model):
 class EngineSettings(Model):
     """Per-engine options: where the weights are and how to run them."""
 
-    model: str | None = None
-    image_model: str | None = Field(default=None, description="checkpoint for image-to-video where it differs")
+    model: FilePath | None = Field(default=None, description="a model id or a local checkpoint")
+    image_model: FilePath | None = Field(default=None, description="checkpoint for image-to-video where it differs")
     device: Literal["auto", "cuda", "cpu", "mps"] = "auto"
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     offload: Literal["none", "model", "sequential"] = "none"
@@ -274,7 +349,7 @@ class EngineSettings(Model):
     steps: int | None = Field(default=None, ge=1, le=500)
     guidance: float | None = Field(default=None, ge=0, le=50)
     batch: int | None = Field(default=None, ge=1, le=64)
-    library: str | None = Field(default=None, description="footage: a folder of clips to draw from")
+    library: FilePath | None = Field(default=None, description="footage: a folder of clips to draw from")
     engine: str | None = Field(default=None, description="only under engines.draft: the draft engine")
 
 
@@ -284,8 +359,8 @@ class Scoring(Model):
     weights: dict[str, float] = Field(default_factory=dict)
     beam: int = Field(default=1, ge=1, le=16)
     seam_threshold: float = Field(default=0.35, ge=0, le=1)
-    clip_model: str | None = None
-    lpips_weights: str | None = None
+    clip_model: FilePath | None = None
+    lpips_weights: FilePath | None = None
 
     @field_validator("weights")
     @classmethod
@@ -300,18 +375,27 @@ class Storyboard(Model):
     """A whole storyboard file."""
 
     version: Literal[1]
-    title: str = "Untitled"
+    title: Annotated[str, Field(max_length=TITLE_CHARACTERS)] = "Untitled"
     output: Output = Output()
     defaults: Defaults = Defaults()
     audio: Audio = Audio()
     ending: Ending | None = None
-    subtitles: str | None = None
+    subtitles: FilePath | None = None
     subtitles_mode: Literal["burn", "track"] = "track"
-    logo: str | None = None
+    logo: FilePath | None = None
     engines: dict[str, EngineSettings] = Field(default_factory=dict)
     scoring: Scoring = Scoring()
     shots: list[Shot] = Field(min_length=1, max_length=2000)
     variants: list[Variant] = Field(default_factory=list)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and value != 1:
+            raise ValueError(f"this stitchcraft reads storyboard format 1, not {shown(value)}")
+        if value != 1 or isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be the number 1 (write `version: 1`), got {spelled(value)}")
+        return value
 
     def engine_settings(self, name: str) -> EngineSettings:
         return self.engines.get(name) or EngineSettings()

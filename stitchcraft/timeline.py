@@ -6,8 +6,17 @@ frames exactly once, here.
 
 from __future__ import annotations
 
+import math
+import re
 from decimal import Decimal
 from fractions import Fraction
+
+from .yamlsource import shown, spelled
+
+MIN_FPS, MAX_FPS = 1, 240
+# Plain decimals and ratios of whole numbers, short enough that the exact value is cheap.
+_DECIMAL = re.compile(r"\s*\d{1,6}(\.\d{1,9})?\s*")
+_RATIO = re.compile(r"\s*(\d{1,9})\s*/\s*(\d{1,9})\s*")
 
 # Rates people type as decimals but mean as NTSC fractions.
 _NTSC = {
@@ -23,40 +32,50 @@ def parse_fps(value: int | float | str | Fraction) -> Fraction:
     """Reads a frame rate as an exact fraction.
 
     Accepts ``24``, ``"25"``, ``"30000/1001"`` and the NTSC decimals ``23.976``,
-    ``29.97`` and ``59.94``, which mean 24000/1001, 30000/1001 and 60000/1001.
+    ``29.97`` and ``59.94``, which mean 24000/1001, 30000/1001 and 60000/1001. Text is
+    matched against short patterns before any arithmetic, so no spelling of a number
+    (``"1e99999999"``, ``.inf``) can make this slow or overflow.
 
     Raises:
-        ValueError: not a positive rate.
+        ValueError: not a rate from `MIN_FPS` to `MAX_FPS`.
     """
     if isinstance(value, bool):
-        raise ValueError("expected a frame rate such as 24, 25, 29.97 or 30000/1001")
+        raise ValueError(f"expected a frame rate such as 24, 25, 29.97 or 30000/1001, got {spelled(value)}")
     if isinstance(value, Fraction):
         fps = value
     elif isinstance(value, int):
+        if not MIN_FPS <= value <= MAX_FPS:
+            raise ValueError(f"frame rate {shown(value)} is outside {MIN_FPS}-{MAX_FPS} fps")
         fps = Fraction(value)
     elif isinstance(value, float):
+        if not (math.isfinite(value) and MIN_FPS <= value <= MAX_FPS):
+            raise ValueError(f"frame rate {shown(value)} is outside {MIN_FPS}-{MAX_FPS} fps")
         fps = Fraction(Decimal(repr(value)))
-    elif isinstance(value, str) and "/" in value:
-        num, _, den = value.partition("/")
-        try:
-            fps = Fraction(int(num.strip()), int(den.strip()))
-        except (ValueError, ZeroDivisionError):
-            raise ValueError(f"'{value}' is not a frame rate such as 30000/1001") from None
+    elif isinstance(value, str) and (ratio := _RATIO.fullmatch(value)):
+        if int(ratio[2]) == 0:
+            raise ValueError(f"'{value}' divides by zero; write a rate such as 30000/1001")
+        fps = Fraction(int(ratio[1]), int(ratio[2]))
+    elif isinstance(value, str) and _DECIMAL.fullmatch(value):
+        fps = Fraction(Decimal(value.strip()))
     elif isinstance(value, str):
-        try:
-            fps = Fraction(Decimal(value.strip()))
-        except Exception:
-            raise ValueError(f"'{value}' is not a frame rate such as 24 or 29.97") from None
+        raise ValueError(f"'{shown(value)}' is not a frame rate such as 24, 29.97 or 30000/1001")
     else:
         raise ValueError("expected a frame rate such as 24, 25, 29.97 or 30000/1001")
     fps = _NTSC.get(fps, fps)
-    if fps <= 0 or fps > 240:
-        raise ValueError(f"frame rate {float(fps):g} is outside 0-240 fps")
+    if not MIN_FPS <= fps <= MAX_FPS:
+        shown_rate = f"{float(fps):g}" if abs(fps) < 10**9 else "over a billion"
+        raise ValueError(f"frame rate {shown_rate} is outside {MIN_FPS}-{MAX_FPS} fps")
     return fps
 
 
 def seconds_to_frames(seconds: float | Fraction | int, fps: Fraction) -> int:
-    """Rounds a duration in seconds to whole frames, halves away from zero."""
+    """Rounds a duration in seconds to whole frames, halves away from zero.
+
+    Raises:
+        ValueError: `seconds` is not finite (the storyboard's checks keep it so).
+    """
+    if isinstance(seconds, float) and not math.isfinite(seconds):
+        raise ValueError(f"a duration of {seconds} seconds is not a time")
     exact = Fraction(Decimal(repr(seconds))) if isinstance(seconds, float) else Fraction(seconds)
     frames = exact * fps
     return int(frames + Fraction(1, 2)) if frames >= 0 else -int(-frames + Fraction(1, 2))

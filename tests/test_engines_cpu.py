@@ -16,6 +16,7 @@ from stitchcraft.engines.stills import StillsEngine, plan_move, render, variatio
 from stitchcraft.engines.title import TitleEngine, layout_layer
 from stitchcraft.errors import EngineError, MediaError
 from stitchcraft.media import run_ffmpeg, write_video
+from stitchcraft.store import read_span
 from stitchcraft.storyboard import CAMERA_MOVES, Title
 
 
@@ -26,8 +27,15 @@ def request(kind: str, frames: int = 24, size: tuple[int, int] = (160, 90), fps:
 
 
 def takes(engine, req: SegmentRequest, wanted: int = 3) -> list:
+    """The takes an engine makes, a file-backed one's span decoded into its `frames` as
+    the assembly would show it (see tests/test_file_takes.py for the span itself)."""
     req.seeds = engine.candidate_seeds(req, wanted, 0)
-    return list(engine.generate(req))
+    made = list(engine.generate(req))
+    for take in made:
+        if take.frames is None:
+            take.frames = read_span(take.source, take.start, 0, take.frame_count, fps=req.fps,
+                                    size=take.span_size)
+    return made
 
 
 def test_registry_resolves_the_cpu_engines():
@@ -217,9 +225,11 @@ def test_long_clip_splits_into_scene_candidates(cut_clip):
     assert len(analyse_clip(cut_clip).scenes) == 2
 
 
-def test_short_clip_holds_its_last_frame(tmp_path):
+def test_short_clip_is_refused_unless_holding_is_asked_for(tmp_path):
     clip = make_video(tmp_path / "short.mp4", seconds=0.5, audio=None)
-    [take] = takes(FootageEngine(), request("source", frames=30, sources=[clip]))
+    with pytest.raises(MediaError, match=r"short.mp4: shot 's' lasts 1.25 s .*short.mp4 has 0.50 s"):
+        takes(FootageEngine(), request("source", frames=30, sources=[clip]))
+    [take] = takes(FootageEngine(), request("source", frames=30, sources=[clip], hold_short=True))
     assert take.frames.shape[0] == 30
     assert take.meta["short_by_frames"] == 18
     assert np.array_equal(take.frames[-1], take.frames[12])
@@ -301,7 +311,7 @@ def test_footage_errors(tmp_path):
     bad.write_bytes(b"\x00" * 1000)
     with pytest.raises(MediaError, match="broken.mp4"):
         FootageEngine().candidate_seeds(request("source", sources=[bad]), 3, 0)
-    clip = make_video(tmp_path / "ok.mp4", seconds=0.5, audio=None)
+    clip = make_video(tmp_path / "ok.mp4", seconds=1.5, audio=None)
     with pytest.raises(EngineError, match="no candidate 5"):
         list(FootageEngine().generate(request("source", sources=[clip], seeds=[5])))
 

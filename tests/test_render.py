@@ -70,7 +70,7 @@ def write(project: Path, candidates: int = 2, last: float = 1.0) -> Path:
 
 
 def take_dirs(cache: Path) -> dict[str, int]:
-    return {p.name: (p / "take.mp4").stat().st_mtime_ns for p in (cache / "takes").glob("*/*")
+    return {p.name: (p / "meta.json").stat().st_mtime_ns for p in (cache / "takes").glob("*/*")
             if (p / "meta.json").exists()}
 
 
@@ -86,7 +86,7 @@ def test_render_writes_verified_cut_manifest_and_report(project):
     assert info.has_audio and info.audio_rate == 48000 and info.audio_channels == 2
     sq = probe(square["path"], count_frames=True)
     assert (sq.width, sq.height, sq.frames) == (240, 240, 96)
-    manifest = json.loads((project / "out" / "manifest.json").read_text())
+    manifest = json.loads((project / "out" / "cut.manifest.json").read_text())
     assert set(manifest["shots"]) == {"opening", "still", "real", "still2"}
     still = manifest["shots"]["still"]
     candidates = still["segments"][0]["candidates"]
@@ -96,7 +96,7 @@ def test_render_writes_verified_cut_manifest_and_report(project):
         assert Path(cand["path"]).is_file() and 0 <= cand["score"] <= 1
     # every clip in the source folder became a candidate
     assert len(manifest["shots"]["real"]["segments"][0]["candidates"]) >= 2
-    assert (project / "out" / "report.html").is_file()
+    assert (project / "out" / "cut.report.html").is_file()
     # the first frame fades in from black, the last fades out to black
     first, last = read_frames(main["path"], 0, 1)[0], read_frames(main["path"], 95, 1)[0]
     assert first.mean() < 8 and last.mean() < 20
@@ -192,7 +192,7 @@ def test_takes_and_pick(project):
     stitch("pick", str(board), "still", other["id"][:12], cwd=project)
     result = json.loads(stitch("render", str(board), "--json", "--no-variants", cwd=project).stdout)
     assert result["takes_generated"] == 0
-    manifest = json.loads((project / "out" / "manifest.json").read_text())
+    manifest = json.loads((project / "out" / "cut.manifest.json").read_text())
     assert manifest["shots"]["still"]["chosen"] == other["id"]
     take = read_frames(other["path"], 0, 1)[0]
     assert take.shape == (180, 320, 3) and np.isfinite(take).all()

@@ -65,7 +65,7 @@ def test_multi_shot_render_with_chains_bridges_and_splits(tmp_path, tiny_engines
     assert info.frames == plan["total_frames"] == output["frames"]
     assert (info.width, info.height) == (64, 64)
 
-    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "out" / "gen.manifest.json").read_text())
     shots = manifest["shots"]
     for shot_id in ("street", "courier", "alley", "still", "cog", "cogchain"):
         candidates = shots[shot_id]["segments"][0]["candidates"]
@@ -80,7 +80,7 @@ def test_multi_shot_render_with_chains_bridges_and_splits(tmp_path, tiny_engines
     # The same storyboard with the same seeds regenerates identical takes from scratch.
     second = json.loads(stitch("render", str(board), "--json", "--cache", "cache-b", cwd=tmp_path).stdout)
     assert second["takes_reused"] == 0
-    again = json.loads((tmp_path / "out" / "manifest.json").read_text())["shots"]
+    again = json.loads((tmp_path / "out" / "gen.manifest.json").read_text())["shots"]
     for shot_id, shot in shots.items():
         assert again[shot_id]["chosen"] == shot["chosen"], shot_id
         for seg_a, seg_b in zip(shot["segments"], again[shot_id]["segments"], strict=True):
@@ -131,7 +131,7 @@ def test_editing_a_shot_regenerates_it_and_the_shots_chained_after(tmp_path, tin
 def test_reroll_makes_new_candidates_only_for_weak_seams(tmp_path, tiny_engines):
     board = small_board(tmp_path, tiny_engines, seam_threshold=1.0)
     result = json.loads(stitch("render", str(board), "--json", "--reroll", "1", cwd=tmp_path).stdout)
-    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "out" / "small.manifest.json").read_text())
     counts = {shot: len(entry["segments"][0]["candidates"]) for shot, entry in manifest["shots"].items()}
     assert counts == {"a": 2, "b": 4, "c": 2}  # only the chained seam a -> b was rerolled
     assert result["takes_generated"] == 8

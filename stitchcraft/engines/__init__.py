@@ -28,12 +28,24 @@ KIND_ENGINES = {"source": "footage", "image": "stills", "title": "title"}
 
 __all__ = [
     "Availability", "Capabilities", "Engine", "FrameRule", "SegmentRequest", "Take",
-    "engine_class", "engine_names",
+    "engine_class", "engine_names", "register_engine",
 ]
 
 
+# Engines registered at run time (tests, benchmarks, embedding applications).
+_REGISTERED: dict[str, type[Engine]] = {}
+
+
+def register_engine(cls: type[Engine]) -> None:
+    """Makes an engine class known under its NAME, in this process."""
+    if not cls.NAME:
+        raise ConfigError(f"{cls.__qualname__} has no NAME")
+    _REGISTERED[cls.NAME] = cls
+    engine_class.cache_clear()
+
+
 def engine_names() -> list[str]:
-    return list(_ENGINES)
+    return [*_ENGINES, *(name for name in _REGISTERED if name not in _ENGINES)]
 
 
 @cache
@@ -43,10 +55,12 @@ def engine_class(name: str) -> type[Engine]:
     Raises:
         ConfigError: no engine has that name.
     """
+    if name in _REGISTERED:
+        return _REGISTERED[name]
     try:
         target = _ENGINES[name]
     except KeyError:
-        raise ConfigError(f"unknown engine '{name}'; known engines: {', '.join(_ENGINES)}") from None
+        raise ConfigError(f"unknown engine '{name}'; known engines: {', '.join(engine_names())}") from None
     module_name, _, class_name = target.partition(":")
     module = importlib.import_module(module_name)
     cls = getattr(module, class_name)

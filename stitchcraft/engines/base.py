@@ -118,6 +118,8 @@ class SegmentRequest:
         reference: An identity or style reference image.
         steps: Denoising steps, None for the engine's default.
         settings: The storyboard's settings for this engine.
+        hold_short: Footage shorter than the shot may be used, its last frame held
+            (``short_source: hold``); otherwise it is refused.
     """
 
     shot_id: str
@@ -139,26 +141,60 @@ class SegmentRequest:
     reference: Path | None = None
     steps: int | None = None
     settings: EngineSettings | None = None
+    hold_short: bool = False
 
 
 @dataclass
 class Take:
-    """One candidate an engine made.
+    """One candidate an engine made: pixels in memory, or a span of an encoded file.
+
+    An engine that makes pixels fills `frames`. An engine whose take already is a file
+    (footage, a hosted engine's download) leaves `frames` None and names the file in
+    `source`: the take is `span_frames` timeline frames from `start` seconds into it,
+    fitted to `span_size` by the same normalisation the assembly applies, so it is
+    never decoded whole nor re-encoded (`Take.from_file`).
 
     Attributes:
-        frames: uint8 array, frames x height x width x 3 (RGB), exactly as requested.
+        frames: uint8 array, frames x height x width x 3 (RGB), exactly as requested;
+            None for a take that is a span of `source`.
         seed: The seed (or variation key) that reproduces it.
         label: A short human description ("push-in, slow", "scene 2 of beach.mp4").
         audio: A file holding the take's own sound, with `audio_start` seconds skipped.
         meta: Anything else worth recording (model id, steps, source span).
+        source: The encoded file the take is a span of.
+        start: Seconds into `source` where the take's first frame is shown.
+        span_frames: Timeline frames the span fills.
+        span_size: (width, height) the span is fitted to (cover).
+        copy_source: Keep a copy of `source` in the take store (a download whose address
+            expires) rather than refer to it where it is (a user's footage).
     """
 
-    frames: np.ndarray
+    frames: np.ndarray | None
     seed: int
     label: str = ""
     audio: Path | None = None
     audio_start: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+    start: float = 0.0
+    span_frames: int = 0
+    span_size: tuple[int, int] = (0, 0)
+    copy_source: bool = False
+
+    @classmethod
+    def from_file(cls, source: Path, *, start: float, frames: int, size: tuple[int, int],
+                  seed: int, label: str = "", audio: bool = True, copy: bool = False,
+                  meta: dict[str, Any] | None = None) -> Take:
+        """A take that is `frames` timeline frames of `source` from `start` seconds, its
+        own sound (when `audio` and the file has some) from the same point."""
+        return cls(frames=None, seed=seed, label=label, audio=source if audio else None,
+                   audio_start=start if audio else 0.0, meta=dict(meta or {}), source=source,
+                   start=start, span_frames=frames, span_size=size, copy_source=copy)
+
+    @property
+    def frame_count(self) -> int:
+        """Timeline frames the take fills."""
+        return len(self.frames) if self.frames is not None else self.span_frames
 
 
 class Engine:
@@ -171,6 +207,9 @@ class Engine:
     NAME: ClassVar[str] = ""
     DESCRIPTION: ClassVar[str] = ""
     CAPABILITIES: ClassVar[Capabilities]
+    # Engine calls that may run at once: 1 for a local pipeline on one device; a hosted
+    # API takes many jobs in flight, one take per call.
+    CONCURRENCY: ClassVar[int] = 1
 
     def __init__(self, settings: EngineSettings | None = None):
         from ..storyboard import EngineSettings

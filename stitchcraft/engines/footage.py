@@ -1,21 +1,31 @@
 """The `footage` engine: candidates cut from real clips.
 
 Every clip in `source:` (and, as an extra pool, every clip in the engine's `library`
-folder) offers candidates. A clip longer than the shot is analysed once per process:
-PySceneDetect's ContentDetector splits it into scenes, and each scene long enough to
-carry at least half the shot becomes a candidate. Inside a scene the engine takes the
-*most stable span*: the window of the shot's length with the least frame-difference
-energy, where
+folder) offers candidates. A clip long enough to hold two spans of the shot's length is
+analysed once per process: PySceneDetect's ContentDetector splits it into scenes, and
+each scene long enough to carry the shot becomes a candidate. A shorter clip offers one
+candidate whatever its scenes, so it is not analysed: its span is the middle of the
+clip. Inside a scene the engine takes the *most stable span*: the window of the shot's
+length with the least frame-difference energy, where
 
     energy(frame i) = mean |luma_i - luma_(i-1)| on a 64x36 thumbnail (0-255 scale)
     cost(window)    = mean(energy) + 0.5 * max(energy)    over the window's inner joins
 
 so that steady footage wins and a single flash or jolt sinks a span. Among equally calm
-spans the one nearest the scene's middle wins. The chosen span is decoded by timestamp
-(variable-frame-rate input lands on the right frames), resampled to the timeline rate,
-rotated upright, scaled to cover the request and centre-cropped. A clip shorter than the
-shot is still a candidate: its last frame is held, and ``meta["short_by_frames"]`` says
-by how much.
+spans the one nearest the scene's middle wins. Spans start on a frame of the clip.
+
+A take is the clip itself and an in-point (`Take.from_file`): nothing is decoded whole or
+re-encoded here. The assembly puts the span on the timeline grid (by timestamp, so
+variable-frame-rate input lands on the right frames), upright, with square pixels,
+fitted by the shot's ``fit`` (so ``contain`` letterboxes the footage), and the take
+store keeps its first and last frames fitted to cover the take's size.
+
+A shot is never padded silently. A clip (or scene) shorter than the shot, or a file that
+ends before its header says (truncated), is by default no candidate at all, and a take
+that still decodes short raises `MediaError` naming the file. With
+``request.hold_short`` (the storyboard's ``short_source: hold``) such a span is offered,
+decoded into frames with its last frame held, and ``meta["short_by_frames"]`` says by
+how much, for the render to report.
 
 Variation keys (seeds) are candidate indices 0..n-1 in a fixed order: sources as given,
 then library clips sorted by path; within a clip, scenes in time order.
@@ -237,15 +247,27 @@ class FootageEngine(Engine):
             ConfigError: the library folder does not exist.
         """
         seconds = request.frames / float(request.fps)
+        # Half a timeline frame of slack: a clip exactly as long as the shot fills it.
+        needed = seconds - 0.5 / float(request.fps)
         found: list[Candidate] = []
+        short: list[tuple[Path, float]] = []
         for path in self._clips(request):
             info = probe_clip(path)
-            if info.duration <= seconds + 1 / float(info.fps):
-                found.append(Candidate(path, info, 1, 1, 0.0, info.duration, None))
+            usable = usable_seconds(info)
+            if usable < needed and not request.hold_short:
+                short.append((path, usable))
+                continue
+            least = seconds / 2 if request.hold_short else needed
+            if usable < 2 * least:
+                # No two scenes of this clip can both carry the shot: one candidate, found
+                # without scene detection.
+                found.append(Candidate(path, info, 1, 1, 0.0, usable, None))
             else:
-                found.extend(_scene_candidates(path, info, seconds))
+                found.extend(_scene_candidates(path, info, seconds, least=least))
             if len(found) >= MAX_CANDIDATES:
                 break
+        if not found and short:
+            raise MediaError(short[0][0], short_footage_reason(request.shot_id, seconds, short))
         return found[:MAX_CANDIDATES]
 
     def _clips(self, request: SegmentRequest) -> list[Path]:
@@ -282,7 +304,7 @@ class FootageEngine(Engine):
                 start = stable_start(candidate.analysis.times, candidate.analysis.energy,
                                      (candidate.start, candidate.end), seconds)
             else:
-                start = candidate.start
+                start = middle_start(candidate, seconds)
             yield self._take(request, seed, candidate, start)
 
     def _take(self, request: SegmentRequest, seed: int, candidate: Candidate,
@@ -291,20 +313,30 @@ class FootageEngine(Engine):
         wanted = request.frames
         # Frames the span can fill on the timeline grid; the rest hold the last frame.
         fits = min(wanted, max(1, math.floor(available * float(request.fps) + 1e-6)))
-        frames = decode_span(candidate.path, candidate.info, start, fits, request.fps,
-                             (request.width, request.height))
-        short_by = wanted - len(frames)
-        if short_by > 0:
-            frames = np.concatenate([frames, np.repeat(frames[-1:], short_by, axis=0)])
         name = candidate.path.name
         label = (f"{name} scene {candidate.scene} @ {start:.1f} s" if candidate.scenes > 1
                  else f"{name} @ {start:.1f} s")
         meta: dict[str, Any] = {
             "source": str(candidate.path), "scene": candidate.scene,
             "scenes": candidate.scenes, "start": round(start, 6),
-            "end": round(start + (wanted - short_by) / float(request.fps), 6),
             "scene_start": round(candidate.start, 6), "scene_end": round(candidate.end, 6),
         }
+        if fits == wanted:
+            meta["end"] = round(start + wanted / float(request.fps), 6)
+            return Take.from_file(candidate.path, start=start, frames=wanted,
+                                  size=(request.width, request.height), seed=seed, label=label,
+                                  audio=candidate.info.has_audio, meta=meta)
+        frames = decode_span(candidate.path, candidate.info, start, fits, request.fps,
+                             (request.width, request.height))
+        short_by = wanted - len(frames)
+        if short_by > 0 and not request.hold_short:
+            raise MediaError(candidate.path, f"holds only {len(frames)} of the {wanted} frames shot "
+                                             f"'{request.shot_id}' needs from {start:.2f} s (it ends "
+                                             "early: shorter than the shot, or truncated); use a longer "
+                                             "clip, or set `short_source: hold` to hold its last frame")
+        if short_by > 0:
+            frames = np.concatenate([frames, np.repeat(frames[-1:], short_by, axis=0)])
+        meta["end"] = round(start + (wanted - short_by) / float(request.fps), 6)
         if short_by > 0:
             meta["short_by_frames"] = short_by
         audio = candidate.path if candidate.info.has_audio else None
@@ -312,14 +344,48 @@ class FootageEngine(Engine):
                     audio_start=start if audio else 0.0, meta=meta)
 
 
-def _scene_candidates(path: Path, info: media.MediaInfo, seconds: float) -> list[Candidate]:
+def middle_start(candidate: Candidate, seconds: float) -> float:
+    """The start of the `seconds`-long span in the middle of a candidate, on a frame of
+    its clip (the candidate's start when it is not longer)."""
+    spare = candidate.end - candidate.start - seconds
+    if spare <= 0:
+        return candidate.start
+    middle = candidate.start + spare / 2
+    if candidate.info.vfr or candidate.info.fps <= 0:
+        return middle
+    frame = math.floor(middle * candidate.info.fps)
+    return max(candidate.start, float(frame / candidate.info.fps))
+
+
+def short_footage_reason(shot_id: str, seconds: float, short: list[tuple[Path, float]]) -> str:
+    """Why a shot's footage is refused: every clip is shorter than the shot."""
+    clips = ", ".join(f"{path.name} has {usable:.2f} s" for path, usable in short)
+    return (f"shot '{shot_id}' lasts {seconds:.2f} s but its footage is shorter ({clips}; a "
+            "truncated file ends before its header says); use a longer clip, shorten the shot, "
+            "or set `short_source: hold` to hold the last frame")
+
+
+def usable_seconds(info: media.MediaInfo) -> float:
+    """Seconds of video a clip really holds: a truncated file ends before its header says,
+    which the packets actually present and the end of its data reveal."""
+    seconds = info.duration
+    if info.packets and info.packets < info.frames:
+        seconds = min(seconds, info.packets / float(info.fps))
+    if info.data_end > 0:
+        seconds = min(seconds, info.data_end)
+    return seconds
+
+
+def _scene_candidates(path: Path, info: media.MediaInfo, seconds: float, least: float) -> list[Candidate]:
     analysis = analyse_clip(path)
-    scenes = analysis.scenes or [(0.0, info.duration)]
-    # A scene under half the shot would be mostly a frozen frame: drop it, unless nothing
-    # else is left, in which case the whole clip is the one candidate.
-    usable = [(i, s) for i, s in enumerate(scenes, 1) if s[1] - s[0] >= seconds / 2]
+    end = usable_seconds(info)
+    scenes = analysis.scenes or [(0.0, end)]
+    # A scene shorter than `least` would end in held frames (or, when holding is
+    # allowed, be mostly a frozen frame): drop it, unless nothing else is left, in which
+    # case the whole clip, cuts and all, is the one candidate.
+    usable = [(i, s) for i, s in enumerate(scenes, 1) if s[1] - s[0] >= least]
     if not usable:
-        return [Candidate(path, info, 1, 1, 0.0, info.duration, analysis)]
+        return [Candidate(path, info, 1, 1, 0.0, end, analysis)]
     return [Candidate(path, info, i, len(scenes), a, b, analysis) for i, (a, b) in usable]
 
 

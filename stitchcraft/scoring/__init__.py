@@ -23,6 +23,7 @@ The module imports no torch: models load on first use.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
@@ -122,10 +123,10 @@ class ScoreBook:
 
     def take_scores(self, take: FrameSource) -> dict[str, Score]:
         """Every take-shape score of `take`, from the store's cache where still valid."""
-        cached = (self.store.load_scores(take.take_id) or {}) if self.store else {}
-        results, fresh = self._run("take", take, None, cached.get("scores", {}))
+        cached = _cached_scores(self.store.load_scores(take.take_id) if self.store else None)
+        results, fresh = self._run("take", take, None, cached)
         if fresh and self.store is not None:
-            merged = dict(cached.get("scores", {}))
+            merged = dict(cached)
             merged.update(fresh)
             self.store.save_scores(take.take_id, {"scores": merged})
         return results
@@ -139,6 +140,10 @@ class ScoreBook:
         """Every drift-shape score of `take` against its chain's first take `root`."""
         return self._pair("drift", root, take)
 
+    def pair_samples(self) -> list[int]:
+        """The `FrameSource.sample` counts pair scorers in use read of a take."""
+        return sorted({s.PAIR_SAMPLES for s in self.scorers.values() if s.SHAPE != "take" and s.PAIR_SAMPLES})
+
     def stats(self) -> dict[str, Any]:
         """Cost so far: frames decoded and seconds spent, in all and per scorer."""
         per = {name: dict(values) for name, values in self._stats.items()}
@@ -150,10 +155,10 @@ class ScoreBook:
 
     def _pair(self, shape: str, previous: FrameSource, take: FrameSource) -> dict[str, Score]:
         key = hashlib.sha1(f"{shape}:{previous.take_id}:{take.take_id}".encode()).hexdigest()
-        cached = (self.store.load_pair(key) or {}) if self.store else {}
-        results, fresh = self._run(shape, take, previous, cached.get("scores", {}))
+        cached = _cached_scores(self.store.load_pair(key) if self.store else None)
+        results, fresh = self._run(shape, take, previous, cached)
         if fresh and self.store is not None:
-            merged = dict(cached.get("scores", {}))
+            merged = dict(cached)
             merged.update(fresh)
             self.store.save_pair(key, {"shape": shape, "from": previous.take_id, "to": take.take_id,
                                        "scores": merged})
@@ -170,13 +175,10 @@ class ScoreBook:
             memo_key = f"{shape}:{previous.take_id if previous else ''}:{take.take_id}:{key}"
             stats = self._stats[name]
             if memo_key in self._memo:
-                score = self._memo[memo_key]
-                stats["cached"] += 1
-            elif cached.get(name, {}).get("key") == key:
-                entry = cached[name]
-                score = None if entry.get("value") is None else Score(
-                    float(entry["value"]), {k: float(v) for k, v in entry.get("parts", {}).items()},
-                    entry.get("note", ""))
+                found, score = True, self._memo[memo_key]
+            else:
+                found, score = _cached_score(cached.get(name), key)
+            if found:
                 stats["cached"] += 1
             else:
                 decoded_before = take.decoded + (previous.decoded if previous else 0)
@@ -197,3 +199,26 @@ class ScoreBook:
             self._keys[scorer.NAME] = f"{scorer.NAME}@{scorer.VERSION}|{scorer.identity()}"
         inputs = scorer.inputs_key(take, previous)
         return self._keys[scorer.NAME] + (f"|{inputs}" if inputs else "")
+
+
+def _cached_scores(record: dict[str, Any] | None) -> dict[str, Any]:
+    """The scores in a cache record; empty when it holds none (it is then rewritten)."""
+    scores = (record or {}).get("scores")
+    return scores if isinstance(scores, dict) else {}
+
+
+def _cached_score(entry: Any, key: str) -> tuple[bool, Score | None]:
+    """(found, score) from one cached entry: found only when the entry was made under
+    `key` and reads back whole; a damaged entry counts as not found and is recomputed."""
+    if not isinstance(entry, dict) or entry.get("key") != key:
+        return False, None
+    if entry.get("value") is None:
+        return True, None
+    try:
+        value = float(entry["value"])
+        parts = {str(k): float(v) for k, v in (entry.get("parts") or {}).items()}
+    except (TypeError, ValueError, AttributeError):
+        return False, None
+    if not math.isfinite(value):
+        return False, None
+    return True, Score(value, parts, str(entry.get("note", "")))

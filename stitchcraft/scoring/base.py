@@ -14,10 +14,11 @@ its parts in their own documented units for the report.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal, Union
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,6 +47,10 @@ class FrameSource:
     Attributes:
         take_id: The take's content hash.
         path: Its video file.
+        start: The take's in-point in `path`, seconds, when the take is a span of a
+            longer file (`store.TakeSpan`): frames are then read as the assembly shows
+            them, from there, at the take's size (given by `size` or `head`). None when
+            `path` holds exactly the take's frames.
         frames: Its frame count.
         fps: Its frame rate.
         prompt: The shot's prompt, if generated.
@@ -57,22 +62,31 @@ class FrameSource:
 
     def __init__(self, take_id: str, path: Path, frames: int, fps: Fraction, *,
                  prompt: str | None = None, reference: Path | None = None,
-                 head: np.ndarray | None = None, tail: np.ndarray | None = None,
-                 size: tuple[int, int] | None = None):
+                 head: Frames | None = None, tail: Frames | None = None,
+                 size: tuple[int, int] | None = None, pixels: np.ndarray | None = None,
+                 start: float | None = None):
         self.take_id = take_id
         self.path = path
+        self.start = start
         self.frames = frames
         self.fps = fps
         self.prompt = prompt
         self.reference = reference
         self.decoded = 0
+        if pixels is not None:  # the take's frames, still in memory: nothing to decode
+            head = pixels if head is None else head
+            tail = pixels if tail is None else tail
+            size = (pixels.shape[2], pixels.shape[1])
+        self._pixels = pixels
         self._head = head
         self._tail = tail
         self._size = size
         self._cache: dict[tuple[str, int], np.ndarray] = {}
+        self._samples: dict[int, np.ndarray] = {}
 
     def head(self, count: int) -> np.ndarray:
         """The first `count` frames, uint8 count x H x W x 3."""
+        self._head = _loaded(self._head)
         if self._head is not None and len(self._head) >= count:
             return self._head[:count]
         count = min(count, self.frames)
@@ -80,10 +94,23 @@ class FrameSource:
 
     def tail(self, count: int) -> np.ndarray:
         """The last `count` frames (lossless when the store holds them)."""
+        self._tail = _loaded(self._tail)
         if self._tail is not None and len(self._tail) >= count:
             return self._tail[-count:]
         count = min(count, self.frames)
         return self._read("tail", self.frames - count, count)
+
+    def slim(self, sample_counts: Iterable[int], *, head: Frames | None = None,
+             tail: Frames | None = None) -> None:
+        """Lets go of the take's full frames and its scan, keeping what later pair scores
+        read: `sample(n)` for each n in `sample_counts`, and the head and tail (given
+        here, typically as loaders of the store's lossless copies)."""
+        for count in sample_counts:
+            self._samples[count] = self.sample(count)
+        self._pixels = None
+        self._cache.clear()
+        self._head = head
+        self._tail = tail
 
     def scan(self) -> np.ndarray:
         """Every frame, scaled so the short side is `SCAN_SHORT_SIDE` pixels (never
@@ -91,13 +118,13 @@ class FrameSource:
         """
         key = ("scan", 0)
         if key not in self._cache:
-            from ..media import read_frames
-
             width, height = self._dimensions()
             scale = min(1.0, self.SCAN_SHORT_SIDE / min(width, height))
             size = (max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2))
-            frames = read_frames(self.path, 0, self.frames, size=None if scale == 1.0 else size)
-            self.decoded += len(frames)
+            if self._pixels is not None:
+                frames = self._pixels if scale == 1.0 else _resized(self._pixels, size)
+            else:
+                frames = self._decode(0, self.frames, None if scale == 1.0 else size)
             self._cache[key] = frames
         return self._cache[key]
 
@@ -105,6 +132,8 @@ class FrameSource:
         """`count` frames spread evenly across the take, ends included, at scan size."""
         import numpy as np
 
+        if count in self._samples:
+            return self._samples[count]
         scanned = self.scan()
         indices = np.linspace(0, len(scanned) - 1, num=min(count, len(scanned))).round().astype(int)
         return scanned[indices]
@@ -117,6 +146,9 @@ class FrameSource:
         if self._size is None:
             if self._head is not None and len(self._head):
                 self._size = (self._head.shape[2], self._head.shape[1])
+            elif self.start is not None:
+                raise ValueError(f"take {self.take_id[:12]} is a span of {self.path.name}: "
+                                 "its size must be given")
             else:
                 from ..media import probe
 
@@ -125,14 +157,43 @@ class FrameSource:
         return self._size
 
     def _read(self, name: str, start: int, count: int) -> np.ndarray:
+        if self._pixels is not None:
+            return self._pixels[start:start + count]
         key = (name, count)
         if key not in self._cache:
+            self._cache[key] = self._decode(start, count, None)
+        return self._cache[key]
+
+    def _decode(self, first: int, count: int, size: tuple[int, int] | None) -> np.ndarray:
+        """Frames ``first .. first+count`` of the take from its file, at `size` (else the
+        take's own)."""
+        if self.start is None:
             from ..media import read_frames
 
-            frames = read_frames(self.path, start, count)
-            self.decoded += len(frames)
-            self._cache[key] = frames
-        return self._cache[key]
+            frames = read_frames(self.path, first, count, size=size)
+        else:
+            from ..store import read_span
+
+            frames = read_span(self.path, self.start, first, count, fps=self.fps,
+                               size=size or self._dimensions())
+        self.decoded += len(frames)
+        return frames
+
+
+# Frames, or a loader of them called on first use (the store's lossless head or tail).
+Frames = Union["np.ndarray", Callable[[], "np.ndarray"]]
+
+
+def _loaded(frames: Frames | None) -> np.ndarray | None:
+    return frames() if callable(frames) else frames
+
+
+def _resized(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Frames scaled to `size` (width, height) by area averaging, as a scan reads them."""
+    import cv2
+    import numpy as np
+
+    return np.stack([cv2.resize(frame, size, interpolation=cv2.INTER_AREA) for frame in frames])
 
 
 class Scorer:
@@ -147,6 +208,9 @@ class Scorer:
     DEFAULT_WEIGHT: ClassVar[float] = 1.0
     DESCRIPTION: ClassVar[str] = ""
     VERSION: ClassVar[str] = "1"
+    # How many frames sampled across a take a pair-shape scorer reads of it (its
+    # `FrameSource.sample` count), so a source can keep just those; 0 for none.
+    PAIR_SAMPLES: ClassVar[int] = 0
 
     def __init__(self, settings: Scoring | None = None):
         from ..storyboard import Scoring

@@ -384,6 +384,7 @@ class DriftScorer(Scorer):
     DEFAULT_WEIGHT = 0.5
     DESCRIPTION = "colour drift along a chain: delta E, saturation and contrast change"
     VERSION = "1"
+    PAIR_SAMPLES = DRIFT_SAMPLES
 
     def score(self, take: FrameSource, previous: FrameSource | None = None) -> Score | None:
         if previous is None:

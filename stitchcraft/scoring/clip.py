@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import importlib.util
 import os
 import threading
@@ -142,9 +143,8 @@ def resolve_clip(spec: str) -> ClipSpec:
         if not separator or not rest:
             raise ClipUnavailable(f"scoring.clip_model '{spec}': expected ARCH:TAG (ViT-B-32:openai), "
                                   "ARCH:/path/weights, a weights file, or local-dir:/folder")
-    import open_clip
-
-    if arch not in open_clip.list_models():
+    catalogue = _catalogue()
+    if not catalogue.knows(arch):
         raise ClipUnavailable(f"scoring.clip_model '{spec}': unknown open_clip architecture "
                               f"'{arch}'")
     path = Path(rest).expanduser()
@@ -152,10 +152,11 @@ def resolve_clip(spec: str) -> ClipSpec:
         if not path.is_file():
             raise ClipUnavailable(f"CLIP weights file {path} not found; {how}")
         return ClipSpec(arch=arch, weights=path)
-    tag_cfg = open_clip.get_pretrained_cfg(arch, rest)
+    tag_cfg = catalogue.pretrained.get_pretrained_cfg(arch, rest)
     if not tag_cfg:
+        known = ", ".join(catalogue.pretrained.list_pretrained_tags_by_model(arch))
         raise ClipUnavailable(f"scoring.clip_model '{spec}': open_clip knows no tag '{rest}' for "
-                              f"{arch}; known: {', '.join(open_clip.list_pretrained_tags_by_model(arch))}")
+                              f"{arch}; known: {known}")
     looked: list[str] = []
     found: Path | None = None
     if tag_cfg.get("file"):
@@ -178,6 +179,60 @@ def resolve_clip(spec: str) -> ClipSpec:
     return ClipSpec(arch=arch, weights=found, quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
                     mean=tuple(tag_cfg["mean"]) if tag_cfg.get("mean") else None,
                     std=tuple(tag_cfg["std"]) if tag_cfg.get("std") else None)
+
+
+@dataclass(frozen=True)
+class _Catalogue:
+    """open_clip's architectures and pretrained tags, read without loading models."""
+
+    pretrained: Any  # open_clip's `pretrained` module
+    architectures: Any  # a callable listing registered architectures, or a config folder
+
+    def knows(self, arch: str) -> bool:
+        if callable(self.architectures):
+            return arch in self.architectures()
+        return (Path(self.architectures) / f"{arch}.json").is_file()
+
+
+def _catalogue() -> _Catalogue:
+    """The table of open_clip's architectures and weights, without importing torch.
+
+    Importing the `open_clip` package imports torch (about 4 s on these cores), yet its
+    `pretrained` table and model configs need none. Until open_clip is imported for
+    real (a model is about to run), that module is loaded by itself, under a private
+    package name, from open_clip's folder.
+    """
+    import sys
+
+    if "open_clip" in sys.modules:
+        module = sys.modules["open_clip"]
+        return _Catalogue(module.pretrained, module.list_models)
+    found = importlib.util.find_spec("open_clip")
+    folder = Path(next(iter(found.submodule_search_locations or []))) if found else None
+    if folder is None:
+        raise ClipUnavailable("open_clip is not installed: pip install 'stitchcraft[models]'")
+    alias = "_stitchcraft_open_clip_tables"
+    if alias not in sys.modules:
+        import types
+
+        package = types.ModuleType(alias)
+        package.__path__ = [str(folder)]
+        sys.modules[alias] = package
+    # The table tries `import safetensors.torch` (torch) for loading, which it is not
+    # asked to do here: hide it while this private copy loads.
+    hidden = "safetensors.torch" not in sys.modules
+    if hidden:
+        sys.modules["safetensors.torch"] = None  # type: ignore[assignment]
+    try:
+        pretrained = importlib.import_module(f"{alias}.pretrained")
+    except Exception:  # a release whose table needs more than its own module
+        import open_clip
+
+        return _Catalogue(open_clip.pretrained, open_clip.list_models)
+    finally:
+        if hidden:
+            del sys.modules["safetensors.torch"]
+    return _Catalogue(pretrained, folder / "model_configs")
 
 
 @contextlib.contextmanager

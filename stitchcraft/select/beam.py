@@ -43,7 +43,12 @@ def extend(beams: Sequence[Partial], unit: int, options: Options, width: int) ->
     return [partial for _, _, partial in grown[:width]]
 
 
-def beam_search(units: int, options: Options, width: int) -> Partial:
+# prepare(beams, unit): told which partial cuts are about to be extended with `unit`,
+# so the caller can ask for all their candidates at once before `options` waits for one.
+Prepare = Callable[[Sequence[Partial], int], None]
+
+
+def beam_search(units: int, options: Options, width: int, prepare: Prepare | None = None) -> Partial:
     """The best complete cut found with beam `width` (greedy when 1).
 
     Raises:
@@ -51,6 +56,8 @@ def beam_search(units: int, options: Options, width: int) -> Partial:
     """
     beams = [Partial()]
     for unit in range(units):
+        if prepare is not None:
+            prepare(beams, unit)
         beams = extend(beams, unit, options, width)
         if not beams:
             raise ValueError(f"unit {unit} has no candidate")

@@ -1,0 +1,224 @@
+"""Where the generate stage's work runs: engine calls in lanes, CPU work in a pool.
+
+The render describes work; an `Executor` runs it. The in-process executor (the
+default) gives work *lanes*: a priority queue served by as many worker threads as
+calls may be in flight. Every engine that needs the GPU shares one lane, one call at a
+time (one device, and pipelines are not loaded side by side); any other engine has a
+lane of its own, as wide as its ``Engine.CONCURRENCY`` (1 for the CPU engines, many
+for a hosted API), so one engine never waits for another.
+Takes an engine yields are handed at once to a small CPU pool, where they are stored
+and scored while the engine makes the next one. A bounded number of takes may wait for
+the CPU pool (`backlog`): past it the engine waits too, so memory stays bounded
+whatever the speeds.
+
+Priorities are tuples, lowest first: the select stage puts chained segments (the
+critical path) ahead of independent ones, and earlier segments ahead of later ones.
+A cluster executor plugs in behind the same four methods.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from .engines.base import Engine, SegmentRequest, Take
+
+T = TypeVar("T")
+Priority = tuple[int, ...]
+
+
+class Executor(Protocol):
+    """Runs engine calls and CPU work for a render."""
+
+    def generate(self, engine: Engine, request: SegmentRequest, priority: Priority,
+                 on_take: Callable[[Take], Future[Any]]) -> Future[int]:
+        """Queues one engine call. `on_take` gets each take as the engine yields it (on
+        a worker thread) and returns the future of the work that takes it out of
+        memory (storing it); the engine pauses while too many such works are pending.
+        The returned future resolves to the number of takes made, or carries the
+        engine's exception."""
+        ...
+
+    def cpu(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Runs `fn(*args)` on a CPU worker."""
+        ...
+
+    def stats(self) -> dict[str, float]:
+        """Busy seconds so far, by kind of work (``generate``, ``cpu``)."""
+        ...
+
+    def close(self) -> None:
+        """Stops the workers once their queues are done; pending engine calls are
+        abandoned with `cancel_futures` semantics."""
+        ...
+
+
+@dataclass(order=True)
+class _Job:
+    priority: Priority
+    order: int
+    engine: Engine | None = field(compare=False)
+    request: SegmentRequest | None = field(compare=False)  # None: stop serving
+    on_take: Callable[[Take], Future[Any]] | None = field(compare=False)
+    future: Future[int] | None = field(compare=False)
+
+
+_STOP_PRIORITY: Priority = (1 << 62,)
+
+
+class _Lane:
+    """A queue of engine calls and the threads that serve it."""
+
+    def __init__(self, name: str, width: int, executor: LocalExecutor):
+        self.executor = executor
+        self.jobs: queue.PriorityQueue[_Job] = queue.PriorityQueue()
+        self.width = width
+        self.threads = [threading.Thread(target=self._serve, name=f"lane-{name}-{i}", daemon=True)
+                        for i in range(width)]
+        for thread in self.threads:
+            thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job.engine is None or job.request is None or job.future is None or job.on_take is None:
+                return
+            if not job.future.set_running_or_notify_cancel():
+                continue
+            try:
+                made = 0
+                for take in self._timed(job.engine.generate(job.request)):
+                    self.executor.backlog.acquire()
+                    try:
+                        stored = job.on_take(take)
+                    except BaseException:
+                        self.executor.backlog.release()
+                        raise
+                    stored.add_done_callback(lambda _: self.executor.backlog.release())
+                    made += 1
+            except BaseException as exc:  # handed to the waiting render thread
+                job.future.set_exception(exc)
+            else:
+                job.future.set_result(made)
+
+    def _timed(self, takes: Iterator[Take]) -> Iterator[Take]:
+        """The engine's takes, with the time spent inside the engine counted."""
+        import time
+
+        while True:
+            started = time.perf_counter()
+            try:
+                take = next(takes)
+            except StopIteration:
+                self.executor.add_busy("generate", time.perf_counter() - started)
+                return
+            self.executor.add_busy("generate", time.perf_counter() - started)
+            yield take
+
+    def close(self) -> None:
+        for _ in self.threads:
+            self.jobs.put(_Job(_STOP_PRIORITY, next(self.executor._order), None, None, None, None))
+
+
+def _gathered(parts: list[Future[int]]) -> Future[int]:
+    """One future for several engine calls: the takes they made, or the first failure."""
+    whole: Future[int] = Future()
+    whole.set_running_or_notify_cancel()
+    left = [len(parts)]
+    lock = threading.Lock()
+
+    def done(_: Future[int]) -> None:
+        with lock:
+            left[0] -= 1
+            if left[0]:
+                return
+        failed = next((p for p in parts if p.cancelled() or p.exception() is not None), None)
+        if failed is None:
+            whole.set_result(sum(p.result() for p in parts))
+        elif failed.cancelled():
+            whole.set_exception(CancelledError())
+        else:
+            whole.set_exception(failed.exception())  # type: ignore[arg-type]
+
+    for part in parts:
+        part.add_done_callback(done)
+    return whole
+
+
+class LocalExecutor:
+    """Engine lanes on threads in this process, and a thread pool for CPU work.
+
+    Args:
+        cpu_workers: Threads for storing and scoring (default: the machine's cores).
+        backlog: Takes that may wait for a CPU worker before engines pause
+            (default: twice the CPU workers).
+    """
+
+    def __init__(self, cpu_workers: int | None = None, backlog: int | None = None):
+        self.cpu_workers = cpu_workers or max(1, min(8, os.cpu_count() or 1))
+        self.pool = ThreadPoolExecutor(max_workers=self.cpu_workers, thread_name_prefix="cpu")
+        self.backlog = threading.BoundedSemaphore(backlog or 2 * self.cpu_workers)
+        self._lanes: dict[str, _Lane] = {}
+        self._order = itertools.count()
+        self._busy: dict[str, float] = {"generate": 0.0, "cpu": 0.0}
+        self._lock = threading.Lock()
+
+    def generate(self, engine: Engine, request: SegmentRequest, priority: Priority,
+                 on_take: Callable[[Take], Future[Any]]) -> Future[int]:
+        gpu = engine.CAPABILITIES.needs_gpu
+        name = "gpu" if gpu else f"{engine.NAME}#{id(engine)}"
+        with self._lock:
+            lane = self._lanes.get(name)
+            if lane is None:
+                width = 1 if gpu else max(1, int(engine.CONCURRENCY))
+                lane = self._lanes[name] = _Lane(name, width, self)
+        if lane.width == 1 or len(request.seeds) < 2:
+            return self._queue(lane, engine, request, priority, on_take)
+        # An engine with many calls in flight makes each take in a call of its own.
+        return _gathered([self._queue(lane, engine, dataclasses.replace(request, seeds=[seed]),
+                                      priority, on_take) for seed in request.seeds])
+
+    def _queue(self, lane: _Lane, engine: Engine, request: SegmentRequest, priority: Priority,
+               on_take: Callable[[Take], Future[Any]]) -> Future[int]:
+        future: Future[int] = Future()
+        lane.jobs.put(_Job(priority, next(self._order), engine, request, on_take, future))
+        return future
+
+    def cpu(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        import time
+
+        def timed() -> T:
+            started = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                self.add_busy("cpu", time.perf_counter() - started)
+
+        return self.pool.submit(timed)
+
+    def add_busy(self, kind: str, seconds: float) -> None:
+        with self._lock:
+            self._busy[kind] = self._busy.get(kind, 0.0) + seconds
+
+    def stats(self) -> dict[str, float]:
+        with self._lock:
+            return {k: round(v, 3) for k, v in self._busy.items()}
+
+    def close(self) -> None:
+        for lane in self._lanes.values():
+            while True:  # drop queued calls: the render is over or failed
+                try:
+                    job = lane.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job.future is not None:
+                    job.future.cancel()
+            lane.close()
+        self.pool.shutdown(wait=True, cancel_futures=True)

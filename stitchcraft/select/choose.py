@@ -1,0 +1,263 @@
+"""Choosing the cut: candidates asked for early, scored as they arrive, searched by beam.
+
+The stage, in order:
+
+1. Every unit whose inputs are already known (it continues from nothing) is asked for
+   at once, so the engines work through them while the search waits on others.
+2. The beam search walks the units in generation order. Before extending its partial
+   cuts with a unit it asks for that unit's candidates under every partial cut's
+   conditioning (chained units are on the critical path, so they jump the queue),
+   then scores each candidate: take scores were mostly made on a CPU worker while the
+   frames were still in memory; seams and drift need the chosen neighbours.
+3. Weak chained seams are rerolled (more candidates) up to ``--reroll`` rounds.
+4. Pins (`pick:` and `stitch pick`) narrow a shot to one take.
+
+The choice depends only on the candidates and their scores, never on the order in
+which engines finished, so the same storyboard and seeds give the same cut.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..generate import Candidate, Conditioning, Generator, concatenate_segments
+from ..plan import Plan, SegmentPlan
+from ..store import StoredTake
+from .beam import Partial, beam_search
+from .units import Unit, build_units
+
+if TYPE_CHECKING:
+    from ..load import LoadedStoryboard
+    from ..scoring import ScoreBook
+    from ..scoring.base import FrameSource
+
+# Lowest first: chained units (the critical path), then independent ones, by position.
+CHAINED, INDEPENDENT = 0, 1
+
+
+class Log(Protocol):
+    def log(self, message: str) -> None: ...
+    def warn(self, message: str) -> None: ...
+
+
+@dataclass
+class Selection:
+    """The chosen cut of one storyboard (main or variant)."""
+
+    plan: Plan
+    units: list[Unit]
+    chosen: list[Candidate]
+    offered: list[list[Candidate]]
+    scored: list[list[dict[str, Any]]]
+    gains: list[dict[str, Any]]
+    shot_takes: dict[str, StoredTake]
+    weak_seams: list[dict[str, Any]]
+
+
+@dataclass
+class CutChooser:
+    """Chooses the takes of one storyboard's cut.
+
+    Attributes:
+        loaded: The storyboard (main or a variant's).
+        plan: Its plan.
+        generator: Makes and finds candidates.
+        book: Scores them.
+        width: Beam width.
+        reroll: Rounds of new candidates for weak chained seams.
+        picks: Shot id -> pinned take (index or take id prefix).
+        log: Where rerolls and weak seams are reported.
+    """
+
+    loaded: LoadedStoryboard
+    plan: Plan
+    generator: Generator
+    book: ScoreBook
+    width: int
+    reroll: int
+    picks: dict[str, str | int]
+    log: Log
+    units: list[Unit] = field(init=False)
+    _sources: dict[str, FrameSource] = field(default_factory=dict)
+    _candidates: dict[str, Candidate] = field(default_factory=dict)
+    _details: dict[tuple[tuple[str, ...], str], dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.units = build_units(self.plan)
+        self._specs = {s.id: s for s in self.loaded.storyboard.shots}
+        self._by_key = {u.segment.key: u for u in self.units}
+        self.generator.on_stored = self._score_in_memory
+
+    def choose(self) -> Selection:
+        """Runs the stage (see the module docstring) and returns the chosen cut."""
+        sb = self.loaded.storyboard
+        self._ask_independent()
+        rounds = 0
+        while True:
+            best = beam_search(len(self.units), self._options, self.width, self._ask_for_beams)
+            chosen = [self._candidates[t] for t in best.takes]
+            gains = [self._details[(best.takes[:i], t)] for i, t in enumerate(best.takes)]
+            weak = self._weak_seams(gains)
+            if not weak or rounds >= self.reroll:
+                break
+            rounds += 1
+            for seam in weak:
+                key = f"{seam['shot']}#{seam['segment']}"
+                shot = self.plan.shot(seam["shot"])
+                self.generator.extra_seeds[key] = self.generator.extra_seeds.get(key, 0) + shot.candidates
+                self.log.log(f"reroll {rounds}/{self.reroll}: seam {seam['after']} -> {seam['shot']} "
+                             f"scored {seam['score']}, making {shot.candidates} more candidates")
+        offered = [self._offered(Partial(best.takes[:i]), i) for i in range(len(self.units))]
+        scored = [[self._details[(best.takes[:i], c.take.id)] for c in cands]
+                  for i, cands in enumerate(offered)]
+        for seam in weak:
+            self.log.warn(f"weak seam {seam['after']} -> {seam['shot']}: {seam['score']} "
+                          f"(threshold {sb.scoring.seam_threshold}); try --reroll 2 or pin a take")
+        shot_takes: dict[str, StoredTake] = {}
+        for shot in self.plan.shots:
+            # build_units keeps a shot's segments in order
+            takes = [chosen[i].take for i, u in enumerate(self.units) if u.shot.id == shot.id]
+            shot_takes[shot.id] = concatenate_segments(self.generator.store, shot, takes)
+        return Selection(self.plan, self.units, chosen, offered, scored, gains, shot_takes, weak)
+
+    # -- asking for candidates -----------------------------------------------------------
+
+    def _ask_independent(self) -> None:
+        """Queues every unit that continues from nothing: its inputs are known now."""
+        for index, unit in enumerate(self.units):
+            if unit.condition is None and unit.bridge is None:
+                self.generator.request(unit.shot, unit.segment, Conditioning(), (INDEPENDENT, index))
+
+    def _ask_for_beams(self, beams: Sequence[Partial], index: int) -> None:
+        """Queues a unit's candidates under every partial cut before waiting for any."""
+        unit = self.units[index]
+        for partial in beams:
+            self.generator.request(unit.shot, unit.segment, self._conditioning(partial, unit),
+                                   self._priority(unit, index))
+
+    def _offered(self, partial: Partial, index: int) -> list[Candidate]:
+        unit = self.units[index]
+        candidates = self.generator.candidates(unit.shot, unit.segment,
+                                               self._conditioning(partial, unit), self._priority(unit, index))
+        pick = self.picks.get(unit.shot.id)
+        return apply_pick(candidates, pick, unit) if pick is not None else candidates
+
+    def _conditioning(self, partial: Partial, unit: Unit) -> Conditioning:
+        def chosen(index: int | None) -> StoredTake | None:
+            return self._candidates[partial.takes[index]].take if index is not None else None
+
+        return Conditioning(previous=chosen(unit.condition), bridge=chosen(unit.bridge))
+
+    @staticmethod
+    def _priority(unit: Unit, index: int) -> tuple[int, int]:
+        return (CHAINED if unit.condition is not None or unit.bridge is not None else INDEPENDENT, index)
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def _options(self, partial: Partial, index: int) -> list[tuple[str, float]]:
+        """Each candidate of unit `index` after `partial`, with the score it adds."""
+        unit = self.units[index]
+        candidates = self._offered(partial, index)
+        result = []
+        for candidate in candidates:
+            self._candidates[candidate.take.id] = candidate
+            scores, seams = self._score(partial, unit, candidate, alone=len(candidates) == 1)
+            gain = self.book.combine(scores)
+            self._details[(partial.takes, candidate.take.id)] = {
+                "score": gain, "parts": {k: round(v.value, 4) for k, v in scores.items()},
+                "raw": {k: v.parts for k, v in scores.items()},
+                "seams": {side: self.book.seam_value(pair) for side, pair in seams.items()},
+            }
+            result.append((candidate.take.id, gain))
+        return result
+
+    def _score(self, partial: Partial, unit: Unit, candidate: Candidate,
+               alone: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        chosen = {i: self._candidates[take] for i, take in enumerate(partial.takes)}
+        judged = [(n, ahead) for n, ahead in ((unit.condition, False), (unit.bridge, True)) if n in chosen]
+        drift = unit.chain_root is not None and unit.chain_root in chosen
+        if alone and not judged and not drift:
+            return {}, {}  # nothing to choose between and no seam to judge: not scored
+        current = self._source(unit, candidate.take)
+        scores = dict(self.book.take_scores(current))
+        seams: dict[str, Any] = {}
+        # Seams are judged only where the picture is meant to continue: a chained start,
+        # or a bridge's end. A cut to other content is supposed to differ.
+        for neighbour, ahead in judged:
+            assert neighbour is not None
+            other = self._source(self.units[neighbour], chosen[neighbour].take)
+            pair = self.book.seam_scores(current, other) if ahead else self.book.seam_scores(other, current)
+            side = "next" if ahead else "previous"
+            seams[side] = pair
+            for name, score in pair.items():
+                scores[f"{name}:{side}"] = score
+        if drift:
+            assert unit.chain_root is not None
+            root = self._source(self.units[unit.chain_root], chosen[unit.chain_root].take)
+            scores.update(self.book.drift_scores(root, current))
+        return scores, seams
+
+    def _source(self, unit: Unit, take: StoredTake) -> FrameSource:
+        from ..scoring.base import FrameSource
+
+        if take.id not in self._sources:
+            spec = self._specs[unit.shot.id]
+            self._sources[take.id] = FrameSource(
+                take.id, take.video, take.frames, take.fps, prompt=spec.prompt,
+                reference=self.loaded.resolve(spec.reference) if spec.reference else None,
+                head=take.head(), tail=take.tail(), start=take.span.start)
+        return self._sources[take.id]
+
+    def _score_in_memory(self, segment: SegmentPlan, take: StoredTake, frames: np.ndarray | None) -> None:
+        """On a CPU worker, right after a new take is stored: its take scores, from the
+        frames the engine returned (no decode). A unit that asks for one candidate and
+        judges no seam is left unscored, as is a take that never was in memory."""
+        unit = self._by_key[segment.key]
+        alone = unit.shot.candidates == 1 and unit.condition is None and unit.bridge is None
+        if frames is None or (alone and unit.chain_root is None):
+            return
+        from ..scoring.base import FrameSource
+
+        spec = self._specs[unit.shot.id]
+        source = FrameSource(take.id, take.video, take.frames, take.fps, prompt=spec.prompt,
+                             reference=self.loaded.resolve(spec.reference) if spec.reference else None,
+                             pixels=frames)
+        self.book.take_scores(source)
+        # Kept for seams and drift: a few sampled frames, the lossless ends from the store.
+        source.slim(self.book.pair_samples(), head=take.head, tail=take.tail)
+        self._sources[take.id] = source
+
+    def _weak_seams(self, gains: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        threshold = self.loaded.storyboard.scoring.seam_threshold
+        weak = []
+        for i, unit in enumerate(self.units):
+            seam = gains[i]["seams"].get("previous")
+            if seam is not None and seam < threshold and unit.condition is not None:
+                weak.append({"shot": unit.shot.id, "segment": unit.segment.index,
+                             "after": self.units[unit.condition].shot.id, "score": round(seam, 4)})
+        return weak
+
+
+def apply_pick(candidates: list[Candidate], pick: str | int, unit: Unit) -> list[Candidate]:
+    """The one candidate a pin names (a number, or a take id prefix).
+
+    Raises:
+        ConfigError: the pin names no candidate, or several.
+    """
+    if isinstance(pick, int) or (isinstance(pick, str) and pick.isdigit()):
+        index = int(pick)
+        if not 0 <= index < len(candidates):
+            raise ConfigError(f"shot '{unit.shot.id}': pick {index} is out of range "
+                              f"(takes 0-{len(candidates) - 1})")
+        return [candidates[index]]
+    matches = [c for c in candidates if c.take.id.startswith(str(pick))]
+    if len(matches) != 1:
+        ids = ", ".join(c.take.id[:10] for c in candidates)
+        what = "matches no take" if not matches else "matches several takes"
+        raise ConfigError(f"shot '{unit.shot.id}': pick '{pick}' {what} (takes: {ids})")
+    return matches
