@@ -267,32 +267,32 @@ def init(path: Annotated[Path, typer.Argument(help="Where to write the starter s
 def takes(storyboard: StoryboardArg, as_json: JsonOpt = False,
           variant: Annotated[str | None, typer.Option(help="Show a variant's cut.")] = None) -> None:
     """List a render's candidate takes, their scores, and the chosen ones."""
+    import dataclasses
+
     from .picks import read_manifest
 
-    loaded = _load(storyboard)
-    manifest = read_manifest(loaded, variant)
+    cut = read_manifest(_load(storyboard)).cut(variant)
     if as_json:
-        typer.echo(json.dumps(manifest["shots"], indent=2))
+        typer.echo(json.dumps({k: dataclasses.asdict(v) for k, v in cut.shots.items()}, indent=2))
         return
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"takes of {escape(str(manifest['output']))}")
+    table = Table(title=f"takes of {escape(cut.output)}")
     for column in ("shot", "seg", "#", "take", "engine", "seed", "score", "components", "label"):
         table.add_column(column, overflow="fold")
-    for shot_id, shot in manifest["shots"].items():
-        for segment in shot["segments"]:
-            for index, cand in enumerate(segment["candidates"]):
-                chosen = cand["id"] == segment["chosen"]
-                parts = " ".join(f"{k}={v:.2f}" for k, v in sorted(cand.get("components", {}).items()))
-                table.add_row(shot_id, str(segment["index"]), str(index),
-                              ("[bold green]* " if chosen else "  ") + cand["id"][:10] + ("[/]" if chosen else ""),
-                              cand["engine"], str(cand["seed"]),
-                              f"{cand['score']:.3f}" if cand.get("score") is not None else "-",
-                              parts, escape(str(cand.get("label") or "")))
+    for shot_id, shot in cut.shots.items():
+        for segment in shot.segments:
+            for index, cand in enumerate(segment.candidates):
+                chosen = cand.id == segment.chosen
+                parts = " ".join(f"{k}={v:.2f}" for k, v in sorted(cand.components.items()))
+                table.add_row(escape(shot_id), str(segment.index), str(index),
+                              ("[bold green]* " if chosen else "  ") + cand.id[:10] + ("[/]" if chosen else ""),
+                              cand.engine, str(cand.seed), f"{cand.score:.3f}" if cand.scored else "-",
+                              parts, escape(cand.label))
     Console().print(table)
-    for seam in manifest.get("weak_seams", []):
+    for seam in cut.weak_seams:
         typer.echo(f"weak seam: {seam['after']} -> {seam['shot']} scored {seam['score']}")
 
 

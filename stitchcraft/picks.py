@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .errors import InputError
 from .load import LoadedStoryboard
+
+if TYPE_CHECKING:
+    from .manifest import Manifest
 
 
 def _picks_file(storyboard: Path) -> Path:
@@ -42,33 +45,25 @@ def save_pick(storyboard: Path, shot: str, take: str | None) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
 
 
-def read_manifest(loaded: LoadedStoryboard, variant: str | None = None) -> dict[str, Any]:
-    """The manifest of this storyboard's last render, or one variant's part of it.
+def read_manifest(loaded: LoadedStoryboard) -> Manifest:
+    """The manifest of this storyboard's last render.
 
     Raises:
-        InputError: never rendered, the manifest beside the output belongs to another
-            storyboard, or no such variant in the render.
+        InputError: never rendered, unreadable, or the manifest beside the output belongs
+            to another storyboard.
     """
+    from .manifest import Manifest
     from .outputs import cut_paths, manifest_path
 
     path = manifest_path(cut_paths(loaded, "final", variants=[])[0].path)
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.exists():
         raise InputError(f"no render found ({path} is missing); run `stitch render "
-                         f"{loaded.path.name}` first") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path} cannot be read ({exc}); render again to rewrite it") from None
-    owner = manifest.get("storyboard") if isinstance(manifest, dict) else None
-    if not isinstance(owner, str) or Path(owner).resolve() != loaded.path.resolve():
-        raise InputError(f"{path} is the render of {owner or 'something else'}, not of "
+                         f"{loaded.path.name}` first")
+    manifest = Manifest.read(path)
+    if Path(manifest.storyboard).resolve() != loaded.path.resolve():
+        raise InputError(f"{path} is the render of {manifest.storyboard}, not of "
                          f"{loaded.path}; render this storyboard first")
-    if variant is None:
-        return manifest
-    for entry in manifest.get("variants", []):
-        if entry.get("variant") == variant:
-            return entry
-    raise InputError(f"the last render has no variant '{variant}'")
+    return manifest
 
 
 def check_pick(loaded: LoadedStoryboard, shot: str, take: str) -> str | int:
@@ -81,8 +76,8 @@ def check_pick(loaded: LoadedStoryboard, shot: str, take: str) -> str | int:
     sb = loaded.storyboard
     spec = next(s for s in sb.shots if s.id == shot)
     try:
-        candidates = [c["id"] for c in read_manifest(loaded)["shots"][shot]["segments"][0]["candidates"]]
-    except (InputError, KeyError, IndexError, TypeError):
+        candidates = [c.id for c in read_manifest(loaded).shots[shot].segments[0].candidates]
+    except (InputError, KeyError, IndexError):
         candidates = None
     if take.isdigit():
         index = int(take)

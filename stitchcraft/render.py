@@ -6,7 +6,6 @@ prints: progress goes to a `Reporter` the caller provides.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from .errors import ConfigError
 from .executor import LocalExecutor
 from .generate import Generator, default_cache, engine_fingerprints, storyboard_digests
 from .load import LoadedStoryboard
+from .manifest import CandidateRecord, CutRecord, Manifest, SegmentRecord, ShotRecord
 from .outputs import (
     CutPath,
     check_writable,
@@ -69,7 +69,9 @@ class RenderOptions:
 
 
 @dataclass
-class Output:
+class RenderedCut:
+    """A cut the render wrote and verified (the main one, or a variant's)."""
+
     variant: str | None
     path: Path
     frames: int
@@ -80,7 +82,7 @@ class Output:
 
 @dataclass
 class RenderResult:
-    outputs: list[Output]
+    outputs: list[RenderedCut]
     manifest: Path
     report: Path
     generated: int
@@ -154,11 +156,12 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
     clock.lap("assemble")
     # 6. Manifest and report.
     reporter.stage("report")
-    manifest_path, report_path = _write_manifest(loaded, cuts, outputs, store, book, options,
-                                                 warnings, generator)
-    clock.lap("report")
     timings = {**clock.laps, "engine busy": executor.stats()["generate"],
                "store & score busy": executor.stats()["cpu"], "scoring": book.stats()["seconds"]}
+    manifest_path, report_path = _write_manifest(loaded, cuts, outputs, store, book, options,
+                                                 warnings, generator, timings)
+    clock.lap("report")
+    timings["report"] = clock.laps["report"]
     return RenderResult(outputs=outputs, manifest=manifest_path, report=report_path,
                         generated=generator.generated, reused=generator.reused,
                         warnings=warnings, seconds=clock.total(), timings=timings)
@@ -307,16 +310,16 @@ def _variant_storyboard(loaded: LoadedStoryboard, variant: Variant) -> LoadedSto
 
 def _assemble_all(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]],
                   options: RenderOptions, reporter: Reporter, warnings: list[str],
-                  work: Path) -> list[Output]:
+                  work: Path) -> list[RenderedCut]:
     from .assemble import CutClip, CutSpec, CutTransition, assemble
-    from .storyboard import Output as OutputModel
+    from .storyboard import Output
     from .timeline import parse_fps
 
-    outputs: list[Output] = []
+    outputs: list[RenderedCut] = []
     sb = loaded.storyboard
     for variant, selection, derived in cuts:
         settings = variant_output(sb, variant, loaded.base_dir, options.quality)
-        out = OutputModel.model_validate({k: v for k, v in settings.items() if k != "resolved"})
+        out = Output.model_validate({k: v for k, v in settings.items() if k != "resolved"})
         width, height = out.dimensions
         fps = parse_fps(out.fps)
         if fps != selection.plan.fps:
@@ -367,7 +370,7 @@ def _assemble_all(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, Sel
             reporter.warn(f"{name}: {warning}")
         reporter.log(f"wrote {result.path} ({result.frames} frames, {result.duration:.2f} s, "
                      f"{result.width}x{result.height})")
-        outputs.append(Output(variant.name if variant else None, result.path, result.frames,
+        outputs.append(RenderedCut(variant.name if variant else None, result.path, result.frames,
                               result.duration, result.width, result.height))
     return outputs
 
@@ -375,47 +378,29 @@ def _assemble_all(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, Sel
 # --- manifest and report ----------------------------------------------------------------
 
 def _write_manifest(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]],
-                    outputs: list[Output], store: TakeStore, book: Any, options: RenderOptions,
-                    warnings: list[str], generator: Generator) -> tuple[Path, Path]:
-    from .media import atomic_output
-
-    main_output = outputs[0].path
-    cut_data = []
-    for (variant, selection, _), output in zip(cuts, outputs, strict=True):
-        cut_data.append({
-            "variant": variant.name if variant else None,
-            "output": str(output.path), "frames": output.frames, "duration": output.duration,
-            "size": f"{output.width}x{output.height}",
-            "shots": _shots_manifest(selection),
-            "weak_seams": selection.weak_seams,
-        })
-    main = cut_data[0]
-    data = {
-        "stitchcraft": 1,
-        "storyboard": str(loaded.path),
-        "title": loaded.storyboard.title,
-        "quality": options.quality,
-        "fps": str(cuts[0][1].plan.fps),
-        "output": str(main_output),
-        "cache": str(store.root),
-        "shots": main["shots"],
-        "weak_seams": main["weak_seams"],
-        "seam_threshold": loaded.storyboard.scoring.seam_threshold,
-        "drift": _drift_curve(cuts[0][1]),
-        "variants": cut_data[1:],
-        "warnings": warnings,
-        "scoring": book.stats() if hasattr(book, "stats") else {},
-        "takes_generated": generator.generated,
-        "takes_reused": generator.reused,
-    }
-    manifest = manifest_path(main_output)
-    with atomic_output(manifest) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str))
+                    outputs: list[RenderedCut], store: TakeStore, book: Any, options: RenderOptions,
+                    warnings: list[str], generator: Generator,
+                    timings: dict[str, float]) -> tuple[Path, Path]:
+    records = [CutRecord(variant=variant.name if variant else None, output=str(output.path),
+                         frames=output.frames, duration=output.duration,
+                         size=f"{output.width}x{output.height}", shots=_shot_records(selection),
+                         weak_seams=selection.weak_seams)
+               for (variant, selection, _), output in zip(cuts, outputs, strict=True)]
+    main = records[0]
+    manifest = Manifest(
+        storyboard=str(loaded.path), title=loaded.storyboard.title, quality=options.quality,
+        fps=str(cuts[0][1].plan.fps), output=main.output, cache=str(store.root), shots=main.shots,
+        weak_seams=main.weak_seams, seam_threshold=loaded.storyboard.scoring.seam_threshold,
+        drift=_drift_curve(cuts[0][1]), variants=records[1:], warnings=warnings,
+        scoring=book.stats(), takes_generated=generator.generated, takes_reused=generator.reused,
+        timings=timings)
+    path = manifest_path(outputs[0].path)
+    manifest.write(path)
     from .report import write_report
 
-    report = report_path(main_output)
-    write_report(data, report)
-    return manifest, report
+    report = report_path(outputs[0].path)
+    write_report(manifest.to_json(), report)
+    return path, report
 
 
 def _drift_curve(selection: Selection) -> list[dict[str, Any]]:
@@ -430,31 +415,23 @@ def _drift_curve(selection: Selection) -> list[dict[str, Any]]:
     return points
 
 
-def _shots_manifest(selection: Selection) -> dict[str, Any]:
-    shots: dict[str, Any] = {}
+def _shot_records(selection: Selection) -> dict[str, ShotRecord]:
+    shots: dict[str, ShotRecord] = {}
     for i, unit in enumerate(selection.units):
-        entry = shots.setdefault(unit.shot.id, {
-            "engine": unit.shot.engine, "kind": unit.shot.kind, "start": unit.shot.start,
-            "frames": unit.shot.frames, "transition_in": unit.shot.transition_in,
-            "chosen": None, "take": str(selection.shot_takes[unit.shot.id].video),
-            "segments": [],
-        })
         chosen_id = selection.chosen[i].take.id
+        entry = shots.setdefault(unit.shot.id, ShotRecord(
+            engine=unit.shot.engine, kind=unit.shot.kind, start=unit.shot.start,
+            frames=unit.shot.frames, transition_in=unit.shot.transition_in, chosen=chosen_id,
+            take=str(selection.shot_takes[unit.shot.id].video), segments=[]))
         candidates = []
         for candidate, score in zip(selection.offered[i], selection.scored[i], strict=True):
             take = candidate.take
-            record = {
-                "id": take.id, "engine": take.engine, "seed": candidate.seed, "label": take.label,
-                "path": str(take.video), "frames": take.frames, "cached": candidate.reused,
-                "source": take.meta.get("meta", {}).get("source"),
-                "short_by_frames": take.meta.get("meta", {}).get("short_by_frames", 0),
-                "score": round(score["score"], 4), "components": score["parts"],
-                "details": score["raw"], "seams": score["seams"],
-            }
-            candidates.append(record)
-        entry["segments"].append({"index": unit.segment.index, "hash": unit.segment.hash,
-                                  "chosen": chosen_id, "candidates": candidates})
-        if unit.segment.index == 0:
-            entry["chosen"] = chosen_id
+            made = take.meta.get("meta", {})
+            candidates.append(CandidateRecord(
+                id=take.id, engine=take.engine, seed=candidate.seed, label=take.label,
+                path=str(take.video), frames=take.frames, cached=candidate.reused,
+                source=made.get("source"), short_by_frames=made.get("short_by_frames", 0),
+                scored=bool(score["parts"]), score=round(score["score"], 4),
+                components=score["parts"], details=score["raw"], seams=score["seams"]))
+        entry.segments.append(SegmentRecord(unit.segment.index, unit.segment.hash, chosen_id, candidates))
     return shots
-
