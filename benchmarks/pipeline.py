@@ -168,9 +168,13 @@ def main() -> None:
     else:
         print(f"GPU busy: {busy:.1f} s of {wall:.1f} s = {100 * busy / wall:.1f} % (target >= 85 %)")
     if timings:
-        print("where the wall time went (busy seconds; generate, store and score overlap):")
+        print("where the wall time went (plan .. report: wall seconds of each stage in turn;"
+              " engine, store & score, scoring: busy seconds, which overlap):")
         for stage, value in timings.items():
-            print(f"  {stage:<10} {value:8.1f} s")
+            print(f"  {stage:<20} {value:8.1f} s")
+        if takes:
+            print(f"scoring per take (take, seam and drift scores): {timings.get('scoring', 0) / takes:.3f} s "
+                  "(target <= 0.3 s)")
 
 
 def child() -> None:

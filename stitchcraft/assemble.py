@@ -690,8 +690,9 @@ def _effects(cut: CutSpec, overlays: _Overlays, segment: _Segment) -> list[str]:
 
 def _encoder_threads(cut: CutSpec) -> int:
     """Encoder threads per segment: the cores shared among the segments rendered at once
-    (each x264 thread holds its own frames, so this also bounds memory)."""
-    return max(1, (os.cpu_count() or 2) // (cut.jobs or 2) + 1)
+    (each x264 thread holds its own frames, so this also bounds memory: on two cores a
+    thread more per segment added about 20 MB each and no speed, benchmarks/footage.py)."""
+    return max(1, (os.cpu_count() or 2) // (cut.jobs or 2))
 
 
 def _soundtrack(cut: CutSpec, placed: list[_Placed], total: int) -> Soundtrack:

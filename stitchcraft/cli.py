@@ -142,7 +142,7 @@ def plan(storyboard: StoryboardArg, as_json: JsonOpt = False,
 
     loaded = _load(storyboard)
     result = plan_storyboard(loaded, quality=_quality(quality), digests=storyboard_digests(loaded),
-                             fingerprints=engine_fingerprints(loaded))
+                             fingerprints=engine_fingerprints(loaded, _quality(quality)))
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=2))
         return
@@ -215,14 +215,20 @@ def engines(storyboard: Annotated[Path | None, typer.Argument(
         help="Check engines with this storyboard's engine settings.", show_default=False)] = None,
             as_json: JsonOpt = False) -> None:
     """List engines and whether each can run here (and why not)."""
-    from .engines import engine_class, engine_names
-    from .storyboard import EngineSettings
+    from .engines import engine_class, engine_names, engine_origin, engine_problems
+    from .errors import ConfigError
 
     loaded = _load(storyboard) if storyboard else None
     rows = []
     for name in engine_names():
-        cls = engine_class(name)
-        settings = loaded.storyboard.engine_settings(name) if loaded else EngineSettings()
+        try:
+            cls = engine_class(name)
+        except ConfigError as exc:  # a plug-in that cannot be loaded: the rest still list
+            rows.append({"name": name, "available": False, "reason": str(exc), "kinds": [], "can": [],
+                         "frame_rule": "", "max_frames": None, "gpu": False, "description": "",
+                         "origin": engine_origin(name)})
+            continue
+        settings = loaded.engine_settings(name) if loaded else None
         available = cls.availability(settings)
         caps = cls.CAPABILITIES
         can = [k for k, on in (("text-to-video", caps.text_to_video), ("image-to-video", caps.image_to_video),
@@ -230,11 +236,14 @@ def engines(storyboard: Annotated[Path | None, typer.Argument(
         rows.append({"name": name, "available": available.ok, "reason": available.reason,
                      "kinds": sorted(caps.kinds), "can": can, "frame_rule": str(caps.frame_rule),
                      "max_frames": caps.max_frames, "gpu": caps.needs_gpu,
-                     "description": cls.DESCRIPTION})
+                     "description": cls.DESCRIPTION, "origin": engine_origin(name)})
+    for problem in engine_problems():
+        _err(f"warning: {problem}")
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="stitchcraft engines")
@@ -243,8 +252,11 @@ def engines(storyboard: Annotated[Path | None, typer.Argument(
     for row in rows:
         makes = ", ".join(row["can"]) or ", ".join(row["kinds"])
         frames = row["frame_rule"] + (f", max {row['max_frames']}" if row["max_frames"] else "")
+        notes = row["reason"] or row["description"]
+        if row["origin"] not in ("built-in", "registered in this process"):
+            notes = f"{notes} ({row['origin']})"
         table.add_row(row["name"], "[green]yes[/]" if row["available"] else "[red]no[/]", makes,
-                      frames, row["reason"] or row["description"])
+                      frames, escape(notes))
     Console().print(table)
 
 

@@ -26,6 +26,7 @@ from .store import StoredTake, TakeStore
 
 if TYPE_CHECKING:
     from .executor import Executor, Priority
+    from .storyboard import EngineSettings
 
 
 @dataclass
@@ -310,12 +311,9 @@ class Generator:
             steps=steps, settings=self._settings(shot.engine), hold_short=self._hold_short(shot.id),
         )
 
-    def _settings(self, engine: str) -> Any:
+    def _settings(self, engine: str) -> EngineSettings:
         """The engine's settings with storyboard-relative paths made absolute."""
-        settings = self.loaded.storyboard.engine_settings(engine)
-        if settings.library:
-            settings = settings.model_copy(update={"library": str(self.loaded.resolve(settings.library))})
-        return settings
+        return self.loaded.engine_settings(engine)
 
 
 def _local_executor() -> Executor:
@@ -366,20 +364,22 @@ def storyboard_digests(loaded: LoadedStoryboard) -> dict[Path, str]:
     return {p: file_digest(p) for p in sorted(paths) if p.is_file()}
 
 
-def engine_fingerprints(loaded: LoadedStoryboard) -> dict[str, dict[str, Any]]:
-    """What beyond a request decides each engine's pixels: its settings, and for an
-    engine drawing on a library folder, the digests of the clips in it.
+def engine_fingerprints(loaded: LoadedStoryboard, quality: str = "final") -> dict[str, dict[str, Any]]:
+    """What beyond a request decides the pixels of each engine a render at `quality`
+    uses: the engine's fingerprint (`plan.engine_fingerprint`), and the digests of the
+    files it draws on besides the request's (a footage library's clips).
     """
-    from .load import expand_source
-    from .plan import settings_fingerprint
+    from .load import shot_engine
+    from .plan import engine_fingerprint
 
     sb = loaded.storyboard
+    names = sorted({shot_engine(sb, shot, quality=quality) for shot in sb.shots})
     fingerprints = {}
-    for name, settings in sb.engines.items():
-        fingerprint = settings_fingerprint(sb, name)
-        if settings.library:
-            clips = expand_source(loaded.base_dir, settings.library)
-            fingerprint["library"] = [file_digest(p) for p in clips]
+    for name in names:
+        fingerprint = engine_fingerprint(loaded, name)
+        inputs = engine_class(name).input_files(loaded.engine_settings(name))
+        if inputs:
+            fingerprint["inputs"] = [file_digest(p) for p in inputs]
         fingerprints[name] = fingerprint
     return fingerprints
 

@@ -1,13 +1,16 @@
 """Load and validate a storyboard: YAML with positions, typed model, cross-field checks.
 
-Everything a user can get wrong is caught here, before anything runs, and reported as
-`Issue`s with file, line, column and field path. Paths resolve relative to the
-storyboard file. Referenced files are opened the way their stage will read them (fonts,
-images, subtitles), so a file that only has the right name is refused here too.
+Loading is three steps: parse the YAML into the typed model, `resolve_sources` (what
+each ``source:`` folder or glob expands to), and `check_storyboard`, which only
+reports. Everything a user can get wrong is caught here, before anything runs, and
+reported as `Issue`s with file, line, column and field path. Paths resolve relative to
+the storyboard file. Referenced files are opened the way their stage will read them
+(fonts, images, subtitles), so a file that only has the right name is refused here too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import glob
 import os
@@ -22,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import Issue, StoryboardError
 from .media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from .storyboard import Shot, Storyboard, Transition
+from .storyboard import DraftSettings, EngineSettings, Shot, Storyboard, Transition
 from .timeline import seconds_to_frames
 from .yamlsource import FieldPath, Located, load_yaml, shown, spelled
 
@@ -41,7 +44,8 @@ class LoadedStoryboard:
         path: The storyboard file.
         storyboard: The typed storyboard.
         located: The raw YAML with positions, for messages raised later.
-        sources: Shot id -> footage files its `source:` expands to.
+        sources: Shot id (``variant/shot id`` for a variant's override) -> the footage
+            files its `source:` expands to; filled by `resolve_sources`.
     """
 
     path: Path
@@ -56,6 +60,15 @@ class LoadedStoryboard:
     def resolve(self, value: str | os.PathLike[str]) -> Path:
         """A storyboard path, made absolute relative to the storyboard's folder."""
         return resolve_path(self.base_dir, value)
+
+    def engine_settings(self, name: str) -> EngineSettings:
+        """The settings engine `name` runs with: its ``engines:`` block (or its
+        defaults) with storyboard-relative paths made absolute.
+
+        Raises:
+            ConfigError: no engine has that name, or its plug-in cannot be loaded.
+        """
+        return self.storyboard.engine_settings(name).with_paths_resolved(self.resolve)
 
     def with_font_resolved(self, styled: Any) -> Any:
         """A caption or title card whose `font` path is resolved like any other."""
@@ -88,11 +101,52 @@ def load_storyboard(path: str | os.PathLike[str], *, check_files: bool = True) -
         storyboard = Storyboard.model_validate(located.value)
     except ValidationError as exc:
         raise StoryboardError(_pydantic_issues(exc, located)) from None
-    loaded = LoadedStoryboard(path, storyboard, located, {})
+    loaded = resolve_sources(LoadedStoryboard(path, storyboard, located, {}))
     issues = check_storyboard(loaded, check_files=check_files)
     if issues:
         raise StoryboardError(issues)
     return loaded
+
+
+def resolve_sources(loaded: LoadedStoryboard) -> LoadedStoryboard:
+    """The storyboard with `sources` filled: every shot's and variant override's
+    ``source:`` expanded to its footage files by `expand_source`, never to the
+    storyboard's own cuts.
+
+    A source that matches nothing, or cannot be looked for, expands to no files; the
+    file checks of `check_storyboard` say why.
+    """
+    fields = _source_fields(loaded.storyboard)
+    own_cuts = _own_cuts(loaded) if fields else frozenset()
+    sources: dict[str, list[Path]] = {}
+    for key, _, value in fields:
+        try:
+            sources[key] = expand_source(loaded.base_dir, value, exclude=own_cuts)
+        except OSError:
+            sources[key] = []
+    return dataclasses.replace(loaded, sources=sources)
+
+
+def _own_cuts(loaded: LoadedStoryboard) -> frozenset[Path]:
+    """The cuts a render of this storyboard writes, which a source never offers."""
+    from .outputs import cut_paths
+
+    return frozenset(c.path.resolve() for quality in ("final", "draft")
+                     for c in cut_paths(loaded, quality))
+
+
+def _source_fields(sb: Storyboard) -> list[tuple[str, FieldPath, str]]:
+    """(key in `LoadedStoryboard.sources`, field path, value) of every ``source:``."""
+    found: list[tuple[str, FieldPath, str]] = []
+    for index, shot in enumerate(sb.shots):
+        if shot.source is not None:
+            found.append((shot.id, ("shots", index, "source"), shot.source))
+    for vindex, variant in enumerate(sb.variants):
+        for shot_id, override in variant.shots.items():
+            if override.source is not None:
+                found.append((f"{variant.name}/{shot_id}",
+                               ("variants", vindex, "shots", shot_id, "source"), override.source))
+    return found
 
 
 def _read_text(path: Path) -> str:
@@ -234,6 +288,9 @@ def _message(error: Any, path: FieldPath, located: Located) -> str:
 def _known_fields(path: FieldPath) -> list[str]:
     """The field names of the model that sits at `path`, for "did you mean"."""
     annotation: Any = Storyboard
+    if len(path) >= 2 and path[0] == "engines" and isinstance(path[1], str):
+        annotation = _engine_settings_model(path[1])  # each engine's block has its own model
+        path = path[2:]
     for part in path:
         model = _pick_model(annotation)
         if _is_model(model):
@@ -249,6 +306,18 @@ def _known_fields(path: FieldPath) -> list[str]:
             return []
     model = _pick_model(annotation)
     return list(model.model_fields) if _is_model(model) else []
+
+
+def _engine_settings_model(name: str) -> Any:
+    from .engines import settings_model
+    from .errors import ConfigError
+
+    if name == "draft":
+        return DraftSettings
+    try:
+        return settings_model(name)
+    except ConfigError:
+        return None
 
 
 def _is_model(obj: Any) -> bool:
@@ -301,10 +370,13 @@ def check_storyboard(loaded: LoadedStoryboard, *, check_files: bool = True) -> l
         if names.index(name) != index:
             issues.append(at(("variants", index, "name"), f"duplicate variant name '{name}'"))
     if check_files:
-        issues += _check_files(loaded)
+        # On a resolved copy when `loaded` is not: checks never fill anything in.
+        keys = {key for key, _, _ in _source_fields(sb)}
+        resolved = loaded if keys <= loaded.sources.keys() else resolve_sources(loaded)
+        issues += _check_files(resolved)
         from .outputs import check_outputs
 
-        issues += check_outputs(loaded)
+        issues += check_outputs(resolved)
     return issues
 
 
@@ -320,37 +392,36 @@ def shot_engine(sb: Storyboard, shot: Shot, *, quality: str = "final") -> str:
 
 
 def _check_engines(loaded: LoadedStoryboard) -> list[Issue]:
-    from .engines import engine_class, engine_names
+    """Engine names, and what each shot asks of its engine. (Each ``engines.<name>:``
+    block is checked against its engine's settings model while parsing.)"""
+    from .engines import engine_class, has_engine, unknown_engine
+    from .errors import ConfigError
 
     sb = loaded.storyboard
     at = loaded.located.issue
-    known = engine_names()
     issues: list[Issue] = []
 
     def unknown(name: str, path: FieldPath) -> Issue:
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-        hint = f"did you mean '{close[0]}'?" if close else f"known engines: {', '.join(known)}"
-        return at(path, f"unknown engine '{name}'; {hint} (see `stitch engines`)")
+        return at(path, unknown_engine(name))
 
     needs_default = any(s.kind == "prompt" and not s.engine for s in sb.shots)
-    if needs_default and sb.defaults.engine not in known:
+    if needs_default and not has_engine(sb.defaults.engine):
         issues.append(unknown(sb.defaults.engine, ("defaults", "engine")))
-    for name, settings in sb.engines.items():
-        if name == "draft":
-            if settings.engine and settings.engine not in known:
-                issues.append(unknown(settings.engine, ("engines", "draft", "engine")))
-        elif name not in known:
-            issues.append(unknown(name, ("engines", name)))
-        elif settings.engine is not None:
-            issues.append(at(("engines", name, "engine"), "only engines.draft takes an 'engine'"))
+    draft = sb.engines.get("draft")
+    if isinstance(draft, DraftSettings) and draft.engine and not has_engine(draft.engine):
+        issues.append(unknown(draft.engine, ("engines", "draft", "engine")))
     for index, shot in enumerate(sb.shots):
         name = shot_engine(sb, shot)
-        if name not in known:
+        if not has_engine(name):
             if shot.engine:
                 issues.append(unknown(name, ("shots", index, "engine")))
             continue
-        caps = engine_class(name).CAPABILITIES
         path = ("shots", index, "engine") if shot.engine else ("shots", index, shot.kind)
+        try:
+            caps = engine_class(name).CAPABILITIES
+        except ConfigError as exc:  # a plug-in that cannot be loaded
+            issues.append(at(path, str(exc)))
+            continue
         if shot.kind not in caps.kinds:
             issues.append(at(path, f"engine '{name}' cannot make a {shot.kind} shot "
                                    f"(it makes: {', '.join(sorted(caps.kinds))})"))
@@ -473,6 +544,8 @@ def expand_source(base: Path, value: str, *, exclude: frozenset[Path] = frozense
 
 
 def _check_files(loaded: LoadedStoryboard) -> list[Issue]:
+    """Every file the storyboard names exists and reads as its kind (`loaded` has its
+    sources resolved)."""
     sb = loaded.storyboard
     at = loaded.located.issue
     issues: list[Issue] = []
@@ -495,23 +568,18 @@ def _check_files(loaded: LoadedStoryboard) -> list[Issue]:
         elif content is not None and (problem := content(resolved)):
             issues.append(at(path, f"{what} '{value}' {problem}"))
 
-    from .outputs import cut_paths
+    for key, path, value in _source_fields(sb):
+        if loaded.sources.get(key):
+            continue
+        try:  # look again, to say why nothing was found
+            expand_source(loaded.base_dir, value, exclude=_own_cuts(loaded))
+        except OSError as exc:
+            issues.append(at(path, f"cannot look for '{shown(value)}': {exc.strerror or exc}"))
+            continue
+        issues.append(at(path, f"'{value}' matches no video file "
+                               f"({', '.join(VIDEO_EXTENSIONS[:4])}, ...)"))
 
-    own_cuts = frozenset(c.path.resolve() for quality in ("final", "draft")
-                         for c in cut_paths(loaded, quality))
-
-    def shot_files(prefix: FieldPath, shot: Any, shot_id: str) -> None:
-        if shot.source is not None:
-            try:
-                files = expand_source(loaded.base_dir, shot.source, exclude=own_cuts)
-            except OSError as exc:
-                issues.append(at(prefix + ("source",), f"cannot look for '{shown(shot.source)}': "
-                                                       f"{exc.strerror or exc}"))
-                return
-            if not files:
-                issues.append(at(prefix + ("source",), f"'{shot.source}' matches no video file "
-                                                       f"({', '.join(VIDEO_EXTENSIONS[:4])}, ...)"))
-            loaded.sources.setdefault(shot_id, files)
+    def shot_files(prefix: FieldPath, shot: Any) -> None:
         need(prefix + ("image",), shot.image, IMAGE_EXTENSIONS, "image", image_problem)
         need(prefix + ("reference",), getattr(shot, "reference", None), IMAGE_EXTENSIONS,
              "reference image", image_problem)
@@ -523,10 +591,10 @@ def _check_files(loaded: LoadedStoryboard) -> list[Issue]:
             need(prefix + ("title", "font"), title.font, FONT_EXTENSIONS, "font", font_problem)
 
     for index, shot in enumerate(sb.shots):
-        shot_files(("shots", index), shot, shot.id)
+        shot_files(("shots", index), shot)
     for vindex, variant in enumerate(sb.variants):
         for shot_id, override in variant.shots.items():
-            shot_files(("variants", vindex, "shots", shot_id), override, f"{variant.name}/{shot_id}")
+            shot_files(("variants", vindex, "shots", shot_id), override)
         if variant.audio:
             need(("variants", vindex, "audio", "music"), variant.audio.music, AUDIO_EXTENSIONS, "music")
             need(("variants", vindex, "audio", "voiceover"), variant.audio.voiceover, AUDIO_EXTENSIONS,
@@ -536,16 +604,10 @@ def _check_files(loaded: LoadedStoryboard) -> list[Issue]:
     need(("subtitles",), sb.subtitles, SUBTITLE_EXTENSIONS, "subtitle", subtitle_problem)
     need(("logo",), sb.logo, IMAGE_EXTENSIONS, "logo", image_problem)
     for name, settings in sb.engines.items():
-        if settings.library is not None and not _is_dir(loaded.resolve(settings.library)):
-            issues.append(at(("engines", name, "library"), f"library folder '{settings.library}' not found"))
+        if isinstance(settings, EngineSettings):
+            for field, problem in settings.file_problems(loaded.resolve).items():
+                issues.append(at(("engines", name, field), problem))
     return issues
-
-
-def _is_dir(path: Path) -> bool:
-    try:
-        return path.is_dir()
-    except OSError:
-        return False
 
 
 # --- what is inside the files ---------------------------------------------------------

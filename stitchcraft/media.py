@@ -574,16 +574,21 @@ class Input:
         seek: Seconds to seek to before decoding (frames before it are dropped, and the
             stream's timestamps then start at 0 at this point).
         loop: Loop the input forever (music beds); the graph decides the length.
+        threads: Decoder threads, None for ffmpeg's choice (one is cheapest for a few
+            frames: frame threads decode ahead of what is wanted).
     """
 
     path: Path
     seek: float = 0.0
     loop: bool = False
+    threads: int | None = None
 
     def args(self) -> list[str]:
         args: list[str] = []
         if self.loop:
             args += ["-stream_loop", "-1"]
+        if self.threads:
+            args += ["-threads", str(self.threads)]
         if self.seek > 0:
             args += ["-ss", f"{self.seek:.6f}"]
         return [*args, "-i", str(self.path)]
@@ -637,31 +642,35 @@ def decode_graph(inputs: Sequence[Input], graph: str, *, label: str, size: tuple
     width, height = size
     with tempfile.TemporaryDirectory(prefix="stitchcraft-frames-") as folder:
         raw = Path(folder) / "frames.rgb"
-        write_raw_frames(inputs, graph, raw, label=label, size=size, frames=frames, what=what)
+        write_raw_frames(inputs, graph, [(label, raw, frames)], size=size, what=what)
         pixels = np.fromfile(raw, dtype=np.uint8)
     return pixels[:frames * height * width * 3].reshape(frames, height, width, 3)
 
 
-def write_raw_frames(inputs: Sequence[Input], graph: str, output: Path, *, label: str,
-                     size: tuple[int, int], frames: int, what: str) -> None:
-    """Runs a video filtergraph and writes exactly `frames` frames of its `label` output
-    to `output` as raw uint8 RGB, frame after frame (nothing is held in memory here).
+def write_raw_frames(inputs: Sequence[Input], graph: str, outputs: Sequence[tuple[str, Path, int]],
+                     *, size: tuple[int, int], what: str) -> None:
+    """Runs a video filtergraph and writes exactly the frames asked for of each of its
+    outputs, given as (graph label, file, frames), to the file as raw uint8 RGB frames of
+    `size` (width, height), frame after frame: nothing is held in memory here.
 
     Raises:
         FFmpegError: ffmpeg failed.
-        MediaError: the graph gave fewer frames than asked for.
+        MediaError: an output got fewer frames than asked for.
     """
     width, height = size
     args = ["-nostats", "-loglevel", "error"]
     for source in inputs:
         args += source.args()
-    run_ffmpeg([*args, "-filter_complex", graph, "-map", f"[{label}]", "-frames:v", str(frames),
-                "-an", "-sn", "-dn", "-fps_mode", "passthrough", "-pix_fmt", "rgb24",
-                "-f", "rawvideo", str(output)], what=what)
-    count = output.stat().st_size // (width * height * 3)
-    if count < frames:
-        path = inputs[0].path if inputs else Path("-")
-        raise MediaError(path, f"gave {count} of the {frames} frames asked for ({what})")
+    args += ["-filter_complex", graph]
+    for label, output, frames in outputs:
+        args += ["-map", f"[{label}]", "-frames:v", str(frames), "-an", "-sn", "-dn",
+                 "-fps_mode", "passthrough", "-pix_fmt", "rgb24", "-f", "rawvideo", str(output)]
+    run_ffmpeg(args, what=what)
+    for _, output, frames in outputs:
+        count = output.stat().st_size // (width * height * 3)
+        if count < frames:
+            path = inputs[0].path if inputs else Path("-")
+            raise MediaError(path, f"gave {count} of the {frames} frames asked for ({what})")
 
 
 def run_audio_graph(inputs: Sequence[Input], graph: str, outputs: Sequence[tuple[str, list[str]]],

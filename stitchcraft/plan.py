@@ -1,7 +1,8 @@
 """The shot planner: a storyboard becomes an exact plan on one frame grid.
 
-Pure code: no files, no processes. Everything the planner needs from outside (engine
-capabilities, digests of referenced files) is passed in.
+Pure code: no processes, and no files but what engines read to say who they are.
+Everything the planner needs from outside (engine capabilities and fingerprints,
+digests of referenced files) is passed in; the defaults ask the engine registry.
 
 Timeline semantics. Every shot fills ``frames = round(duration * fps)`` frames. A
 shot's transition is how it begins: a transition of T frames overlaps the last T
@@ -32,7 +33,7 @@ from typing import Any
 from .engines.base import Capabilities
 from .errors import ConfigError, StoryboardError
 from .load import LoadedStoryboard, shot_engine, transition_frames
-from .storyboard import Shot, Storyboard
+from .storyboard import Shot
 from .timeline import seconds_to_frames
 
 PLAN_VERSION = 1
@@ -161,8 +162,9 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
         digests: Content digest of each referenced file (image, reference, sources);
             files without one are hashed by path.
         capabilities: Engine name -> its capabilities.
-        fingerprints: Engine name -> what besides the request decides its pixels
-            (model id, dtype); defaults to the storyboard's engine settings.
+        fingerprints: Engine name -> what besides the request decides its pixels;
+            an engine left out gets `engine_fingerprint` (the render adds the digests
+            of the files engines draw on: `generate.engine_fingerprints`).
         title_size: Make title cards at this size instead of the output's (a variant
             of another shape redraws its titles rather than cropping them).
         memory_limit: Bytes the render may hold in memory; defaults to this machine's
@@ -173,8 +175,14 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
             cannot fit a chained segment inside the engine's maximum).
         StoryboardError: the render would need more memory than `memory_limit`
             (checked before any segment is planned).
+        ValueError: a footage shot's sources were never resolved (`resolve_sources`),
+            so its takes would have no identity of their own.
     """
     sb = loaded.storyboard
+    unresolved = [s.id for s in sb.shots if s.kind == "source" and s.id not in loaded.sources]
+    if unresolved:
+        raise ValueError(f"the sources of shot(s) {', '.join(unresolved)} are not resolved; "
+                         "plan a storyboard from load_storyboard, or call resolve_sources first")
     fps = sb.output.frame_rate
     width, height = sb.output.dimensions
     check_memory(loaded, quality=quality, capabilities=capabilities, title_size=title_size,
@@ -197,7 +205,8 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
         gen_w, gen_h = _take_size(shot, width, height, caps, title_size)
         candidates = shot.candidates or sb.defaults.candidates
         seed = shot.seed if shot.seed is not None else sb.defaults.seed + 1000 * index
-        fingerprint = dict((fingerprints or {}).get(engine) or settings_fingerprint(sb, engine))
+        given = (fingerprints or {}).get(engine)
+        fingerprint = dict(given if given is not None else engine_fingerprint(loaded, engine))
         if quality == "draft" and shot.kind == "prompt":
             fingerprint["steps"] = sb.draft_steps
         base = {
@@ -322,11 +331,12 @@ def take_id(segment_hash: str, seed: int, *, condition: str | None = None,
                          "bridge": bridge})
 
 
-def settings_fingerprint(sb: Storyboard, engine: str) -> dict[str, Any]:
-    """The engine settings that decide pixels (not device placement or batching)."""
-    settings = sb.engine_settings(engine)
-    return {"model": settings.model, "image_model": settings.image_model, "dtype": settings.dtype,
-            "steps": settings.steps, "guidance": settings.guidance}
+def engine_fingerprint(loaded: LoadedStoryboard, engine: str) -> dict[str, Any]:
+    """What besides a request decides engine `engine`'s pixels under this storyboard's
+    settings for it: the engine's own `Engine.fingerprint`."""
+    from .engines import engine_class
+
+    return engine_class(engine).fingerprint(loaded.engine_settings(engine))
 
 
 def _digest(loaded: LoadedStoryboard, value: str | None, digests: Mapping[Path, str]) -> str | None:

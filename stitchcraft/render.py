@@ -124,7 +124,7 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
     # 2. Plan.
     reporter.stage("plan")
     plan = plan_storyboard(loaded, quality=options.quality, digests=storyboard_digests(loaded),
-                           fingerprints=engine_fingerprints(loaded))
+                           fingerprints=engine_fingerprints(loaded, options.quality))
     reporter.log(f"plan: {len(plan.shots)} shots, {plan.total_frames} frames "
                  f"({float(plan.total_frames / plan.fps):.2f} s) at {plan.fps} fps")
     clock.lap("plan")
@@ -220,7 +220,8 @@ def _select_cuts(loaded: LoadedStoryboard, plan: Plan, generator: Generator, boo
             cuts.append((variant, main, loaded))
             continue
         vplan = plan_storyboard(derived, quality=options.quality, digests=storyboard_digests(derived),
-                                fingerprints=engine_fingerprints(derived), title_size=title_size)
+                                fingerprints=engine_fingerprints(derived, options.quality),
+                                title_size=title_size)
         vgen = Generator(derived, vplan, generator.store, executor=generator.executor,
                          on_take=generator.on_take, seen=generator.seen, _engines=generator._engines)
         cuts.append((variant, _choose(derived, vplan, vgen, book, options, reporter), derived))

@@ -96,7 +96,8 @@ def take_thumbnails(take: StoredTake, *, width: int = THUMB_WIDTH) -> list[bytes
         return np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BILINEAR))
 
     middle = take.span.read((take.frames - 1) // 2, 1, size=(width, height))[0]
-    return [encode_jpeg(image) for image in (small(take.head()[0]), middle, small(take.tail()[-1]))]
+    ends = small(take.head(mapped=True)[0]), small(take.tail(mapped=True)[-1])
+    return [encode_jpeg(image) for image in (ends[0], middle, ends[1])]
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 82) -> bytes:

@@ -40,16 +40,19 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .engines.base import Take
 from .errors import MediaError, RenderError, StorageError, VerificationError, os_cause
 from .housekeeping import owner_tag, remove_stale
+
+if TYPE_CHECKING:
+    from .media import Input
 
 HEAD_FRAMES = 8
 TAIL_FRAMES = 16
@@ -101,31 +104,34 @@ class StoredTake:
     def has_audio(self) -> bool:
         return bool(self.meta.get("audio"))
 
-    def head(self) -> np.ndarray:
+    def head(self, *, mapped: bool = False) -> np.ndarray:
         """First frames, lossless.
+
+        Args:
+            mapped: Map the file rather than read it (for a frame or two of a large take).
 
         Raises:
             RenderError: the file was damaged after the take was read (it is moved
                 aside, so the next render makes the take again).
         """
-        return self._frames("head.npy")
+        return self._frames("head.npy", mapped)
 
-    def tail(self) -> np.ndarray:
+    def tail(self, *, mapped: bool = False) -> np.ndarray:
         """Last frames, lossless.
 
         Raises:
             RenderError: as `head`.
         """
-        return self._frames("tail.npy")
+        return self._frames("tail.npy", mapped)
 
     def last_frames(self, count: int) -> np.ndarray:
         tail = self.tail()
         return tail[-count:]
 
-    def _frames(self, name: str) -> np.ndarray:
+    def _frames(self, name: str, mapped: bool = False) -> np.ndarray:
         path = self.dir / name
         try:
-            frames = np.load(path, allow_pickle=False)
+            frames = np.load(path, allow_pickle=False, mmap_mode="r" if mapped else None)
         except FileNotFoundError:
             problem = f"{name} is missing"
         except (ValueError, EOFError) as exc:
@@ -191,44 +197,55 @@ def read_span(path: Path, start: float, first: int, count: int, *, fps: Fraction
     """
     from .media import decode_graph
 
-    inputs, graph, what = _span_graph(path, start, first, count, fps, size)
-    return decode_graph(inputs, graph, label="out", size=size, frames=count, what=what)
+    source, chain = _span_chain(path, start, first, count, fps, size, index=0, label="out")
+    return decode_graph([source], chain, label="out", size=size, frames=count,
+                        what=f"read frames {first}-{first + count} of {Path(path).name} "
+                             f"from {start:.3f} s")
 
 
-def _save_span(npy: Path, path: Path, start: float, first: int, count: int, *, fps: Fraction,
+def _save_ends(folder: Path, path: Path, start: float, count: int, *, fps: Fraction,
                size: tuple[int, int]) -> None:
-    """`read_span` saved straight to an .npy file, never held in memory (a render's
-    footage takes would otherwise leave their heads and tails in the heap)."""
+    """The span's head and tail (`read_span`) saved to ``head.npy`` and ``tail.npy`` in
+    `folder` by one ffmpeg run, and never held in memory (a render's footage takes would
+    otherwise leave their heads and tails in the heap)."""
     from .media import write_raw_frames
 
-    inputs, graph, what = _span_graph(path, start, first, count, fps, size)
-    raw = npy.with_suffix(".rgb")
-    write_raw_frames(inputs, graph, raw, label="out", size=size, frames=count, what=what)
+    ends = [("head", 0, min(HEAD_FRAMES, count)),
+            ("tail", count - min(TAIL_FRAMES, count), min(TAIL_FRAMES, count))]
+    inputs, chains = [], []
+    for index, (label, first, frames) in enumerate(ends):
+        source, chain = _span_chain(path, start, first, frames, fps, size, index=index,
+                                    label=label)
+        inputs.append(replace(source, threads=1))
+        chains.append(chain)
+    outputs = [(label, folder / f"{label}.rgb", frames) for label, _, frames in ends]
+    write_raw_frames(inputs, ";".join(chains), outputs, size=size,
+                     what=f"read the head and tail of {Path(path).name} from {start:.3f} s")
     width, height = size
-    remaining = count * height * width * 3
-    with open(npy, "wb") as out, open(raw, "rb") as frames:
-        np.lib.format.write_array_header_1_0(out, {"descr": "|u1", "fortran_order": False,
-                                                   "shape": (count, height, width, 3)})
-        while remaining:
-            block = frames.read(min(remaining, 1 << 20))
-            out.write(block)
-            remaining -= len(block)
-    raw.unlink()
+    for label, raw, frames in outputs:
+        remaining = frames * height * width * 3
+        with open(folder / f"{label}.npy", "wb") as out, open(raw, "rb") as pixels:
+            np.lib.format.write_array_header_1_0(out, {"descr": "|u1", "fortran_order": False,
+                                                       "shape": (frames, height, width, 3)})
+            while remaining:
+                block = pixels.read(min(remaining, 1 << 20))
+                out.write(block)
+                remaining -= len(block)
+        raw.unlink()
 
 
-def _span_graph(path: Path, start: float, first: int, count: int, fps: Fraction,
-                size: tuple[int, int]) -> tuple[list[Any], str, str]:
-    """The ffmpeg input and filtergraph (output ``out``) that `read_span` runs."""
+def _span_chain(path: Path, start: float, first: int, count: int, fps: Fraction,
+                size: tuple[int, int], *, index: int, label: str) -> tuple[Input, str]:
+    """The ffmpeg input and filter chain (input `index`, output `label`) of `read_span`."""
     from .media import Input, probe
     from .normalize import Grid, clip_chain, seek_seconds
 
     info = probe(path)
     seek = seek_seconds(info, first, fps)
-    chain = clip_chain("0:v:0", "out", info, Grid(size[0], size[1], fps), "cover",
+    chain = clip_chain(f"{index}:v:0", label, info, Grid(size[0], size[1], fps), "cover",
                        start=first, end=first + count, seek=seek)
     # The chain counts time from the in-point: the input is opened that much further in.
-    what = f"read frames {first}-{first + count} of {Path(path).name} from {start:.3f} s"
-    return [Input(Path(path), start + seek)], chain, what
+    return Input(Path(path), start + seek), chain
 
 
 @dataclass(frozen=True)
@@ -408,11 +425,7 @@ class TakeStore:
                     raise MediaError(source, "changed while it was being copied into the cache")
             else:
                 facts.update(path=str(source), **before)
-            tail_count = min(TAIL_FRAMES, count)
-            _save_span(work / "head.npy", path, start, 0, min(HEAD_FRAMES, count), fps=fps,
-                       size=(width, height))
-            _save_span(work / "tail.npy", path, start, count - tail_count, tail_count, fps=fps,
-                       size=(width, height))
+            _save_ends(work, path, start, count, fps=fps, size=(width, height))
             if not copy and _file_facts(source) != before:
                 raise MediaError(source, "changed while its take was being stored")
             meta = {

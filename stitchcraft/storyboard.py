@@ -13,10 +13,24 @@ from __future__ import annotations
 
 import difflib
 import re
+import typing
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Annotated, Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from pydantic_core.core_schema import ErrorType
 
 from .timeline import parse_fps
 from .yamlsource import shown, spelled
@@ -338,19 +352,88 @@ class Variant(Model):
 
 
 class EngineSettings(Model):
-    """Per-engine options: where the weights are and how to run them."""
+    """The settings every engine takes, under ``engines.<name>:``.
+
+    An engine with more settings declares a subclass as its ``SETTINGS`` (the diffusion
+    engines add ``guidance``, ``offload``, ...; footage adds ``library``), and its block
+    is validated against that model (`engine_blocks`).
+    """
+
+    # Fields that say where or how fast an engine runs, not what it makes: left out of
+    # an engine's fingerprint, so changing them never regenerates a take.
+    PLACEMENT: ClassVar[frozenset[str]] = frozenset({"device", "batch"})
 
     model: FilePath | None = Field(default=None, description="a model id or a local checkpoint")
-    image_model: FilePath | None = Field(default=None, description="checkpoint for image-to-video where it differs")
+    revision: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None, description="the model id's revision (branch, tag or commit)")
     device: Literal["auto", "cuda", "cpu", "mps"] = "auto"
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    offload: Literal["none", "model", "sequential"] = "none"
-    vae_tiling: bool = True
     steps: int | None = Field(default=None, ge=1, le=500)
-    guidance: float | None = Field(default=None, ge=0, le=50)
     batch: int | None = Field(default=None, ge=1, le=64)
-    library: FilePath | None = Field(default=None, description="footage: a folder of clips to draw from")
-    engine: str | None = Field(default=None, description="only under engines.draft: the draft engine")
+
+    def pixel_settings(self) -> dict[str, Any]:
+        """The settings that decide pixels, for the engine's fingerprint."""
+        return self.model_dump(mode="json", exclude=set(self.PLACEMENT))
+
+    def with_paths_resolved(self, resolve: Callable[[str], Path]) -> Self:
+        """These settings with storyboard-relative file paths made absolute by `resolve`."""
+        return self
+
+    def file_problems(self, resolve: Callable[[str], Path]) -> dict[str, str]:
+        """Field -> what is wrong with the file it names (checked with the storyboard's
+        files); empty when nothing is."""
+        return {}
+
+
+class DraftSettings(Model):
+    """``engines.draft``: not an engine, but where ``--quality draft`` sends generated shots."""
+
+    engine: str | None = Field(default=None, description="the draft engine (default ltx-video)")
+    steps: int | None = Field(default=None, ge=1, le=500)
+
+
+def engine_blocks(value: Any) -> Any:
+    """Validates each ``engines.<name>:`` block against that engine's settings model.
+
+    Errors keep their place (``engines.wan.guidance``); an unknown engine name, or a
+    plug-in that cannot be loaded, is an error at the name.
+    """
+    if not isinstance(value, dict):
+        return value  # pydantic says what a mapping is
+    from .engines import settings_model
+    from .errors import ConfigError
+
+    blocks: dict[Any, Any] = {}
+    errors: list[Any] = []
+    for name, block in value.items():
+        if not isinstance(name, str):
+            blocks[name] = block  # pydantic refuses the key
+            continue
+        try:
+            model: type[BaseModel] = DraftSettings if name == "draft" else settings_model(name)
+        except ConfigError as exc:  # unknown, or a plug-in that will not load
+            errors.append({"type": PydanticCustomError("engine_name", "{message}", {"message": str(exc)}),
+                           "loc": (name,), "input": block})
+            continue
+        try:
+            blocks[name] = model.model_validate(block)
+        except ValidationError as exc:
+            errors += [_placed(error, name) for error in exc.errors(include_url=False)]
+    if errors:
+        raise ValidationError.from_exception_data("engines", errors)
+    return blocks
+
+
+_ERROR_TYPES = frozenset(typing.get_args(ErrorType))
+
+
+def _placed(error: Any, name: str) -> dict[str, Any]:
+    """A block's validation error, raised again under the block's name."""
+    kind: Any = error["type"]
+    if kind not in _ERROR_TYPES:  # a plug-in's own error type: keep its words
+        kind = PydanticCustomError(kind, "{message}", {"message": error["msg"]})
+    return {"type": kind, "loc": (name, *error["loc"]), "input": error["input"],
+            **({"ctx": error["ctx"]} if "ctx" in error and kind is error["type"] else {})}
 
 
 class Scoring(Model):
@@ -383,7 +466,8 @@ class Storyboard(Model):
     subtitles: FilePath | None = None
     subtitles_mode: Literal["burn", "track"] = "track"
     logo: FilePath | None = None
-    engines: dict[str, EngineSettings] = Field(default_factory=dict)
+    engines: Annotated[dict[str, EngineSettings | DraftSettings], BeforeValidator(engine_blocks)] = Field(
+        default_factory=dict)
     scoring: Scoring = Scoring()
     shots: list[Shot] = Field(min_length=1, max_length=2000)
     variants: list[Variant] = Field(default_factory=list)
@@ -398,15 +482,25 @@ class Storyboard(Model):
         return value
 
     def engine_settings(self, name: str) -> EngineSettings:
-        return self.engines.get(name) or EngineSettings()
+        """Engine `name`'s settings: its ``engines:`` block, or its model's defaults.
+
+        Raises:
+            ConfigError: no engine has that name, or its plug-in cannot be loaded.
+        """
+        block = self.engines.get(name)
+        if isinstance(block, EngineSettings):
+            return block
+        from .engines import settings_model
+
+        return settings_model(name)()
 
     @property
     def draft_engine(self) -> str:
         """The engine `--quality draft` routes generated shots to."""
         draft = self.engines.get("draft")
-        return (draft.engine if draft and draft.engine else None) or "ltx-video"
+        return (draft.engine if isinstance(draft, DraftSettings) else None) or "ltx-video"
 
     @property
     def draft_steps(self) -> int:
         draft = self.engines.get("draft")
-        return (draft.steps if draft and draft.steps else None) or 8
+        return (draft.steps if isinstance(draft, DraftSettings) else None) or 8

@@ -299,9 +299,9 @@ def test_library_folder_adds_candidates(tmp_path, cut_clip):
     make_video(library / "b.mp4", seconds=1.0, audio=None)
     make_video(library / "a.mkv", seconds=1.0, audio=None)
     (library / "notes.txt").write_text("not a clip")
-    from stitchcraft.storyboard import EngineSettings
+    from stitchcraft.engines.footage import FootageSettings
 
-    engine = FootageEngine(EngineSettings(library=str(library)))
+    engine = FootageEngine(FootageSettings(library=str(library)))
     found = engine.candidates(request("source", frames=24, sources=[cut_clip]))
     assert [c.path.name for c in found] == ["cut.mp4", "cut.mp4", "a.mkv", "b.mp4"]
 

@@ -8,7 +8,8 @@ importing their heavy dependencies.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -198,36 +199,99 @@ class Take:
 
 
 class Engine:
-    """Base class of every engine; subclasses set NAME and CAPABILITIES.
+    """Base of every engine; subclasses set NAME and CAPABILITIES.
 
-    Subclasses keep heavy imports (torch, diffusers) inside methods, so that listing
-    and validating engines stays instant.
+    Subclasses keep heavy imports (torch, diffusers) inside methods, so that listing,
+    validating and fingerprinting engines stays instant.
+
+    Attributes:
+        NAME: The name storyboards use (``engine: NAME``, ``engines.NAME:``).
+        VERSION: The version of the code that makes the engine's pixels: bump it when a
+            change makes different pixels from the same request, and every take the
+            engine made before is regenerated (`fingerprint`).
+        SETTINGS: The model of the engine's ``engines.<NAME>:`` block, a subclass of
+            `stitchcraft.storyboard.EngineSettings`; None for the shared fields only.
+        LIBRARIES: Packages whose versions decide the engine's pixels, each with how many
+            leading parts of its version count (None: all of them), read from the
+            installed metadata, never by importing the package.
+        CONCURRENCY: Engine calls that may run at once: 1 for a local pipeline on one
+            device; a hosted API takes many jobs in flight, one take per call.
     """
 
     NAME: ClassVar[str] = ""
     DESCRIPTION: ClassVar[str] = ""
     CAPABILITIES: ClassVar[Capabilities]
-    # Engine calls that may run at once: 1 for a local pipeline on one device; a hosted
-    # API takes many jobs in flight, one take per call.
+    VERSION: ClassVar[int | str] = 1
+    SETTINGS: ClassVar[type[EngineSettings] | None] = None
+    LIBRARIES: ClassVar[Mapping[str, int | None]] = {}
     CONCURRENCY: ClassVar[int] = 1
 
     def __init__(self, settings: EngineSettings | None = None):
+        self.settings = self.settings_for(settings)
+
+    @classmethod
+    def settings_model(cls) -> type[EngineSettings]:
+        """The model of this engine's settings."""
+        if cls.SETTINGS is not None:
+            return cls.SETTINGS
         from ..storyboard import EngineSettings
 
-        self.settings = settings or EngineSettings()
+        return EngineSettings
+
+    @classmethod
+    def settings_for(cls, settings: EngineSettings | Mapping[str, Any] | None = None) -> EngineSettings:
+        """`settings` as this engine's own model: its defaults for None, and another
+        model's (or a mapping's) fields validated again.
+
+        Raises:
+            ConfigError: the settings hold fields this engine does not take.
+        """
+        from pydantic import BaseModel, ValidationError
+
+        from ..errors import ConfigError
+
+        model = cls.settings_model()
+        if settings is None:
+            return model()
+        if isinstance(settings, model):
+            return settings
+        fields = (settings.model_dump(exclude_unset=True) if isinstance(settings, BaseModel)
+                  else dict(settings))
+        try:
+            return model.model_validate(fields)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"engine '{cls.NAME}' settings: {problems}") from None
 
     @classmethod
     def availability(cls, settings: EngineSettings | None = None) -> Availability:
         """Whether this engine can run here with these settings; cheap to call."""
         return Availability(True)
 
+    @classmethod
+    def fingerprint(cls, settings: EngineSettings | None = None) -> dict[str, Any]:
+        """What, besides the request, decides this engine's pixels: its code version,
+        the settings that decide pixels, and the versions of the libraries that render.
+
+        The planner puts it in every take's id, so a change to any of it regenerates
+        this engine's takes and no others. Cheap: reads no weights and imports nothing
+        heavy. Subclasses add what else decides their pixels (model weights, fonts).
+        """
+        return {"engine": cls.NAME, "version": cls.VERSION,
+                "settings": cls.settings_for(settings).pixel_settings(),
+                "libraries": {name: package_version(name, parts)
+                              for name, parts in sorted(cls.LIBRARIES.items())}}
+
+    @classmethod
+    def input_files(cls, settings: EngineSettings | None = None) -> list[Path]:
+        """Files, besides the request's, whose content decides this engine's pixels
+        (a footage library's clips); the generate stage digests them into the take ids.
+        Paths in `settings` are already absolute."""
+        return []
+
     def candidate_seeds(self, request: SegmentRequest, wanted: int, base_seed: int) -> list[int]:
         """The seeds (variation keys) of the candidates to make for a request."""
         return [base_seed + i for i in range(wanted)]
-
-    def fingerprint(self) -> dict[str, Any]:
-        """What, beyond the request, decides this engine's pixels (model id, version)."""
-        return {"engine": self.NAME}
 
     def generate(self, request: SegmentRequest) -> Iterator[Take]:
         """Makes one take per seed in `request.seeds`, yielding each when done.
@@ -239,3 +303,16 @@ class Engine:
 
     def close(self) -> None:
         """Releases models and memory; called once at the end of a render."""
+
+
+@functools.cache
+def package_version(name: str, parts: int | None = None) -> str | None:
+    """The installed version of distribution `name` (its first `parts` parts), or None
+    when it is not installed; read from its metadata, without importing it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version(name)
+    except PackageNotFoundError:
+        return None
+    return found if parts is None else ".".join(found.split(".")[:parts])

@@ -37,16 +37,18 @@ import importlib.util
 import math
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
+from pydantic import Field
 
 from .. import media
 from ..errors import ConfigError, EngineError, MediaError
+from ..storyboard import EngineSettings, FilePath
 from ..timeline import format_fps
 from .base import Availability, Capabilities, Engine, SegmentRequest, Take
 
@@ -210,12 +212,43 @@ def stable_start(times: np.ndarray, energy: np.ndarray, scene: tuple[float, floa
     return float(times[starts[int(np.argmin(cost))]])
 
 
+class FootageSettings(EngineSettings):
+    """``engines.footage:``: the shared settings and a library folder of clips."""
+
+    library: FilePath | None = Field(default=None, description="a folder of clips to draw from")
+
+    def with_paths_resolved(self, resolve: Callable[[str], Path]) -> Self:
+        if self.library is None:
+            return self
+        return self.model_copy(update={"library": str(resolve(self.library))})
+
+    def file_problems(self, resolve: Callable[[str], Path]) -> dict[str, str]:
+        if self.library is None:
+            return {}
+        folder = resolve(self.library)
+        try:
+            found = folder.is_dir()
+        except OSError as exc:  # e.g. a name too long for the file system
+            return {"library": f"cannot look for library folder '{self.library}': {exc.strerror or exc}"}
+        return {} if found else {"library": f"library folder '{self.library}' not found"}
+
+
+def library_clips(folder: Path) -> list[Path]:
+    """The clips of a library folder and its subfolders, sorted by path."""
+    return [path for path in sorted(folder.rglob("*"))
+            if path.suffix.lower() in media.VIDEO_EXTENSIONS and path.is_file()
+            and not path.name.startswith(".")]
+
+
 class FootageEngine(Engine):
     """Cuts candidates from real clips: one per clip, or per scene of a long clip."""
 
     NAME = "footage"
     DESCRIPTION = "real clips from source: or a library folder; long clips split into scenes"
     CAPABILITIES = Capabilities(kinds=frozenset({"source"}))
+    VERSION = 1
+    SETTINGS = FootageSettings
+    LIBRARIES = {"scenedetect": None}
 
     @classmethod
     def availability(cls, settings=None) -> Availability:
@@ -225,15 +258,19 @@ class FootageEngine(Engine):
                                            "reinstall stitchcraft to get it")
         return Availability(True)
 
-    def fingerprint(self) -> dict[str, Any]:
-        from importlib.metadata import PackageNotFoundError, version
+    @classmethod
+    def fingerprint(cls, settings: EngineSettings | None = None) -> dict[str, Any]:
+        """Also the version of the scene analysis that picks the spans."""
+        return {**super().fingerprint(settings), "analysis": ANALYSIS_VERSION}
 
-        try:
-            scenedetect_version = version("scenedetect")
-        except PackageNotFoundError:
-            scenedetect_version = "missing"
-        return {"engine": self.NAME, "analysis": ANALYSIS_VERSION,
-                "scenedetect": scenedetect_version, "library": self.settings.library}
+    @classmethod
+    def input_files(cls, settings: EngineSettings | None = None) -> list[Path]:
+        """The library's clips: each offers candidates to every footage shot."""
+        library = getattr(cls.settings_for(settings), "library", None)
+        if library is None:
+            return []
+        folder = Path(library).expanduser()
+        return library_clips(folder) if folder.is_dir() else []
 
     def candidate_seeds(self, request: SegmentRequest, wanted: int, base_seed: int) -> list[int]:
         """Every candidate the sources offer (up to 32), whatever `wanted` says."""

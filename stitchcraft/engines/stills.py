@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -33,7 +32,6 @@ from .base import Capabilities, Engine, SegmentRequest, Take
 
 MOVES = ("push-in", "pull-out", "pan-left", "pan-right", "tilt-up", "tilt-down", "drift")
 SPEEDS = (1.0, 0.6, 1.6)
-RENDER_VERSION = 1
 # How far a move travels per second at speed 1, as a fraction of the base rectangle,
 # and the limits on one shot's travel.
 _TRAVEL_PER_SECOND = 0.035
@@ -190,14 +188,12 @@ class StillsEngine(Engine):
     DESCRIPTION = "a still brought to motion with smooth camera moves"
     CAPABILITIES = Capabilities(kinds=frozenset({"image"}), image_to_video=True,
                                 condition_frames=1)
+    VERSION = 1
 
     def candidate_seeds(self, request: SegmentRequest, wanted: int, base_seed: int) -> list[int]:
         """Variation keys 0..wanted-1 (the still has no randomness for a base seed to
         change); one only for a static camera."""
         return [0] if request.camera == "static" else list(range(max(wanted, 1)))
-
-    def fingerprint(self) -> dict[str, Any]:
-        return {"engine": self.NAME, "render": RENDER_VERSION}
 
     def generate(self, request: SegmentRequest) -> Iterator[Take]:
         """One take per seed: the still under that seed's move.

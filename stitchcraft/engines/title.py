@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,7 +27,9 @@ from ..errors import EngineError, MediaError
 from ..fonts import sans_font_file
 from .base import Capabilities, Engine, SegmentRequest, Take
 
-RENDER_VERSION = 1
+if TYPE_CHECKING:
+    from ..storyboard import EngineSettings
+
 SAFE_WIDTH, SAFE_HEIGHT = 0.84, 0.80
 TITLE_SIZE, SUBTITLE_SIZE = 0.11, 0.045
 def _default_font_file() -> str | None:
@@ -203,13 +205,16 @@ class TitleEngine(Engine):
     NAME = "title"
     DESCRIPTION = "title cards and end slates drawn with Pillow"
     CAPABILITIES = Capabilities(kinds=frozenset({"title"}))
+    VERSION = 1
 
     def candidate_seeds(self, request: SegmentRequest, wanted: int, base_seed: int) -> list[int]:
         """One candidate: a card has nothing to vary."""
         return [base_seed]
 
-    def fingerprint(self) -> dict[str, Any]:
-        return {"engine": self.NAME, "render": RENDER_VERSION, "font": _default_font_file()}
+    @classmethod
+    def fingerprint(cls, settings: EngineSettings | None = None) -> dict[str, Any]:
+        """Also the font a card without its own is drawn in."""
+        return {**super().fingerprint(settings), "font": _default_font_file()}
 
     def generate(self, request: SegmentRequest) -> Iterator[Take]:
         """One take per seed, all alike.

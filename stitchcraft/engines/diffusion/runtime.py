@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import importlib.util
 import json
 import os
@@ -22,11 +23,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
 from ...errors import EngineError, EngineUnavailable
+from ...storyboard import EngineSettings, FilePath
 from ..base import Availability, Engine, SegmentRequest, Take
 from .frames import Window, to_uint8
 
@@ -60,10 +63,10 @@ def is_local(model: str) -> bool:
     return Path(model).expanduser().exists() or model.startswith(("/", ".", "~")) or "\\" in model
 
 
-def model_index_of(model: str) -> dict[str, Any]:
+def model_index_of(model: str, revision: str | None = None) -> dict[str, Any]:
     """A checkpoint's model_index.json, from a folder or the HF cache; empty when it
     cannot be read without downloading."""
-    index = _model_index(model)
+    index = _model_index(model, revision)
     if index is None:
         return {}
     try:
@@ -77,7 +80,9 @@ def pipeline_class_of(model: str) -> str | None:
     return model_index_of(model).get("_class_name")
 
 
-def _model_index(model: str) -> Path | None:
+def _model_index(model: str, revision: str | None = None) -> Path | None:
+    """The model_index.json of a folder, or of the cached snapshot of a model id (at
+    `revision`, else the one the cache's main ref names)."""
     if is_local(model):
         index = Path(model).expanduser() / "model_index.json"
         return index if index.is_file() else None
@@ -86,13 +91,13 @@ def _model_index(model: str) -> Path | None:
     from huggingface_hub import try_to_load_from_cache
 
     try:
-        cached = try_to_load_from_cache(model, "model_index.json")
+        cached = try_to_load_from_cache(model, "model_index.json", revision=revision)
     except ValueError:  # not a valid repo id
         return None
     return Path(cached) if isinstance(cached, str) else None
 
 
-def weights_problem(engine: str, role: str, model: str) -> str | None:
+def weights_problem(engine: str, role: str, model: str, revision: str | None = None) -> str | None:
     """Why the checkpoint `model` cannot be loaded offline, or None when it can."""
     if is_local(model):
         folder = Path(model).expanduser()
@@ -102,12 +107,60 @@ def weights_problem(engine: str, role: str, model: str) -> str | None:
             return (f"{role} folder {folder} has no model_index.json "
                     "(expected a diffusers pipeline saved with save_pretrained)")
         return None
-    if _env_flag(ALLOW_DOWNLOAD_ENV) or _model_index(model) is not None:
+    if _env_flag(ALLOW_DOWNLOAD_ENV) or _model_index(model, revision) is not None:
         return None
-    return (f"weights for '{model}' not found in the Hugging Face cache; on a machine with "
-            f"internet run `huggingface-cli download {model}`, or point the engine at a local "
+    at = f" at revision '{revision}'" if revision else ""
+    fetch = f"{model} --revision {revision}" if revision else model
+    return (f"weights for '{model}'{at} not found in the Hugging Face cache; on a machine with "
+            f"internet run `huggingface-cli download {fetch}`, or point the engine at a local "
             f"copy with `engines: {{{engine}: {{{role}: /path/to/folder}}}}` "
             f"(or set {ALLOW_DOWNLOAD_ENV}=1 to download while rendering)")
+
+
+class DiffusionSettings(EngineSettings):
+    """``engines.<diffusion engine>:``: the shared settings and how to run a pipeline."""
+
+    PLACEMENT = EngineSettings.PLACEMENT | {"offload"}
+
+    image_model: FilePath | None = Field(default=None, description="checkpoint for image-to-video where it differs")
+    offload: Literal["none", "model", "sequential"] = "none"
+    vae_tiling: bool = True
+    guidance: float | None = Field(default=None, ge=0, le=50)
+
+
+# Files that say what a checkpoint is, without its weights: the pipeline's index and each
+# component's configuration.
+_INDEX_FILES = ("model_index.json", "*/config.json", "*/scheduler_config.json")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf")
+
+
+def weights_identity(model: str, revision: str | None = None) -> dict[str, Any]:
+    """What names a checkpoint's weights, read cheaply: its id and revision, and for a
+    folder (or a snapshot in the Hugging Face cache) a digest of its index and
+    configuration files and the names and sizes of its weight files.
+
+    The weights themselves are never read; a checkpoint not found locally is named by
+    its id and revision alone.
+    """
+    identity: dict[str, Any] = {"model": model, "revision": revision}
+    index = _model_index(model, revision)
+    if index is None:
+        return identity
+    folder = index.parent
+    if not is_local(model):
+        identity["commit"] = folder.name  # the cache's snapshot folder is named by it
+    digest = hashlib.sha256()
+    for pattern in _INDEX_FILES:
+        for path in sorted(folder.glob(pattern)):
+            digest.update(f"{path.relative_to(folder).as_posix()}\0".encode())
+            with contextlib.suppress(OSError):
+                digest.update(path.read_bytes())
+    for path in sorted(folder.glob("*/*")):
+        if path.suffix in _WEIGHT_SUFFIXES:
+            with contextlib.suppress(OSError):
+                digest.update(f"{path.relative_to(folder).as_posix()}:{path.stat().st_size}\0".encode())
+    identity["index"] = digest.hexdigest()
+    return identity
 
 
 @dataclass
@@ -135,13 +188,17 @@ class Call:
 class DiffusionEngine(Engine):
     """Base of the diffusers engines; subclasses plan calls and build pipelines."""
 
+    SETTINGS = DiffusionSettings
+    LIBRARIES = {"diffusers": None, "torch": 1}
     REQUIRES: ClassVar[tuple[str, ...]] = ("torch", "diffusers", "transformers")
     DEFAULT_MODEL: ClassVar[str]
     DEFAULT_IMAGE_MODEL: ClassVar[str | None] = None
     DEFAULT_STEPS: ClassVar[int] = 30
     DEFAULT_GUIDANCE: ClassVar[float] = 5.0
 
-    def __init__(self, settings=None):
+    settings: DiffusionSettings
+
+    def __init__(self, settings: EngineSettings | None = None):
         super().__init__(settings)
         self._pipes: dict[str, Any] = {}
         self._device: str | None = None
@@ -180,27 +237,25 @@ class DiffusionEngine(Engine):
     def guidance(self) -> float:
         return self.settings.guidance if self.settings.guidance is not None else self.DEFAULT_GUIDANCE
 
-    def fingerprint(self) -> dict[str, Any]:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            diffusers_version = version("diffusers")
-        except PackageNotFoundError:
-            diffusers_version = None
-        return {"engine": self.NAME, "model": self.model_for(self.settings),
-                "image_model": self.image_model_for(self.settings),
-                "device": self.settings.device, "dtype": self.settings.dtype,
-                "steps": self.settings.steps, "guidance": self.guidance(),
-                "diffusers": diffusers_version}
+    @classmethod
+    def fingerprint(cls, settings: EngineSettings | None = None) -> dict[str, Any]:
+        """Also the checkpoints (id and revision, or a digest of a folder's index and
+        configuration) and the defaults that stand in for unset settings."""
+        settings = cls.settings_for(settings)
+        image_model = cls.image_model_for(settings)
+        revision = settings.revision
+        return {**super().fingerprint(settings),
+                "weights": weights_identity(cls.model_for(settings), revision),
+                "image_weights": (weights_identity(image_model) if image_model
+                                  and image_model != cls.model_for(settings) else None),
+                "defaults": {"steps": cls.DEFAULT_STEPS, "guidance": cls.DEFAULT_GUIDANCE}}
 
     # -- availability ----------------------------------------------------------------
 
     @classmethod
     def availability(cls, settings=None) -> Availability:
         """Cheap: looks for packages, a GPU and the weights; imports no model code."""
-        from ...storyboard import EngineSettings
-
-        settings = settings or EngineSettings()
+        settings = cls.settings_for(settings)
         missing = [name for name in cls.REQUIRES if importlib.util.find_spec(name) is None]
         if missing:
             return Availability(False, f"package{'s' * (len(missing) > 1)} missing: "
@@ -209,7 +264,7 @@ class DiffusionEngine(Engine):
         device_problem = cls._device_problem(settings.device)
         if device_problem:
             problems.append(device_problem)
-        model_problem = weights_problem(cls.NAME, "model", cls.model_for(settings))
+        model_problem = weights_problem(cls.NAME, "model", cls.model_for(settings), settings.revision)
         if model_problem:
             problems.append(model_problem)
         if problems:
@@ -267,13 +322,16 @@ class DiffusionEngine(Engine):
         """Loads a pipeline from a folder or the HF cache; never runs remote code."""
         import diffusers
 
-        problem = weights_problem(self.NAME, role, model)
+        # The revision pins `model`; a separate image model is loaded as it is.
+        revision = self.settings.revision if role == "model" and not is_local(model) else None
+        problem = weights_problem(self.NAME, role, model, revision)
         if problem:
             raise EngineUnavailable(f"{self.NAME}: {problem}")
         _, dtype = self._resolve_device()
         try:
             pipe = getattr(diffusers, class_name).from_pretrained(
                 model, **{_dtype_keyword(): self._dtype_arg(dtype)},
+                **({"revision": revision} if revision else {}),
                 local_files_only=not _env_flag(ALLOW_DOWNLOAD_ENV))
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise EngineUnavailable(f"{self.NAME}: cannot load {role} '{model}' as "
