@@ -70,19 +70,21 @@ class SimulatedEngine(Engine):
         rng = np.random.default_rng(seed)
         if request.condition_frames is not None:
             start = request.condition_frames[-1]
-        else:
-            y, x = np.mgrid[0:request.height, 0:request.width]
+        else:  # smooth colour waves, made from two 1-D profiles (cheap at any size)
             hue = rng.uniform(0, 2 * np.pi)
-            start = np.stack([(127 + 100 * np.sin(x / 37 + hue + k) * np.cos(y / 53 - k)) for k in (0, 2, 4)],
-                             axis=-1).astype(np.uint8)
-        dx, dy = (int(v) for v in rng.integers(1, 4, size=2))
+            x, y = np.arange(request.width), np.arange(request.height)
+            start = np.stack([np.add.outer(60 * np.cos(y / 53 - k), 127 + 60 * np.sin(x / 37 + hue + k))
+                              for k in (0, 2, 4)], axis=-1).astype(np.uint8)
+        # A pan: frame i is the start moved i + 1 steps left, wrapping. Every frame is a
+        # window on one strip, so a take costs a few MB, not a copy per frame (a real
+        # model's frames come off the GPU; the simulation should cost no CPU).
+        step = int(rng.integers(2, 6))
         height, width = start.shape[:2]
-        canvas = np.tile(start, (2, 2, 1))  # frame i is the start shifted by i steps, wrapped
-        frames = np.empty((request.frames, height, width, 3), dtype=np.uint8)
-        for i in range(request.frames):
-            y, x = (height - (i + 1) * dy % height) % height, (width - (i + 1) * dx % width) % width
-            frames[i] = canvas[y:y + height, x:x + width]
-        return frames
+        repeats = -(-(width + (request.frames + 1) * step) // width)
+        strip = np.ascontiguousarray(np.tile(start, (1, repeats, 1)))
+        return np.lib.stride_tricks.as_strided(
+            strip[:, step:], shape=(request.frames, height, width, 3),
+            strides=(step * strip.strides[1], *strip.strides), writeable=False)
 
 
 def storyboard(shots: int, candidates: int) -> str:
@@ -154,6 +156,12 @@ def main() -> None:
         wall, result, intervals = run_render(folder, seconds, args.remote if remote else 1)
     takes = len(intervals)
     busy = union_seconds(intervals)
+    if os.environ.get("STITCHCRAFT_BENCH_GAPS"):
+        ordered = sorted(intervals)
+        origin = ordered[0][0]
+        for (_, end), (start, _) in zip(ordered, ordered[1:], strict=False):
+            if start - end > 0.3:
+                print(f"  engine idle {start - end:.1f} s at {end - origin:.1f} s")
     timings = result.get("timings", {})
     print(f"SIMULATED engine, {args.shots} shots x {args.candidates} candidates, 1280x720, "
           f"{seconds:g} s per take, {f'{args.remote} in flight' if remote else 'one device'}")

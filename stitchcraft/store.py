@@ -367,8 +367,9 @@ class TakeStore:
                 raise VerificationError(
                     f"take {take_id[:12]} encoded to {info.frames} frames {info.width}x{info.height}, "
                     f"expected {count} frames {width}x{height}")
-            np.save(work / "head.npy", frames[:HEAD_FRAMES])
-            np.save(work / "tail.npy", frames[-TAIL_FRAMES:])
+            # Contiguous first: numpy writes a strided view element by element (100x slower).
+            np.save(work / "head.npy", np.ascontiguousarray(frames[:HEAD_FRAMES]))
+            np.save(work / "tail.npy", np.ascontiguousarray(frames[-TAIL_FRAMES:]))
             meta = {
                 "id": take_id, "frames": count, "width": width, "height": height,
                 "fps": str(fps), "seed": take.seed, "engine": engine, "label": take.label,

@@ -18,6 +18,7 @@ which engines finished, so the same storyboard and seeds give the same cut.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -128,10 +129,58 @@ class CutChooser:
     # -- asking for candidates -----------------------------------------------------------
 
     def _ask_independent(self) -> None:
-        """Queues every unit that continues from nothing: its inputs are known now."""
+        """Queues every unit that continues from nothing: its inputs are known now. With
+        a beam of 1, each chain is also walked ahead on its own (see `_walk_chain`)."""
+        roots = []
         for index, unit in enumerate(self.units):
             if unit.condition is None and unit.bridge is None:
                 self.generator.request(unit.shot, unit.segment, Conditioning(), (INDEPENDENT, index))
+                roots.append(index)
+        if self.width == 1 and not self.generator.extra_seeds:
+            chained = {u.condition for u in self.units if u.condition is not None and u.bridge is None}
+            for index in roots:
+                if index in chained:
+                    threading.Thread(target=self._walk_chain, args=(index,), daemon=True,
+                                     name=f"chain-{self.units[index].shot.id}").start()
+
+    def _walk_chain(self, root: int) -> None:
+        """Asks for a chain's segments as soon as the take each continues from is known,
+        instead of when the search, walking the whole timeline in order, reaches them.
+
+        With a beam of 1 the search keeps, at every unit, its best candidate given the
+        takes chosen before; a chain's first unit judges no seam, and each later one only
+        its chain's, so the chain's choices are known from its own candidates: the same
+        choices the search makes (it then finds these requests already made). Stops at a
+        pin, a bridge, or any failure, which the search meets and reports itself.
+        """
+        chosen: dict[int, Candidate] = {}
+        index = root
+        try:
+            while True:
+                unit = self.units[index]
+                candidates = self._offered_under(chosen, index)
+                gains = []
+                for candidate in candidates:
+                    scores, _ = self._score(chosen, unit, candidate, alone=len(candidates) == 1)
+                    gains.append(self.book.combine(scores))
+                chosen[index] = candidates[gains.index(max(gains))]
+                following = unit.following
+                if following is None or self.units[following].condition != index \
+                        or self.units[following].bridge is not None:
+                    return
+                index = following
+        except Exception:  # the search asks again, and reports it
+            return
+
+    def _offered_under(self, chosen: dict[int, Candidate], index: int) -> list[Candidate]:
+        unit = self.units[index]
+        previous = chosen[unit.condition].take if unit.condition is not None else None
+        candidates = self.generator.candidates(unit.shot, unit.segment, Conditioning(previous=previous),
+                                               self._priority(unit, index))
+        for candidate in candidates:
+            self._candidates[candidate.take.id] = candidate
+        pick = self.picks.get(unit.shot.id)
+        return apply_pick(candidates, pick, unit) if pick is not None else candidates
 
     def _ask_for_beams(self, beams: Sequence[Partial], index: int) -> None:
         """Queues a unit's candidates under every partial cut before waiting for any."""
@@ -166,7 +215,8 @@ class CutChooser:
         result = []
         for candidate in candidates:
             self._candidates[candidate.take.id] = candidate
-            scores, seams = self._score(partial, unit, candidate, alone=len(candidates) == 1)
+            chosen = {i: self._candidates[take] for i, take in enumerate(partial.takes)}
+            scores, seams = self._score(chosen, unit, candidate, alone=len(candidates) == 1)
             gain = self.book.combine(scores)
             self._details[(partial.takes, candidate.take.id)] = {
                 "score": gain, "parts": {k: round(v.value, 4) for k, v in scores.items()},
@@ -176,9 +226,9 @@ class CutChooser:
             result.append((candidate.take.id, gain))
         return result
 
-    def _score(self, partial: Partial, unit: Unit, candidate: Candidate,
+    def _score(self, chosen: dict[int, Candidate], unit: Unit, candidate: Candidate,
                alone: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-        chosen = {i: self._candidates[take] for i, take in enumerate(partial.takes)}
+        """A candidate's scores given the takes chosen for other units (by unit index)."""
         judged = [(n, ahead) for n, ahead in ((unit.condition, False), (unit.bridge, True)) if n in chosen]
         drift = unit.chain_root is not None and unit.chain_root in chosen
         if alone and not judged and not drift:
