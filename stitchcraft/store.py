@@ -39,7 +39,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -370,16 +370,8 @@ class TakeStore:
             # Contiguous first: numpy writes a strided view element by element (100x slower).
             np.save(work / "head.npy", np.ascontiguousarray(frames[:HEAD_FRAMES]))
             np.save(work / "tail.npy", np.ascontiguousarray(frames[-TAIL_FRAMES:]))
-            meta = {
-                "id": take_id, "frames": count, "width": width, "height": height,
-                "fps": str(fps), "seed": take.seed, "engine": engine, "label": take.label,
-                "audio": info.has_audio, "meta": take.meta, "request": request,
-                "files": {name: {"bytes": (work / name).stat().st_size,
-                                 "sha256": _sha256(work / name)} for name in _FILES},
-            }
-            _write_json(work / "meta.json", meta)
-            os.chmod(work, 0o755)
-            self._publish(take_id, work)
+            self._finish(work, take_id, take, frames=count, size=(width, height), fps=fps,
+                         engine=engine, audio=info.has_audio, request=request, files=_FILES)
         except OSError as exc:
             raise self._storage_error(exc, f"take {take_id[:12]}") from exc
         finally:
@@ -429,22 +421,32 @@ class TakeStore:
             _save_ends(work, path, start, count, fps=fps, size=(width, height))
             if not copy and _file_facts(source) != before:
                 raise MediaError(source, "changed while its take was being stored")
-            meta = {
-                "id": take_id, "frames": count, "width": width, "height": height,
-                "fps": str(fps), "seed": take.seed, "engine": engine, "label": take.label,
-                "audio": take.audio is not None and info.has_audio, "meta": take.meta,
-                "request": request, "source": facts,
-                "files": {name: {"bytes": (work / name).stat().st_size,
-                                 "sha256": _sha256(work / name)} for name in files},
-            }
-            _write_json(work / "meta.json", meta)
-            os.chmod(work, 0o755)
-            self._publish(take_id, work)
+            self._finish(work, take_id, take, frames=count, size=(width, height), fps=fps,
+                         engine=engine, audio=take.audio is not None and info.has_audio,
+                         request=request, files=files, source=facts)
         except OSError as exc:
             raise self._storage_error(exc, f"take {take_id[:12]}") from exc
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return self._stored_now(take_id)
+
+    def _finish(self, work: Path, take_id: str, take: Take, *, frames: int, size: tuple[int, int],
+                fps: Fraction, engine: str, audio: bool, request: dict[str, Any],
+                files: Sequence[str], source: dict[str, Any] | None = None) -> None:
+        """Writes a complete entry's meta.json (with its files' sizes and digests) and
+        renames the entry into place."""
+        meta: dict[str, Any] = {
+            "id": take_id, "frames": frames, "width": size[0], "height": size[1],
+            "fps": str(fps), "seed": take.seed, "engine": engine, "label": take.label,
+            "audio": audio, "meta": take.meta, "request": request,
+            "files": {name: {"bytes": (work / name).stat().st_size, "sha256": _sha256(work / name)}
+                      for name in files},
+        }
+        if source is not None:
+            meta["source"] = source
+        _write_json(work / "meta.json", meta)
+        os.chmod(work, 0o755)
+        self._publish(take_id, work)
 
     def _stored_now(self, take_id: str) -> StoredTake:
         stored = self.get(take_id)

@@ -74,6 +74,7 @@ def test_window_kept_is_exact_without_a_target():
 
 # -- availability (no model loads) -------------------------------------------------------
 
+@models  # the availability checks past 'packages missing' need the model stack
 @pytest.mark.parametrize("name", ["ltx-video", "wan", "svd", "cogvideox"])
 def test_missing_local_weights_are_named(name, tmp_path):
     folder = tmp_path / "nowhere"
@@ -95,11 +96,13 @@ def test_missing_hub_weights_say_how_to_get_them(tmp_path, monkeypatch):
     assert "engines: {ltx-video: {model: /path/to/folder}}" in available.reason
 
 
+@models  # the availability checks past 'packages missing' need the model stack
 def test_folder_without_a_pipeline_is_explained(tmp_path):
     available = engine_class("svd").availability(Settings(model=str(tmp_path), device="cpu"))
     assert not available and "model_index.json" in available.reason
 
 
+@models  # the availability checks past 'packages missing' need the model stack
 def test_no_cuda_is_explained(monkeypatch):
     from stitchcraft.engines.diffusion import runtime
 
@@ -114,6 +117,7 @@ def test_no_cuda_is_explained(monkeypatch):
     assert "no CUDA" not in engine_class("wan").availability(Settings()).reason
 
 
+@models  # the availability checks past 'packages missing' need the model stack
 def test_missing_package_says_how_to_install(monkeypatch):
     import importlib.util
 

@@ -182,6 +182,7 @@ def test_registry_and_defaults():
     assert {cls.SHAPE for cls in SCORERS.values()} == {"take", "seam", "drift"}
 
 
+@pytest.mark.models  # names the missing weights, which needs open_clip and lpips installed
 def test_scorebook_without_models_warns_once_per_model(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
