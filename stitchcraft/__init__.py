@@ -1,9 +1,9 @@
 """stitchcraft: turn a YAML storyboard into a finished multi-shot video.
 
 The pipeline's stages, each in its own module: load (`load`) -> plan (`plan`) ->
-generate (`generate`, `engines`) -> score (`scoring`) -> select (`select`) ->
-assemble (`assemble`, `audio`, `captions`) -> verify -> report (`report`).
-`render.render` runs them all.
+generate (`generate`, `engines`, run by an `executor`) -> score (`scoring`) -> select
+(`select`) -> assemble (`assemble`, `audio`, `captions`) -> verify -> report (`report`,
+`manifest`). `render.render` runs them all; `outputs` names what it writes.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
-    "LoadedStoryboard", "Plan", "RenderOptions", "RenderResult", "StitchError",
-    "load_storyboard", "plan_storyboard", "render",
+    "Engine", "Executor", "LoadedStoryboard", "LocalExecutor", "Manifest", "Plan",
+    "RenderOptions", "RenderResult", "StitchError", "load_storyboard", "plan_storyboard",
+    "register_engine", "render", "resolve_sources",
 ]
 
 _EXPORTS = {
@@ -22,11 +23,17 @@ _EXPORTS = {
     "Plan": "stitchcraft.plan", "plan_storyboard": "stitchcraft.plan",
     "RenderOptions": "stitchcraft.render", "RenderResult": "stitchcraft.render",
     "render": "stitchcraft.render", "StitchError": "stitchcraft.errors",
+    "resolve_sources": "stitchcraft.load", "Engine": "stitchcraft.engines",
+    "register_engine": "stitchcraft.engines", "Executor": "stitchcraft.executor",
+    "LocalExecutor": "stitchcraft.executor", "Manifest": "stitchcraft.manifest",
 }
 
 if TYPE_CHECKING:
+    from .engines import Engine, register_engine
     from .errors import StitchError
-    from .load import LoadedStoryboard, load_storyboard
+    from .executor import Executor, LocalExecutor
+    from .load import LoadedStoryboard, load_storyboard, resolve_sources
+    from .manifest import Manifest
     from .plan import Plan, plan_storyboard
     from .render import RenderOptions, RenderResult, render
 
