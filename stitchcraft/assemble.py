@@ -244,10 +244,11 @@ class _Placed:
 
 
 @dataclass(frozen=True)
-class _Segment:
-    """One piece of the programme, rendered by one ffmpeg run or copied.
+class _Piece:
+    """One piece of the programme, rendered by one ffmpeg run or copied ("segment" in the
+    plan means an engine call; the functions and cache files here still say segment).
 
-    A segment shows clip `clip`'s frames ``local_start .. local_end`` (none when they are
+    A piece shows clip `clip`'s frames ``local_start .. local_end`` (none when they are
     equal) and, when `join` is set, then the transition into the next clip.
     """
 
@@ -424,25 +425,25 @@ def _caption_frames(caption: Caption, fps: Fraction) -> tuple[int, int]:
 
 
 def _plan_segments(cut: CutSpec, placed: list[_Placed], overlays: _Overlays, total: int,
-                   work: Path, warnings: list[str]) -> list[_Segment]:
+                   work: Path, warnings: list[str]) -> list[_Piece]:
     """Splits the programme into segments, choosing which stretches to stream-copy."""
     busy = overlays.busy(total) + [_caption_frames(c, cut.fps) for c, _ in overlays.captions]
     reference = _reference_signature(cut, work, warnings) if cut.smart else None
-    segments: list[_Segment] = []
+    segments: list[_Piece] = []
     for index, spot in enumerate(placed):
         body_start, body_end = spot.body
         copies = _copy_spans(cut, spot, busy, reference) if reference else []
         cursor = body_start
         for copy_start, copy_end in copies:
             if copy_start > cursor:
-                segments.append(_Segment(index, cursor, copy_start, False, False,
+                segments.append(_Piece(index, cursor, copy_start, False, False,
                                          spot.start + cursor, copy_start - cursor))
-            segments.append(_Segment(index, copy_start, copy_end, False, True,
+            segments.append(_Piece(index, copy_start, copy_end, False, True,
                                      spot.start + copy_start, copy_end - copy_start))
             cursor = copy_end
         joins = spot.tail > 0
         if cursor < body_end or joins:
-            segments.append(_Segment(index, cursor, body_end, joins, False,
+            segments.append(_Piece(index, cursor, body_end, joins, False,
                                      spot.start + cursor, body_end - cursor + spot.tail))
     planned = sum(s.frames for s in segments)
     if planned != total:
@@ -512,14 +513,14 @@ def _reference_signature(cut: CutSpec, work: Path, warnings: list[str]) -> Strea
 
 
 def _render_segments(cut: CutSpec, placed: list[_Placed], overlays: _Overlays,
-                     segments: list[_Segment], work: Path,
+                     segments: list[_Piece], work: Path,
                      report: Callable[[str, float], None], warnings: list[str]) -> list[Path]:
     folder = work / "segments"
     folder.mkdir(parents=True, exist_ok=True)
     done = 0
     lock = threading.Lock()
 
-    def render(segment: _Segment) -> Path:
+    def render(segment: _Piece) -> Path:
         nonlocal done
         path = _render_segment(cut, placed, overlays, segment, folder, warnings)
         with lock:
@@ -541,7 +542,7 @@ def _render_segments(cut: CutSpec, placed: list[_Placed], overlays: _Overlays,
 
 
 def _render_segment(cut: CutSpec, placed: list[_Placed], overlays: _Overlays,
-                    segment: _Segment, folder: Path, warnings: list[str]) -> Path:
+                    segment: _Piece, folder: Path, warnings: list[str]) -> Path:
     spot = placed[segment.clip]
     suffix = SEGMENT_SUFFIX[cut.codec]
     if segment.copy:
@@ -600,7 +601,7 @@ def scratch_folders(workdir: Path) -> list[Path]:
 
 
 def _segment_graph(cut: CutSpec, placed: list[_Placed], overlays: _Overlays,
-                   segment: _Segment) -> tuple[list[Input], str, list[Path]]:
+                   segment: _Piece) -> tuple[list[Input], str, list[Path]]:
     """The inputs and filtergraph (output label ``out``) for one encoded segment."""
     grid = cut.grid
     spot = placed[segment.clip]
@@ -666,7 +667,7 @@ def _segment_graph(cut: CutSpec, placed: list[_Placed], overlays: _Overlays,
     return inputs, ";".join(chains), files
 
 
-def _effects(cut: CutSpec, overlays: _Overlays, segment: _Segment) -> list[str]:
+def _effects(cut: CutSpec, overlays: _Overlays, segment: _Piece) -> list[str]:
     """Programme-time filters that touch this segment's frames."""
     first, last = segment.start, segment.start + segment.frames
     frame = Fraction(1) / cut.fps

@@ -75,7 +75,7 @@ class ClipAnalysis:
 
 
 @dataclass(frozen=True)
-class Candidate:
+class Span:
     """One span a take can be cut from: a whole short clip or one scene of a long one."""
 
     path: Path
@@ -276,7 +276,7 @@ class FootageEngine(Engine):
         """Every candidate the sources offer (up to 32), whatever `wanted` says."""
         return list(range(len(self.candidates(request))))
 
-    def candidates(self, request: SegmentRequest) -> list[Candidate]:
+    def candidates(self, request: SegmentRequest) -> list[Span]:
         """The spans a take can be cut from, in variation-key order.
 
         Raises:
@@ -286,7 +286,7 @@ class FootageEngine(Engine):
         seconds = request.frames / float(request.fps)
         # Half a timeline frame of slack: a clip exactly as long as the shot fills it.
         needed = seconds - 0.5 / float(request.fps)
-        found: list[Candidate] = []
+        found: list[Span] = []
         short: list[tuple[Path, float]] = []
         for path in self._clips(request):
             info = probe_clip(path)
@@ -298,7 +298,7 @@ class FootageEngine(Engine):
             if usable < 2 * least:
                 # No two scenes of this clip can both carry the shot: one candidate, found
                 # without scene detection.
-                found.append(Candidate(path, info, 1, 1, 0.0, usable, None))
+                found.append(Span(path, info, 1, 1, 0.0, usable, None))
             else:
                 found.extend(_scene_candidates(path, info, seconds, least=least))
             if len(found) >= MAX_CANDIDATES:
@@ -344,7 +344,7 @@ class FootageEngine(Engine):
                 start = middle_start(candidate, seconds)
             yield self._take(request, seed, candidate, start)
 
-    def _take(self, request: SegmentRequest, seed: int, candidate: Candidate,
+    def _take(self, request: SegmentRequest, seed: int, candidate: Span,
               start: float) -> Take:
         available = max(0.0, candidate.end - start)
         wanted = request.frames
@@ -381,7 +381,7 @@ class FootageEngine(Engine):
                     audio_start=start if audio else 0.0, meta=meta)
 
 
-def middle_start(candidate: Candidate, seconds: float) -> float:
+def middle_start(candidate: Span, seconds: float) -> float:
     """The start of the `seconds`-long span in the middle of a candidate, on a frame of
     its clip (the candidate's start when it is not longer)."""
     spare = candidate.end - candidate.start - seconds
@@ -413,7 +413,7 @@ def usable_seconds(info: media.MediaInfo) -> float:
     return seconds
 
 
-def _scene_candidates(path: Path, info: media.MediaInfo, seconds: float, least: float) -> list[Candidate]:
+def _scene_candidates(path: Path, info: media.MediaInfo, seconds: float, least: float) -> list[Span]:
     analysis = analyse_clip(path)
     end = usable_seconds(info)
     scenes = analysis.scenes or [(0.0, end)]
@@ -422,8 +422,8 @@ def _scene_candidates(path: Path, info: media.MediaInfo, seconds: float, least: 
     # case the whole clip, cuts and all, is the one candidate.
     usable = [(i, s) for i, s in enumerate(scenes, 1) if s[1] - s[0] >= least]
     if not usable:
-        return [Candidate(path, info, 1, 1, 0.0, end, analysis)]
-    return [Candidate(path, info, i, len(scenes), a, b, analysis) for i, (a, b) in usable]
+        return [Span(path, info, 1, 1, 0.0, end, analysis)]
+    return [Span(path, info, i, len(scenes), a, b, analysis) for i, (a, b) in usable]
 
 
 def decode_span(path: Path, info: media.MediaInfo, start: float, frames: int, fps: Fraction,
