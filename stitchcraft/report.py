@@ -284,7 +284,10 @@ def _card(candidate: Mapping[str, Any], index: int, chosen: bool, thumbs: list[b
     if not strip:
         strip = '<div class="nothumb">no preview</div>'
     score = candidate.get("score")
-    score_text = f"{float(score):.3f}" if isinstance(score, int | float) else "–"
+    if candidate.get("scored") is False:  # the only candidate, no seam to judge
+        score_text = "not scored"
+    else:
+        score_text = f"{float(score):.3f}" if isinstance(score, int | float) else "–"
     meta = " · ".join(_e(x) for x in (candidate.get("engine"), f"seed {candidate['seed']}"
                                       if candidate.get("seed") is not None else None,
                                       candidate.get("label")) if x)

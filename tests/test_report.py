@@ -120,3 +120,11 @@ def test_report_thumbnails_show_in_chromium(report_data, tmp_path):
     assert area(MAGENTA) > 2 * 120 * 60
     assert area(CYAN) > 2 * 120 * 60
     assert area((31, 138, 76)) > 500  # the chosen take's green outline
+
+
+def test_a_lone_candidate_is_shown_as_not_scored():
+    data = {"title": "t", "shots": {"only": {"chosen": "a1", "segments": [{"index": 0, "chosen": "a1", "candidates": [
+        {"id": "a1", "engine": "title", "seed": 0, "score": 0.5, "scored": False, "components": {},
+         "thumbs": []}]}]}}}
+    page = render_report(data, {"a1": []})
+    assert "not scored" in page and "0.500" not in page
