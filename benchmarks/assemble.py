@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from fractions import Fraction
 from pathlib import Path
 
-import psutil
+from process_tree import run_sampled
 
 FPS = 24
 SECONDS = 5
@@ -138,36 +137,13 @@ def measure(method: str, clips: list[Path], folder: Path) -> dict:
     work = folder / f"work-{method}-{len(clips)}-{time.time_ns()}"
     listing = folder / f"clips-{method}.json"
     listing.write_text(json.dumps([str(p) for p in clips]))
-    started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--child", method, "--list", str(listing),
-                             "--output", str(output), "--work", str(work)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    root = psutil.Process(proc.pid)
-    peak = peak_pss = 0
-    while proc.poll() is None:
-        try:
-            tree = [root, *root.children(recursive=True)]
-            rss = pss = 0
-            for process in tree:
-                try:
-                    rss += process.memory_info().rss
-                    # PSS shares pages mapped by several processes (the ffmpeg binary,
-                    # libraries) among them instead of counting them once per process.
-                    pss += getattr(process.memory_full_info(), "pss", 0)
-                except psutil.Error:
-                    pass
-            peak = max(peak, rss)
-            peak_pss = max(peak_pss, pss)
-        except psutil.Error:
-            pass
-        time.sleep(0.05)
-    seconds = time.perf_counter() - started
-    stdout, stderr = proc.communicate()
-    if proc.returncode != 0:
-        raise SystemExit(f"{method} failed:\n{stderr[-3000:]}")
-    result = json.loads(stdout.strip().splitlines()[-1])
-    result.update(method=method, seconds=seconds, peak_mb=peak / 2**20,
-                  peak_pss_mb=peak_pss / 2**20, clips=len(clips))
+    run = run_sampled([sys.executable, __file__, "--child", method, "--list", str(listing),
+                       "--output", str(output), "--work", str(work)], pss=True)
+    if run.returncode != 0:
+        raise SystemExit(f"{method} failed:\n{run.stderr[-3000:]}")
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result.update(method=method, seconds=run.seconds, peak_mb=run.peak_rss / 2**20,
+                  peak_pss_mb=run.peak_pss / 2**20, clips=len(clips))
     import shutil
 
     shutil.rmtree(work, ignore_errors=True)

@@ -29,12 +29,10 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import psutil
+from process_tree import run_sampled
 
 FPS = 24
 SECONDS = 5
@@ -116,28 +114,10 @@ def graph_command(clips: list[Path], output: Path) -> list[str]:
 
 def measure(name: str, command: list[str], cwd: Path) -> dict:
     """Runs a command; its wall time and the peak memory of its whole process tree."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    root = psutil.Process(proc.pid)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            rss = 0
-            for process in [root, *root.children(recursive=True)]:
-                try:
-                    rss += process.memory_info().rss
-                except psutil.Error:
-                    pass
-            peak = max(peak, rss)
-        except psutil.Error:
-            pass
-        time.sleep(0.05)
-    seconds = time.perf_counter() - started
-    stdout, stderr = proc.communicate()
-    if proc.returncode != 0:
-        raise SystemExit(f"{name} failed ({proc.returncode}):\n{stdout[-2000:]}\n{stderr[-3000:]}")
-    return {"name": name, "seconds": seconds, "peak_mb": peak / 2**20, "stdout": stdout}
+    run = run_sampled(command, cwd=cwd)
+    if run.returncode != 0:
+        raise SystemExit(f"{name} failed ({run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}")
+    return {"name": name, "seconds": run.seconds, "peak_mb": run.peak_rss / 2**20, "stdout": run.stdout}
 
 
 def frames_of(path: Path) -> int:

@@ -159,7 +159,7 @@ class Generator:
             MediaError: a file is unreadable, truncated or has no video, or every clip
                 of a shot is shorter than the shot and holding is not allowed.
         """
-        from .engines.footage import short_footage_reason, usable_seconds
+        from .engines.footage import least_seconds, short_footage_reason, usable_seconds
         from .media import probe, read_image
 
         warnings: list[str] = []
@@ -175,8 +175,7 @@ class Generator:
                 continue  # a variant's override, checked when the variant is planned
             planned = self.plan.shot(shot_id)
             seconds = planned.frames / float(self.plan.fps)
-            needed = seconds - 0.5 / float(self.plan.fps)
-            short = [(p, s) for p, s in usable.items() if s < needed]
+            short = [(p, s) for p, s in usable.items() if s < least_seconds(planned.frames, self.plan.fps)]
             if not short:
                 continue
             if self._hold_short(shot_id):

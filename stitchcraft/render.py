@@ -156,8 +156,9 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
     clock.lap("assemble")
     # 6. Manifest and report.
     reporter.stage("report")
-    timings = {**clock.laps, "engine busy": executor.stats()["generate"],
-               "store & score busy": executor.stats()["cpu"], "scoring": book.stats()["seconds"]}
+    busy = executor.stats()
+    timings = {**clock.laps, "engine busy": busy["generate"], "store & score busy": busy["cpu"],
+               "scoring": book.stats()["seconds"]}
     manifest_path, report_path = _write_manifest(loaded, cuts, outputs, store, book, options,
                                                  warnings, generator, timings)
     clock.lap("report")

@@ -284,8 +284,7 @@ class FootageEngine(Engine):
             ConfigError: the library folder does not exist.
         """
         seconds = request.frames / float(request.fps)
-        # Half a timeline frame of slack: a clip exactly as long as the shot fills it.
-        needed = seconds - 0.5 / float(request.fps)
+        needed = least_seconds(request.frames, request.fps)
         found: list[Span] = []
         short: list[tuple[Path, float]] = []
         for path in self._clips(request):
@@ -400,6 +399,12 @@ def short_footage_reason(shot_id: str, seconds: float, short: list[tuple[Path, f
     return (f"shot '{shot_id}' lasts {seconds:.2f} s but its footage is shorter ({clips}; a "
             "truncated file ends before its header says); use a longer clip, shorten the shot, "
             "or set `short_source: hold` to hold the last frame")
+
+
+def least_seconds(frames: int, fps: Fraction) -> float:
+    """Seconds a clip must hold to fill `frames` frames at `fps`. Half a frame of slack:
+    a clip exactly as long as the shot fills it."""
+    return (frames - 0.5) / float(fps)
 
 
 def usable_seconds(info: media.MediaInfo) -> float:

@@ -144,6 +144,7 @@ class FrameSource:
 
     def _dimensions(self) -> tuple[int, int]:
         if self._size is None:
+            self._head = _loaded(self._head)
             if self._head is not None and len(self._head):
                 self._size = (self._head.shape[2], self._head.shape[1])
             elif self.start is not None:

@@ -253,15 +253,22 @@ class CutChooser:
         return scores, seams
 
     def _source(self, unit: Unit, take: StoredTake) -> FrameSource:
+        """The one frame source kept per take: made from the store when the take was
+        not scored from memory."""
+        if take.id not in self._sources:
+            self._sources[take.id] = self._frame_source(unit, take)
+        return self._sources[take.id]
+
+    def _frame_source(self, unit: Unit, take: StoredTake, pixels: np.ndarray | None = None) -> FrameSource:
+        # The lossless ends load from the store only if a seam asks for them.
         from ..scoring.base import FrameSource
 
-        if take.id not in self._sources:
-            spec = self._specs[unit.shot.id]
-            self._sources[take.id] = FrameSource(
-                take.id, take.video, take.frames, take.fps, prompt=spec.prompt,
-                reference=self.loaded.resolve(spec.reference) if spec.reference else None,
-                head=take.head(), tail=take.tail(), start=take.span.start)
-        return self._sources[take.id]
+        spec = self._specs[unit.shot.id]
+        return FrameSource(take.id, take.video, take.frames, take.fps, prompt=spec.prompt,
+                           reference=self.loaded.resolve(spec.reference) if spec.reference else None,
+                           head=take.head if pixels is None else None,
+                           tail=take.tail if pixels is None else None,
+                           size=(take.width, take.height), start=take.span.start, pixels=pixels)
 
     def _score_in_memory(self, segment: SegmentPlan, take: StoredTake, frames: np.ndarray | None) -> None:
         """On a CPU worker, right after a new take is stored: its take scores, from the
@@ -269,14 +276,9 @@ class CutChooser:
         judges no seam is left unscored, as is a take that never was in memory."""
         unit = self._by_key[segment.key]
         alone = unit.shot.candidates == 1 and unit.condition is None and unit.bridge is None
-        if frames is None or (alone and unit.chain_root is None):
+        if frames is None or alone:
             return
-        from ..scoring.base import FrameSource
-
-        spec = self._specs[unit.shot.id]
-        source = FrameSource(take.id, take.video, take.frames, take.fps, prompt=spec.prompt,
-                             reference=self.loaded.resolve(spec.reference) if spec.reference else None,
-                             pixels=frames)
+        source = self._frame_source(unit, take, pixels=frames)
         self.book.take_scores(source)
         # Kept for seams and drift: a few sampled frames, the lossless ends from the store.
         source.slim(self.book.pair_samples(), head=take.head, tail=take.tail)
