@@ -41,9 +41,9 @@ from keyframe to keyframe (smart rendering), and only the frames around it are e
 Segments are cached in the work folder by the hash of everything that makes them, so a
 re-render redoes only what changed; a cached segment is reused only while it still holds
 its planned frames (a damaged one is deleted and rendered again, with a warning). The
-soundtrack is one separate continuous pass (`stitchcraft.audio`). The joined file is
-verified (`stitchcraft.verify`) under a temporary name and renamed into place only if
-it passes.
+soundtrack is one separate continuous pass (`stitchcraft.audio`), made while the segments
+render. The joined file is verified (`stitchcraft.verify`) under a temporary name and
+renamed into place only if it passes.
 """
 
 from __future__ import annotations
@@ -169,8 +169,9 @@ class CutSpec:
 
     Attributes:
         smart: Stream-copy stretches whose takes already match the output.
-        jobs: Segments rendered at once (0: two, which keeps both cores of a small
-            machine busy through each segment's start and end; memory grows with it).
+        jobs: Segments (and the soundtrack) rendered at once (0: two, which keeps both
+            cores of a small machine busy through each segment's start and end; memory
+            grows with it).
     """
 
     clips: list[CutClip]
@@ -308,21 +309,30 @@ def assemble(cut: CutSpec, output: Path, *, workdir: Path,
     total = cut.total_frames
     overlays = _overlays(cut, placed, total, work)
     segments = _plan_segments(cut, placed, overlays, total, work, warnings)
-    report("segments", 0.0)
-    files = _render_segments(cut, placed, overlays, segments, work, report, warnings)
-    audio_path = None
     track = _soundtrack(cut, placed, total)
+    audio_path = work / f"{output.stem}.{owner_tag()}.audio.m4a" if track.has_sources else None
     loudness_target = None
-    if track.has_sources:
-        report("audio", 0.0)
-        audio_path = work / f"{output.stem}.{owner_tag()}.audio.m4a"
-        measured = render_soundtrack(track, audio_path, workdir=work)
-        warnings += track.warnings
-        loudness_target = cut.loudness if measured is not None else None
-        report("audio", 1.0)
-    subtitles_track = cut.subtitles if cut.subtitles and cut.subtitles_mode == "track" else None
-    report("verify", 0.0)
+    report("segments", 0.0)
     try:
+        # The soundtrack is one ffmpeg run independent of the picture: it is rendered by
+        # the segments' workers, first since it is the longest, so that the machine never
+        # runs more ffmpeg processes (and holds more memory) than `CutSpec.jobs` allows.
+        with ThreadPoolExecutor(max_workers=cut.jobs or 2) as workers:
+            sound = (workers.submit(render_soundtrack, track, audio_path, workdir=work)
+                     if audio_path is not None else None)
+            try:
+                files = _render_segments(cut, placed, overlays, segments, work, report,
+                                         warnings, workers)
+            except BaseException:
+                workers.shutdown(cancel_futures=True)  # start nothing more for a failed cut
+                raise
+            if sound is not None:
+                measured = sound.result()
+                warnings += track.warnings
+                loudness_target = cut.loudness if measured is not None else None
+                report("audio", 1.0)
+        subtitles_track = cut.subtitles if cut.subtitles and cut.subtitles_mode == "track" else None
+        report("verify", 0.0)
         with atomic_output(output) as partial:
             mux(files, partial, workdir=work, audio=audio_path, subtitles=subtitles_track,
                 fps=cut.fps, final_suffix=output.suffix)
@@ -514,7 +524,8 @@ def _reference_signature(cut: CutSpec, work: Path, warnings: list[str]) -> Strea
 
 def _render_segments(cut: CutSpec, placed: list[_Placed], overlays: _Overlays,
                      segments: list[_Piece], work: Path,
-                     report: Callable[[str, float], None], warnings: list[str]) -> list[Path]:
+                     report: Callable[[str, float], None], warnings: list[str],
+                     workers: ThreadPoolExecutor) -> list[Path]:
     folder = work / "segments"
     folder.mkdir(parents=True, exist_ok=True)
     done = 0
@@ -528,12 +539,7 @@ def _render_segments(cut: CutSpec, placed: list[_Placed], overlays: _Overlays,
             report("segments", done / len(segments))
         return path
 
-    workers = cut.jobs or 2
-    if workers == 1 or len(segments) == 1:
-        files = [render(s) for s in segments]
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            files = list(pool.map(render, segments))
+    files = list(workers.map(render, segments))
     signatures = {StreamSignature.of(f) for f in files}
     if len(signatures) > 1:
         raise FFmpegError("segments came out with different codec parameters and cannot be "

@@ -41,7 +41,7 @@ import base64
 import html
 import io
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,6 +98,46 @@ def take_thumbnails(take: StoredTake, *, width: int = THUMB_WIDTH) -> list[bytes
     middle = take.span.read((take.frames - 1) // 2, 1, size=(width, height))[0]
     ends = small(take.head(mapped=True)[0]), small(take.tail(mapped=True)[-1])
     return [encode_jpeg(image) for image in (ends[0], middle, ends[1])]
+
+
+class ThumbnailJob:
+    """Thumbnails of stored takes, made on one background thread while the render goes on
+    (the assembly's encoders rarely keep every core busy), for `write_report`'s
+    `thumbnails`.
+
+    Use it as a context manager: leaving the block on an exception drops the takes not
+    yet started. A take whose thumbnails cannot be made here is left out of `result`, so
+    the report makes them itself afterwards (and deals with a damaged take there; this
+    job never moves anything in the store).
+    """
+
+    def __init__(self, takes: Iterable[StoredTake], *, width: int = THUMB_WIDTH):
+        from dataclasses import replace
+
+        unique = {take.id: replace(take, store=None) for take in takes}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thumbnails")
+        self._made = {take_id: self._pool.submit(_quiet_take_thumbnails, take, width)
+                      for take_id, take in unique.items()}
+
+    def __enter__(self) -> ThumbnailJob:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=kind is not None)
+
+    def result(self) -> dict[str, list[bytes]]:
+        """JPEG bytes (first, middle, last) by take id, waiting for any still being made."""
+        made = {take_id: future.result() for take_id, future in self._made.items()}
+        return {take_id: thumbs for take_id, thumbs in made.items() if thumbs}
+
+
+def _quiet_take_thumbnails(take: StoredTake, width: int) -> list[bytes]:
+    from .errors import StitchError
+
+    try:
+        return take_thumbnails(take, width=width)
+    except (StitchError, OSError, ValueError):
+        return []
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 82) -> bytes:

@@ -4,7 +4,7 @@ ffmpeg is treated as untrusted: whatever it reported, the file it wrote is probe
 compared with the plan. Frame count, size and frame rate must match exactly; the audio
 must last the programme's length within `AUDIO_TOLERANCE` seconds; and when the
 programme has sound, its integrated loudness must lie within `LOUDNESS_TOLERANCE` LU of
-the target.
+the target (one ``ebur128`` pass over the written file).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from .errors import MediaError, VerificationError
-from .media import measure_loudness, probe
+from .media import integrated_loudness, probe
 from .timeline import format_fps
 
 AUDIO_TOLERANCE = 0.05
@@ -76,8 +76,7 @@ def verify_render(path: Path, expected: Expected) -> Measured:
                 problems.append(f"audio lasts {info.audio_duration:.3f} s, the picture "
                                 f"{seconds:.3f} s")
             if expected.loudness is not None:
-                measured = measure_loudness(path)
-                loudness = measured.integrated if measured else None
+                loudness = integrated_loudness(path)
                 if loudness is None:
                     problems.append("the audio is silent")
                 elif abs(loudness - expected.loudness) > LOUDNESS_TOLERANCE:

@@ -316,6 +316,21 @@ def test_scoring_and_report_read_from_the_in_point(tmp_path):
     assert all(_blue(np.asarray(Image.open(io.BytesIO(base64.b64decode(i))))) for i in images)
 
 
+def test_thumbnails_made_beside_the_render_match_the_reports_own(tmp_path):
+    from stitchcraft.report import ThumbnailJob
+
+    clip = _red_then_blue(tmp_path / "red-blue.mp4")
+    store = TakeStore(tmp_path / "cache")
+    good = put_span(store, clip, start=1.0, frames=12)
+    damaged = put_span(store, clip, start=0.0, frames=12, take_id="d0" * 32)
+    (damaged.dir / "head.npy").write_bytes(b"not an array")
+    with ThumbnailJob([good, damaged, good]) as job:
+        made = job.result()
+    assert list(made) == [good.id] and made[good.id] == take_thumbnails(good)
+    # The damaged take is left for the report to handle; the job moved nothing aside.
+    assert (damaged.dir / "head.npy").exists() and not store.damaged.exists()
+
+
 # --- the render -------------------------------------------------------------------------
 
 STORYBOARD = """

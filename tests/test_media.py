@@ -62,3 +62,36 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path):
         partial.write_bytes(b"half")
         raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_integrated_loudness_agrees_with_loudnorm(tmp_path):
+    from lavfi import make_tone
+
+    tone = make_tone(tmp_path / "tone.wav", seconds=3.0, volume_db=-18.0)
+    one_pass = media.integrated_loudness(tone)
+    measured = media.measure_loudness(tone)
+    assert one_pass is not None and measured is not None
+    assert abs(one_pass - measured.integrated) <= 0.15
+    # Shorter than one 400 ms gating block: no integrated loudness, by either measure.
+    short = make_tone(tmp_path / "short.wav", seconds=0.3, volume_db=-18.0)
+    assert media.integrated_loudness(short) is None and media.measure_loudness(short) is None
+    silent = tmp_path / "silence.wav"
+    media.run_ffmpeg(["-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo", "-t", "1", str(silent)],
+                     what="make silence")
+    assert media.integrated_loudness(silent) is None
+
+
+def test_a_published_file_is_not_probed_again(tmp_path, monkeypatch):
+    source = make_video(tmp_path / "c.mp4", seconds=0.5, size="64x48")
+    final = tmp_path / "published.mp4"
+    with media.atomic_output(final) as partial:
+        partial.write_bytes(source.read_bytes())
+        before = media.probe(partial, count_frames=True)
+    calls: list[Path] = []
+    real = media._probe
+    monkeypatch.setattr(media, "_probe", lambda path: calls.append(path) or real(path))
+    after = media.probe(final, count_frames=True)
+    assert calls == [] and after.path == final and after.frames == before.frames == 12
+    final.write_bytes(source.read_bytes() + b"\0")  # changed since: read again
+    media.probe(final)
+    assert calls == [final]
