@@ -68,6 +68,7 @@ def handled(fn: F) -> F:
         except KeyboardInterrupt:
             _end_children()
             _err("interrupted; finished takes are kept in the cache and will be reused")
+            _say_jobs_left()
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
@@ -95,6 +96,22 @@ def _end_children() -> None:
     from .media import kill_children
 
     kill_children()
+
+
+def _say_jobs_left() -> None:
+    """Names the remote jobs an interrupted render leaves running, and how to collect them."""
+    from .jobs import left_running
+
+    running = left_running()
+    if not running:
+        return
+    by_provider: dict[str, int] = {}
+    for entry in running:
+        by_provider[entry.get("provider") or "?"] = by_provider.get(entry.get("provider") or "?", 0) + 1
+    counts = ", ".join(f"{n} at {p}" for p, n in sorted(by_provider.items()))
+    _err(f"{len(running)} hosted job(s) are still running ({counts}); they were not cancelled. "
+         "Run the same command again to collect them: they will not be submitted again "
+         "(nor paid for twice)")
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -134,17 +151,24 @@ def validate(storyboard: StoryboardArg, as_json: JsonOpt = False) -> None:
 @app.command()
 @handled
 def plan(storyboard: StoryboardArg, as_json: JsonOpt = False,
-         quality: Annotated[str, typer.Option(help="final or draft.")] = "final") -> None:
-    """Show the exact plan: frames, segments, candidates and estimated GPU time."""
-    from .generate import engine_fingerprints, storyboard_digests
+         quality: Annotated[str, typer.Option(help="final or draft.")] = "final",
+         beam: Annotated[int | None, typer.Option(min=1, max=16, help="Beam width to cost.")] = None,
+         cache: CacheOpt = None) -> None:
+    """Show the exact plan: frames, segments, candidates, estimated GPU time and the
+    hosted takes' seconds, price and time."""
+    from .cost import estimate
+    from .generate import default_cache, engine_fingerprints, storyboard_digests
     from .plan import plan_storyboard
+    from .store import TakeStore
     from .timeline import timecode
 
-    loaded = _load(storyboard)
+    loaded = _load(storyboard).for_quality(_quality(quality))
     result = plan_storyboard(loaded, quality=_quality(quality), digests=storyboard_digests(loaded),
                              fingerprints=engine_fingerprints(loaded, _quality(quality)))
+    root = cache or default_cache(loaded)
+    costs = estimate(loaded, result, beam=beam, store=TakeStore(root) if root.is_dir() else None)
     if as_json:
-        typer.echo(json.dumps(result.to_json(), indent=2))
+        typer.echo(json.dumps({**result.to_json(), "hosted": costs.to_json()}, indent=2))
         return
     from rich.console import Console
     from rich.markup import escape
@@ -168,8 +192,10 @@ def plan(storyboard: StoryboardArg, as_json: JsonOpt = False,
     if result.gpu_seconds:
         for engine, seconds in result.gpu_seconds.items():
             console.print(f"estimated GPU time for {engine}: {seconds / 60:.1f} min (H100-class)")
-    else:
+    elif not costs.engines:
         console.print("no GPU engine needed: every shot renders on the CPU")
+    for line in costs.lines():
+        console.print(escape(line))
 
 
 @app.command()
@@ -182,6 +208,12 @@ def render(
     no_variants: Annotated[bool, typer.Option("--no-variants", help="Render the main cut only.")] = False,
     beam: Annotated[int | None, typer.Option(min=1, max=16, help="Beam width for choosing takes.")] = None,
     reroll: Annotated[int, typer.Option(min=0, max=10, help="Rounds of new candidates for weak seams.")] = 0,
+    max_cost: Annotated[float | None, typer.Option(
+        "--max-cost", min=0, help="Refuse to start if the hosted takes to make are estimated "
+                                  "above this many USD.")] = None,
+    resubmit: Annotated[bool, typer.Option(
+        "--resubmit", help="Submit again hosted takes whose earlier submission was cut off or "
+                           "failed (otherwise never resubmitted, so never paid for twice).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Render a storyboard: generate, score and choose takes, assemble the final cut."""
@@ -194,7 +226,7 @@ def render(
     options = RenderOptions(
         cache=cache, quality=_quality(quality),
         variants=[] if no_variants else (variant or None), beam=beam, reroll=reroll,
-        picks=load_picks(loaded.path),
+        picks=load_picks(loaded.path), max_cost=max_cost, resubmit=resubmit,
     )
     with make_reporter(json_mode=as_json) as reporter:
         result = run_render(loaded, options, reporter)

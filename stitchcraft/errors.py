@@ -105,6 +105,16 @@ class EngineUnavailable(EngineError):
     """An engine cannot run here; the message says why and how to fix it."""
 
 
+class ShotFailed(EngineError):
+    """Every candidate of a shot failed, each for a reason of its own (a provider's
+    refusals, failed jobs); the message names the shot, the engine and the reasons."""
+
+    def __init__(self, message: str, *, shot: str, engine: str):
+        super().__init__(message)
+        self.shot = shot
+        self.engine = engine
+
+
 class StorageError(RenderError):
     """A file or folder cannot be written or read: names the path and the cause."""
 

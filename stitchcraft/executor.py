@@ -28,7 +28,7 @@ from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from .engines.base import Engine, SegmentRequest, Take
+from .engines.base import Engine, SegmentRequest, Take, TakeFailure
 
 T = TypeVar("T")
 Priority = tuple[int, ...]
@@ -38,7 +38,7 @@ class Executor(Protocol):
     """Runs engine calls and CPU work for a render."""
 
     def generate(self, engine: Engine, request: SegmentRequest, priority: Priority,
-                 on_take: Callable[[Take], Future[Any]]) -> Future[int]:
+                 on_take: Callable[[Take | TakeFailure], Future[Any]]) -> Future[int]:
         """Queues one engine call. `on_take` gets each take as the engine yields it (on
         a worker thread) and returns the future of the work that takes it out of
         memory (storing it); the engine pauses while too many such works are pending.
@@ -66,7 +66,7 @@ class _Job:
     order: int
     engine: Engine | None = field(compare=False)
     request: SegmentRequest | None = field(compare=False)  # None: stop serving
-    on_take: Callable[[Take], Future[Any]] | None = field(compare=False)
+    on_take: Callable[[Take | TakeFailure], Future[Any]] | None = field(compare=False)
     future: Future[int] | None = field(compare=False)
 
 
@@ -108,7 +108,7 @@ class _Lane:
             else:
                 job.future.set_result(made)
 
-    def _timed(self, takes: Iterator[Take]) -> Iterator[Take]:
+    def _timed(self, takes: Iterator[Take | TakeFailure]) -> Iterator[Take | TakeFailure]:
         """The engine's takes, with the time spent inside the engine counted."""
         import time
 
@@ -171,7 +171,7 @@ class LocalExecutor:
         self._lock = threading.Lock()
 
     def generate(self, engine: Engine, request: SegmentRequest, priority: Priority,
-                 on_take: Callable[[Take], Future[Any]]) -> Future[int]:
+                 on_take: Callable[[Take | TakeFailure], Future[Any]]) -> Future[int]:
         gpu = engine.CAPABILITIES.needs_gpu
         name = "gpu" if gpu else f"{engine.NAME}#{id(engine)}"
         with self._lock:
@@ -186,7 +186,7 @@ class LocalExecutor:
                                       priority, on_take) for seed in request.seeds])
 
     def _queue(self, lane: _Lane, engine: Engine, request: SegmentRequest, priority: Priority,
-               on_take: Callable[[Take], Future[Any]]) -> Future[int]:
+               on_take: Callable[[Take | TakeFailure], Future[Any]]) -> Future[int]:
         future: Future[int] = Future()
         lane.jobs.put(_Job(priority, next(self._order), engine, request, on_take, future))
         return future

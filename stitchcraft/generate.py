@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .engines import Engine, SegmentRequest, Take, engine_class
-from .errors import EngineError, EngineUnavailable, MediaError, StitchError
+from .engines.base import TakeFailure
+from .errors import EngineError, EngineUnavailable, MediaError, ShotFailed, StitchError
+from .jobs import JobBook, JobJournal
 from .load import LoadedStoryboard
 from .plan import Plan, SegmentPlan, ShotPlan, take_id
 from .store import StoredTake, TakeStore
@@ -61,6 +63,7 @@ class PendingCandidates:
         storing: Seed -> the CPU work storing a freshly made take.
         generation: The engine call making the missing ones, None if none are missing.
         asked: How many takes that call was asked for.
+        failed: Seed -> a candidate the engine could not make, and why.
     """
 
     shot: ShotPlan
@@ -70,12 +73,15 @@ class PendingCandidates:
     storing: dict[int, Future[Candidate]] = field(default_factory=dict)
     generation: Future[int] | None = None
     asked: int = 0
+    failed: dict[int, TakeFailure] = field(default_factory=dict)
 
     def result(self) -> list[Candidate]:
-        """Waits for every candidate; in seed order whatever order they finished in.
+        """Waits for every candidate; in seed order whatever order they finished in,
+        without those the engine could not make.
 
         Raises:
             EngineError: the engine failed or made fewer takes than asked.
+            ShotFailed: no candidate is left (each failed for a reason of its own).
         """
         if self.generation is not None:
             try:
@@ -93,11 +99,16 @@ class PendingCandidates:
                     work.exception()
             for seed, work in self.storing.items():
                 self.found[seed] = work.result()
-            if made != self.asked or len(self.storing) != self.asked:
+            if made != self.asked or len(self.storing) + len(self.failed) != self.asked:
                 raise EngineError(f"engine '{self.shot.engine}' made {made} of {self.asked} takes "
                                   f"for shot '{self.shot.id}'")
             self.generation = None
-        return [self.found[seed] for seed in self.seeds]
+        if not self.found:
+            reasons = "; ".join(f"seed {seed}: {f.reason}" for seed, f in sorted(self.failed.items()))
+            raise ShotFailed(f"shot '{self.shot.id}': engine '{self.shot.engine}' made none of its "
+                             f"{len(self.seeds)} candidates ({reasons})",
+                             shot=self.shot.id, engine=self.shot.engine)
+        return [self.found[seed] for seed in self.seeds if seed in self.found]
 
 
 @dataclass
@@ -114,6 +125,8 @@ class Generator:
         on_stored: Called on a CPU worker with (segment, take, frames) when a new take
             is stored, while its frames are in memory (None for a take that is a file).
         extra_seeds: Segment key -> extra candidates asked for by rerolls.
+        failures: Segment key -> candidates the engine could not make (one per seed).
+        journal: Where hosted engines record their jobs (beside the take store).
     """
 
     loaded: LoadedStoryboard
@@ -126,9 +139,23 @@ class Generator:
     generated: int = 0
     reused: int = 0
     seen: set[str] = field(default_factory=set)  # takes met in this render already
+    failures: dict[str, dict[int, TakeFailure]] = field(default_factory=dict)
+    journal: JobJournal | None = None
     _engines: dict[str, Engine] = field(default_factory=dict)
     _memo: dict[tuple[Any, ...], PendingCandidates] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def __post_init__(self) -> None:
+        if self.journal is None:
+            self.journal = JobJournal(self.store.root / "jobs")
+
+    def replanned(self, loaded: LoadedStoryboard, plan: Plan) -> Generator:
+        """A generator for another plan of the render (a shot moved to a fallback
+        engine), sharing this one's executor, engines, counts and failures."""
+        return Generator(loaded, plan, self.store, executor=self.executor, on_take=self.on_take,
+                         on_stored=self.on_stored, extra_seeds=self.extra_seeds,
+                         generated=self.generated, reused=self.reused, seen=self.seen,
+                         failures=self.failures, journal=self.journal, _engines=self._engines)
 
     def engine(self, name: str) -> Engine:
         if name not in self._engines:
@@ -229,7 +256,7 @@ class Generator:
         engine = self.engine(shot.engine)
         request = self._request(shot, segment, conditioning, engine)
         wanted = shot.candidates + self.extra_seeds.get(segment.key, 0)
-        seeds = engine.candidate_seeds(request, wanted, shot.seed + 7919 * segment.index)
+        seeds = engine.candidate_seeds(request, wanted, seed_base(shot, segment))
         ids = {seed: take_id(segment.hash, seed, condition=conditioning.key[0],
                              bridge=conditioning.key[1]) for seed in seeds}
         pending = PendingCandidates(shot=shot, segment=segment, seeds=seeds)
@@ -243,13 +270,23 @@ class Generator:
         if not missing:
             return pending
         request.seeds = missing
+        assert self.journal is not None
+        request.jobs = JobBook(self.journal, {seed: ids[seed] for seed in missing}, shot.engine)
         describe = {seed: _describe(request, seed, segment) for seed in missing}
 
-        def on_take(take: Take) -> Future[Candidate]:
+        def on_take(take: Take | TakeFailure) -> Future[Any]:
             # On the engine's lane: check the take, then hand it to a CPU worker.
-            if take.seed not in ids or take.seed in pending.found or take.seed in pending.storing:
+            if take.seed not in ids or take.seed in pending.found or take.seed in pending.storing \
+                    or take.seed in pending.failed:
                 raise EngineError(f"engine '{shot.engine}' returned a take for seed {take.seed}, "
                                   "which was not asked for")
+            if isinstance(take, TakeFailure):
+                pending.failed[take.seed] = take
+                with self._lock:
+                    self.failures.setdefault(segment.key, {})[take.seed] = take
+                done: Future[Any] = Future()
+                done.set_result(None)
+                return done
             if take.frame_count != segment.frames:
                 raise EngineError(f"engine '{shot.engine}' returned {take.frame_count} frames "
                                   f"for shot '{shot.id}', expected {segment.frames}")
@@ -266,6 +303,8 @@ class Generator:
         """On a CPU worker: stores a take, then lets `on_stored` look at its frames while
         they are still in memory (scoring them without decoding the file)."""
         stored = self.store.put(tid, take, fps=self.plan.fps, engine=shot.engine, request=request)
+        if take.meta.get("job") and self.journal is not None:
+            self.journal.remove(tid)  # the download is in the store now
         self._count(stored.id, reused=False)
         if self.on_stored is not None:
             self.on_stored(segment, stored, take.frames)
@@ -313,6 +352,17 @@ class Generator:
     def _settings(self, engine: str) -> EngineSettings:
         """The engine's settings with storyboard-relative paths made absolute."""
         return self.loaded.engine_settings(engine)
+
+
+def seed_base(shot: ShotPlan, segment: SegmentPlan) -> int:
+    """The first candidate seed of a segment (engines add to it: `Engine.candidate_seeds`)."""
+    return shot.seed + 7919 * segment.index
+
+
+def candidate_seeds(shot: ShotPlan, segment: SegmentPlan) -> list[int]:
+    """The seeds of a segment's candidates for an engine that keeps the default
+    `Engine.candidate_seeds` (rerolls add more)."""
+    return [seed_base(shot, segment) + i for i in range(shot.candidates)]
 
 
 def _local_executor() -> Executor:

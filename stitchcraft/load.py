@@ -70,6 +70,11 @@ class LoadedStoryboard:
         """
         return self.storyboard.engine_settings(name).with_paths_resolved(self.resolve)
 
+    def for_quality(self, quality: str) -> LoadedStoryboard:
+        """This storyboard as a render at `quality` sees it (`Storyboard.for_quality`)."""
+        routed = self.storyboard.for_quality(quality)
+        return self if routed is self.storyboard else dataclasses.replace(self, storyboard=routed)
+
     def with_font_resolved(self, styled: Any) -> Any:
         """A caption or title card whose `font` path is resolved like any other."""
         if styled is None or not styled.font:
@@ -391,6 +396,23 @@ def shot_engine(sb: Storyboard, shot: Shot, *, quality: str = "final") -> str:
     return shot.engine or KIND_ENGINES[shot.kind]
 
 
+def shot_fallbacks(sb: Storyboard, shot: Shot, *, quality: str = "final") -> list[str]:
+    """The engines a shot falls back to, in order: its own ``fallback:``, else its
+    engine's settings' ``fallback:``."""
+    if shot.fallback:
+        return list(shot.fallback)
+    settings = sb.engine_settings(shot_engine(sb, shot, quality=quality))
+    return list(getattr(settings, "fallback", None) or [])
+
+
+def with_engine(loaded: LoadedStoryboard, shot_id: str, engine: str) -> LoadedStoryboard:
+    """The storyboard with one shot's engine replaced (a fallback)."""
+    sb = loaded.storyboard
+    shots = [s.model_copy(update={"engine": engine}) if s.id == shot_id else s for s in sb.shots]
+    return LoadedStoryboard(loaded.path, sb.model_copy(update={"shots": shots}), loaded.located,
+                            loaded.sources)
+
+
 def _check_engines(loaded: LoadedStoryboard) -> list[Issue]:
     """Engine names, and what each shot asks of its engine. (Each ``engines.<name>:``
     block is checked against its engine's settings model while parsing.)"""
@@ -418,7 +440,7 @@ def _check_engines(loaded: LoadedStoryboard) -> list[Issue]:
             continue
         path = ("shots", index, "engine") if shot.engine else ("shots", index, shot.kind)
         try:
-            caps = engine_class(name).CAPABILITIES
+            caps = engine_class(name).capabilities_for(loaded.engine_settings(name))
         except ConfigError as exc:  # a plug-in that cannot be loaded
             issues.append(at(path, str(exc)))
             continue
@@ -438,6 +460,20 @@ def _check_engines(loaded: LoadedStoryboard) -> list[Issue]:
         if shot.reference and not caps.reference_image:
             issues.append(at(("shots", index, "reference"),
                              f"engine '{name}' takes no reference image"))
+        for position, fallback in enumerate(shot.fallback):
+            where = ("shots", index, "fallback", position)
+            if not has_engine(fallback):
+                issues.append(unknown(fallback, where))
+                continue
+            try:
+                fcaps = engine_class(fallback).capabilities_for(loaded.engine_settings(fallback))
+            except ConfigError as exc:
+                issues.append(at(where, str(exc)))
+                continue
+            if shot.kind not in fcaps.kinds or (shot.continuity == "chain" and not fcaps.image_to_video) \
+                    or (shot.continuity == "bridge" and not fcaps.first_last_frame):
+                issues.append(at(where, f"fallback engine '{fallback}' cannot make this shot "
+                                        f"({shot.kind}, continuity {shot.continuity})"))
     return issues
 
 

@@ -40,6 +40,9 @@ class CandidateRecord:
         components: Each scorer's value, 0..1.
         details: Each scorer's raw parts, in their own units.
         seams: Combined seam value by side (``previous``, ``next``).
+        provider, job: The hosted provider and its job id, for a hosted take.
+        billed_seconds, cost: Seconds the provider bills for it and their estimated
+            price in USD (0 for a take made on this machine).
     """
 
     id: str
@@ -56,16 +59,32 @@ class CandidateRecord:
     components: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     seams: dict[str, float] = field(default_factory=dict)
+    provider: str | None = None
+    job: str | None = None
+    billed_seconds: float = 0.0
+    cost: float = 0.0
+
+
+@dataclass
+class FailedRecord:
+    """A candidate that could not be made (a provider's refusal, a failed job)."""
+
+    seed: int
+    engine: str
+    reason: str
+    job: str | None = None
 
 
 @dataclass
 class SegmentRecord:
-    """One engine call's worth of a shot: its candidates and the chosen one."""
+    """One engine call's worth of a shot: its candidates, the chosen one, and the
+    candidates that failed."""
 
     index: int
     hash: str
     chosen: str
     candidates: list[CandidateRecord]
+    failed: list[FailedRecord] = field(default_factory=list)
 
 
 @dataclass
@@ -107,6 +126,10 @@ class Manifest:
         drift: Colour drift of chained takes against their chain's first take.
         scoring: What scoring cost (frames decoded, seconds).
         timings: Wall and busy seconds per stage.
+        cost: Estimated USD of the hosted takes this render made (``made``) and of all
+            the hosted takes its cuts use or offered (``offered``, cached ones included).
+        fallbacks: Shots moved to a fallback engine: ``shot``, ``from``, ``to`` (empty
+            when that fallback could not run either) and ``reason``.
     """
 
     storyboard: str
@@ -125,6 +148,8 @@ class Manifest:
     takes_generated: int
     takes_reused: int
     timings: dict[str, float] = field(default_factory=dict)
+    cost: dict[str, float] = field(default_factory=dict)
+    fallbacks: list[dict[str, str]] = field(default_factory=list)
     stitchcraft: int = MANIFEST_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -190,7 +215,8 @@ def _shots(data: dict[str, Any]) -> dict[str, ShotRecord]:
         fields = _known(ShotRecord, entry)
         fields["segments"] = [
             SegmentRecord(**{**_known(SegmentRecord, s),
-                             "candidates": [CandidateRecord(**_known(CandidateRecord, c)) for c in s["candidates"]]})
+                             "candidates": [CandidateRecord(**_known(CandidateRecord, c)) for c in s["candidates"]],
+                             "failed": [FailedRecord(**_known(FailedRecord, f)) for f in s.get("failed", [])]})
             for s in entry["segments"]]
         shots[str(shot_id)] = ShotRecord(**fields)
     return shots

@@ -142,15 +142,16 @@ class Plan:
 CapabilityLookup = Callable[[str], Capabilities]
 
 
-def default_capabilities(name: str) -> Capabilities:
+def storyboard_capabilities(loaded: LoadedStoryboard) -> CapabilityLookup:
+    """Engine name -> what it can make with the storyboard's settings for it."""
     from .engines import engine_class
 
-    return engine_class(name).CAPABILITIES
+    return lambda name: engine_class(name).capabilities_for(loaded.engine_settings(name))
 
 
 def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
                     digests: Mapping[Path, str] | None = None,
-                    capabilities: CapabilityLookup = default_capabilities,
+                    capabilities: CapabilityLookup | None = None,
                     fingerprints: Mapping[str, Mapping[str, Any]] | None = None,
                     title_size: tuple[int, int] | None = None,
                     memory_limit: int | None = None) -> Plan:
@@ -161,7 +162,8 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
         quality: ``final``, or ``draft`` to route generated shots to the draft engine.
         digests: Content digest of each referenced file (image, reference, sources);
             files without one are hashed by path.
-        capabilities: Engine name -> its capabilities.
+        capabilities: Engine name -> its capabilities (default: each engine's, with
+            the storyboard's settings for it).
         fingerprints: Engine name -> what besides the request decides its pixels;
             an engine left out gets `engine_fingerprint` (the render adds the digests
             of the files engines draw on: `generate.engine_fingerprints`).
@@ -185,6 +187,7 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
                          "plan a storyboard from load_storyboard, or call resolve_sources first")
     fps = sb.output.frame_rate
     width, height = sb.output.dimensions
+    capabilities = capabilities or storyboard_capabilities(loaded)
     check_memory(loaded, quality=quality, capabilities=capabilities, title_size=title_size,
                  limit=machine_memory() if memory_limit is None else memory_limit)
     digests = digests or {}
@@ -228,7 +231,7 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
         if shot.continuity == "bridge" and index + 1 < len(sb.shots):
             bridge_to = sb.shots[index + 1].id
             depends.append(bridge_to)
-        segments = _segments(shot, index, frames, caps, base, bridge_to)
+        segments = _segments(shot, index, frames, caps, base, bridge_to, caps.frame_limit(float(fps)))
         shots.append(ShotPlan(
             id=shot.id, kind=shot.kind, engine=engine, start=start, frames=frames,
             transition_in=t, transition_type=transition.type if (t or fade_in) else "cut",
@@ -248,11 +251,11 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
 
 
 def _segments(shot: Shot, index: int, frames: int, caps: Capabilities, base: dict[str, Any],
-              bridge_to: str | None) -> list[SegmentPlan]:
+              bridge_to: str | None, max_frames: int | None) -> list[SegmentPlan]:
     rule = caps.frame_rule
     chained_shot = shot.continuity in ("chain", "bridge") and index > 0
     chain_condition = max(1, caps.condition_frames) if caps.image_to_video else 0
-    limit = rule.floor(caps.max_frames) if caps.max_frames else None
+    limit = rule.floor(max_frames) if max_frames else None
     if limit is None:
         sizes = [frames]
     else:
@@ -261,7 +264,7 @@ def _segments(shot: Shot, index: int, frames: int, caps: Capabilities, base: dic
         later_room = limit - chain_condition
         if first_room < 1 or (frames > first_room and later_room < 1):
             raise ConfigError(f"shot '{shot.id}': engine cannot fit {chain_condition} conditioning "
-                              f"frames inside its {caps.max_frames}-frame limit")
+                              f"frames inside its {max_frames}-frame limit")
         if frames <= first_room:
             sizes = [frames]
         else:

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import ConfigError
+from .errors import ConfigError, InputError, ShotFailed
 from .executor import LocalExecutor
 from .generate import Generator, default_cache, engine_fingerprints, storyboard_digests
 from .load import LoadedStoryboard
-from .manifest import CandidateRecord, CutRecord, Manifest, SegmentRecord, ShotRecord
+from .manifest import CandidateRecord, CutRecord, FailedRecord, Manifest, SegmentRecord, ShotRecord
 from .outputs import (
     CutPath,
     check_writable,
@@ -27,7 +27,7 @@ from .outputs import (
 )
 from .plan import Plan, plan_storyboard
 from .select.choose import CutChooser, Selection
-from .store import TakeStore
+from .store import StoredTake, TakeStore
 from .storyboard import Variant, parse_size
 
 
@@ -58,6 +58,10 @@ class RenderOptions:
         beam: Beam width override (else the storyboard's ``scoring.beam``).
         reroll: Rounds of new candidates for seams below the threshold.
         picks: Shot id -> pinned take (index or id prefix), over the storyboard's.
+        max_cost: Refuse to start when the hosted takes to make are estimated above
+            this many USD (None: no limit).
+        resubmit: Submit again the hosted takes whose earlier submission was cut off
+            or failed (the journal otherwise keeps them from being paid for twice).
     """
 
     cache: Path | None = None
@@ -66,6 +70,8 @@ class RenderOptions:
     beam: int | None = None
     reroll: int = 0
     picks: dict[str, str | int] = field(default_factory=dict)
+    max_cost: float | None = None
+    resubmit: bool = False
 
 
 @dataclass
@@ -112,21 +118,24 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
     options = options or RenderOptions()
     reporter = reporter or SilentReporter()
     clock = _Clock()
+    wanted = _wanted_variants(loaded, options)
+    loaded = loaded.for_quality(options.quality)
     sb = loaded.storyboard
     # 1. Options and outputs: nothing is generated until every output can be written
     #    without destroying a file; what killed renders left behind is cleared.
-    wanted = _wanted_variants(loaded, options)
     store = TakeStore(options.cache or default_cache(loaded), on_warning=reporter.warn)
     cuts_to_write = cut_paths(loaded, options.quality, variants=sorted(wanted))
     claim_outputs(loaded, cuts_to_write)
     check_writable(cuts_to_write, store.root)
     _sweep(store, cuts_to_write, reporter)
-    # 2. Plan.
+    # 2. Plan, each shot whose engine cannot run here moved to its first fallback that can.
     reporter.stage("plan")
-    plan = plan_storyboard(loaded, quality=options.quality, digests=storyboard_digests(loaded),
-                           fingerprints=engine_fingerprints(loaded, options.quality))
+    fallbacks: list[dict[str, str]] = []
+    loaded = _route_unavailable(loaded, options.quality, fallbacks, reporter)
+    plan = _plan(loaded, options.quality)
     reporter.log(f"plan: {len(plan.shots)} shots, {plan.total_frames} frames "
                  f"({float(plan.total_frames / plan.fps):.2f} s) at {plan.fps} fps")
+    _hosted_budget(loaded, plan, store, options, cuts_to_write, reporter)
     clock.lap("plan")
     # 3. Engines that cannot run and broken media fail now, before any model loads.
     executor = LocalExecutor()
@@ -145,22 +154,35 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
     generator.on_take = lambda seg, take, reused: reporter.advance(
         f"{seg.shot_id}: {'cached' if reused else 'made'} {take.label or take.id[:10]}")
     try:
-        cuts = _select_cuts(loaded, plan, generator, book, options, reporter, wanted)
+        while True:  # a shot whose every candidate failed moves to its next fallback engine
+            try:
+                cuts = _select_cuts(loaded, plan, generator, book, options, reporter, wanted)
+                break
+            except ShotFailed as failure:
+                loaded = _fall_back(loaded, failure.shot, failure.engine, str(failure),
+                                    options.quality, fallbacks, reporter, failure)
+                plan = _plan(loaded, options.quality)
+                generator = generator.replanned(loaded, plan)
+                generator.check_engines()
     finally:
         executor.close()
         generator.close()
     clock.lap("generate & select")
     warnings += _short_takes(cuts, reporter) + store.warnings
-    # 5. Assemble every cut.
-    outputs = _assemble_all(loaded, cuts, options, reporter, warnings, work_folder(store))
-    clock.lap("assemble")
+    # 5. Assemble every cut, the report's thumbnails made beside it.
+    from .report import ThumbnailJob
+
+    with ThumbnailJob(_offered_takes(cuts)) as thumbnails:
+        outputs = _assemble_all(loaded, cuts, options, reporter, warnings, work_folder(store))
+        clock.lap("assemble")
+        thumbs = thumbnails.result()
     # 6. Manifest and report.
     reporter.stage("report")
     busy = executor.stats()
     timings = {**clock.laps, "engine busy": busy["generate"], "store & score busy": busy["cpu"],
                "scoring": book.stats()["seconds"]}
     manifest_path, report_path = _write_manifest(loaded, cuts, outputs, store, book, options,
-                                                 warnings, generator, timings)
+                                                 warnings, generator, timings, thumbs, fallbacks)
     clock.lap("report")
     timings["report"] = clock.laps["report"]
     return RenderResult(outputs=outputs, manifest=manifest_path, report=report_path,
@@ -381,8 +403,9 @@ def _assemble_all(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, Sel
 
 def _write_manifest(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]],
                     outputs: list[RenderedCut], store: TakeStore, book: Any, options: RenderOptions,
-                    warnings: list[str], generator: Generator,
-                    timings: dict[str, float]) -> tuple[Path, Path]:
+                    warnings: list[str], generator: Generator, timings: dict[str, float],
+                    thumbnails: dict[str, list[bytes]],
+                    fallbacks: list[dict[str, str]]) -> tuple[Path, Path]:
     records = [CutRecord(variant=variant.name if variant else None, output=str(output.path),
                          frames=output.frames, duration=output.duration,
                          size=f"{output.width}x{output.height}", shots=_shot_records(selection),
@@ -395,14 +418,119 @@ def _write_manifest(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, S
         weak_seams=main.weak_seams, seam_threshold=loaded.storyboard.scoring.seam_threshold,
         drift=_drift_curve(cuts[0][1]), variants=records[1:], warnings=warnings,
         scoring=book.stats(), takes_generated=generator.generated, takes_reused=generator.reused,
-        timings=timings)
+        timings=timings, cost=_spent(records), fallbacks=fallbacks)
     path = manifest_path(outputs[0].path)
     manifest.write(path)
     from .report import write_report
 
     report = report_path(outputs[0].path)
-    write_report(manifest.to_json(), report)
+    write_report(manifest.to_json(), report, thumbnails)
     return path, report
+
+
+def _offered_takes(cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]]) -> list[StoredTake]:
+    """Every take offered for any segment of any cut (each gets thumbnails in the report)."""
+    return [candidate.take for _, selection, _ in cuts
+            for offered in selection.offered for candidate in offered]
+
+
+def _plan(loaded: LoadedStoryboard, quality: str) -> Plan:
+    return plan_storyboard(loaded, quality=quality, digests=storyboard_digests(loaded),
+                           fingerprints=engine_fingerprints(loaded, quality))
+
+
+def _route_unavailable(loaded: LoadedStoryboard, quality: str, fallbacks: list[dict[str, str]],
+                       reporter: Reporter) -> LoadedStoryboard:
+    """Moves each shot whose engine cannot run here (no key, no GPU) to its first
+    fallback engine that can; shots without one are left to fail the engine check."""
+    from .engines import engine_class
+    from .load import shot_engine, shot_fallbacks
+
+    for shot in loaded.storyboard.shots:
+        engine = shot_engine(loaded.storyboard, shot, quality=quality)
+        available = engine_class(engine).availability(loaded.engine_settings(engine))
+        if not available and shot_fallbacks(loaded.storyboard, shot, quality=quality):
+            loaded = _fall_back(loaded, shot.id, engine, available.reason, quality, fallbacks, reporter)
+    return loaded
+
+
+def _fall_back(loaded: LoadedStoryboard, shot_id: str, engine: str, why: str, quality: str,
+               fallbacks: list[dict[str, str]], reporter: Reporter,
+               failure: Exception | None = None) -> LoadedStoryboard:
+    """The storyboard with a shot moved to its next fallback engine that can run here,
+    recorded in `fallbacks`.
+
+    Raises:
+        `failure` (or EngineUnavailable): no fallback is left to try.
+    """
+    from .engines import engine_class
+    from .errors import EngineUnavailable
+    from .load import shot_fallbacks, with_engine
+
+    sb = loaded.storyboard
+    spec = next(s for s in sb.shots if s.id == shot_id)
+    tried = {engine} | {f["to"] for f in fallbacks if f["shot"] == shot_id} | \
+        {f["from"] for f in fallbacks if f["shot"] == shot_id}
+    for candidate in shot_fallbacks(sb, spec, quality=quality):
+        if candidate in tried:
+            continue
+        available = engine_class(candidate).availability(loaded.engine_settings(candidate))
+        if not available:
+            fallbacks.append({"shot": shot_id, "from": candidate, "to": "", "reason": available.reason})
+            continue
+        fallbacks.append({"shot": shot_id, "from": engine, "to": candidate, "reason": why})
+        reporter.warn(f"shot '{shot_id}': engine '{engine}' {'failed' if failure else 'cannot run here'} "
+                      f"({why}); falling back to '{candidate}'")
+        return with_engine(loaded, shot_id, candidate)
+    if failure is not None:
+        raise failure
+    raise EngineUnavailable(f"shot '{shot_id}': engine '{engine}' cannot run here ({why}) and no "
+                            "fallback engine can either")
+
+
+def _hosted_budget(loaded: LoadedStoryboard, plan: Plan, store: TakeStore, options: RenderOptions,
+                   cuts: list[CutPath], reporter: Reporter) -> None:
+    """What the hosted takes to make will cost, said before anything is submitted.
+
+    Raises:
+        ConfigError: the estimate is above ``--max-cost``.
+    """
+    from .cost import estimate, previous_takes
+    from .jobs import JobJournal
+
+    if options.resubmit:
+        cleared = JobJournal(store.root / "jobs").clear_unfinished()
+        if cleared:
+            reporter.log(f"--resubmit: {cleared} hosted take(s) whose earlier submission was cut "
+                         "off or failed will be submitted again")
+    previous: dict[str, list[str]] = {}
+    if manifest_path(cuts[0].path).is_file():
+        try:
+            previous = previous_takes(Manifest.read(manifest_path(cuts[0].path)))
+        except InputError:
+            previous = {}
+    found = estimate(loaded, plan, beam=options.beam, store=store, previous=previous)
+    for line in found.lines():
+        reporter.log(line)
+    if options.max_cost is not None and found.usd > options.max_cost:
+        raise ConfigError(f"the hosted takes this render would make are estimated at ${found.usd:.2f}, "
+                          f"over --max-cost {options.max_cost:g} ("
+                          + "; ".join(found.lines()[:-1]) + "); nothing was submitted. Raise "
+                          "--max-cost, lower candidates or beam, or pin takes")
+
+
+def _spent(records: list[CutRecord]) -> dict[str, float]:
+    """Estimated USD of the hosted takes the cuts offered (`offered`) and of those this
+    render made rather than found in the cache (`made`), each take once."""
+    seen: dict[str, CandidateRecord] = {}
+    for record in records:
+        for shot in record.shots.values():
+            for segment in shot.segments:
+                for candidate in segment.candidates:
+                    seen.setdefault(candidate.id, candidate)
+    return {"offered": round(sum(c.cost for c in seen.values()), 4),
+            "made": round(sum(c.cost for c in seen.values() if not c.cached), 4),
+            "billed_seconds": round(sum(c.billed_seconds for c in seen.values() if not c.cached), 3)}
 
 
 def _drift_curve(selection: Selection) -> list[dict[str, Any]]:
@@ -434,6 +562,11 @@ def _shot_records(selection: Selection) -> dict[str, ShotRecord]:
                 path=str(take.video), frames=take.frames, cached=candidate.reused,
                 source=made.get("source"), short_by_frames=made.get("short_by_frames", 0),
                 scored=bool(score["parts"]), score=round(score["score"], 4),
-                components=score["parts"], details=score["raw"], seams=score["seams"]))
-        entry.segments.append(SegmentRecord(unit.segment.index, unit.segment.hash, chosen_id, candidates))
+                components=score["parts"], details=score["raw"], seams=score["seams"],
+                provider=made.get("provider"), job=made.get("job"),
+                billed_seconds=float(made.get("billed_seconds", 0.0)), cost=float(made.get("cost", 0.0))))
+        failed = [FailedRecord(f.seed, f.meta.get("engine", unit.shot.engine), f.reason, f.meta.get("job"))
+                  for f in (selection.failed[i] if selection.failed else [])]
+        entry.segments.append(SegmentRecord(unit.segment.index, unit.segment.hash, chosen_id,
+                                            candidates, failed))
     return shots

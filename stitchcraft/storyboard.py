@@ -278,7 +278,8 @@ class Audio(Model):
 
 
 class Shot(Model):
-    """One shot of the storyboard: exactly one of prompt, source, image or title."""
+    """One shot of the storyboard: exactly one of prompt, source, image or title (an
+    image may also carry a prompt, passed to image-to-video engines)."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     duration: PositiveSeconds
@@ -300,20 +301,27 @@ class Shot(Model):
     fit: Literal[FITS] | None = None  # type: ignore[valid-type]
     volume: float = Field(default=0.0, ge=-60, le=12, description="dB applied to the take's own audio")
     short_source: Literal[SHORT_SOURCE] | None = None  # type: ignore[valid-type]
+    fallback: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=8,
+        description="engines to use, in order, when the shot's engine cannot run here or "
+                    "fails every candidate")
 
     @model_validator(mode="after")
     def _one_content(self) -> Shot:
         given = [k for k in ("prompt", "source", "image", "title") if getattr(self, k) is not None]
+        if self.image is not None and self.prompt is not None:
+            given.remove("prompt")  # an image shot's prompt says what happens in it
         if len(given) != 1:
             found = ", ".join(given) if given else "none"
-            raise ValueError(f"a shot needs exactly one of prompt, source, image or title (found: {found})")
+            raise ValueError(f"a shot needs exactly one of prompt, source, image or title (found: {found}); "
+                             "an image may carry a prompt saying what happens in it")
         if self.continuity != "cut" and self.kind != "prompt":
             raise ValueError(f"continuity: {self.continuity} needs a generated (prompt) shot")
         return self
 
     @property
     def kind(self) -> str:
-        for key in ("prompt", "source", "image", "title"):
+        for key in ("image", "prompt", "source", "title"):
             if getattr(self, key) is not None:
                 return key
         raise AssertionError("validated shot has no content")
@@ -390,6 +398,8 @@ class DraftSettings(Model):
 
     engine: str | None = Field(default=None, description="the draft engine (default ltx-video)")
     steps: int | None = Field(default=None, ge=1, le=500)
+    model: str | None = Field(default=None, max_length=200,
+                              description="the draft engine's model in drafts (a hosted fast model)")
 
 
 def engine_blocks(value: Any) -> Any:
@@ -499,6 +509,15 @@ class Storyboard(Model):
         """The engine `--quality draft` routes generated shots to."""
         draft = self.engines.get("draft")
         return (draft.engine if isinstance(draft, DraftSettings) else None) or "ltx-video"
+
+    def for_quality(self, quality: str) -> Storyboard:
+        """The storyboard a render at `quality` uses: for a draft whose ``engines.draft``
+        names a model, the draft engine's settings with that model."""
+        draft = self.engines.get("draft")
+        if quality != "draft" or not isinstance(draft, DraftSettings) or not draft.model:
+            return self
+        settings = self.engine_settings(self.draft_engine).model_copy(update={"model": draft.model})
+        return self.model_copy(update={"engines": {**self.engines, self.draft_engine: settings}})
 
     @property
     def draft_steps(self) -> int:

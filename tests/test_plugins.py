@@ -217,7 +217,7 @@ def test_each_engine_block_is_its_engines_model(write_storyboard, painter, tmp_p
     ("painter: {shde: 3}", "4:13: engines.painter.shde: unknown key 'shde'; did you mean 'shade'?"),
     ("stils: {}", "4:3: engines.stils: unknown engine 'stils'; did you mean 'stills'? (see `stitch engines`)"),
     ("draft: {engine: wan, guidance: 3}", "4:24: engines.draft.guidance: unknown key 'guidance'; "
-                                          "expected one of: engine, steps"),
+                                          "expected one of: engine, steps, model"),
 ])
 def test_engine_block_errors_are_located(write_storyboard, painter, block, message):
     path = board(write_storyboard, block)

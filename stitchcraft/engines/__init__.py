@@ -43,6 +43,12 @@ BUILTIN_ENGINES = {
     "wan": "stitchcraft.engines.diffusion:WanEngine",
     "svd": "stitchcraft.engines.diffusion:StableVideoDiffusionEngine",
     "cogvideox": "stitchcraft.engines.diffusion:CogVideoXEngine",
+    "veo": "stitchcraft.engines.hosted.veo:VeoEngine",
+    "runway": "stitchcraft.engines.hosted.runway:RunwayEngine",
+    "luma": "stitchcraft.engines.hosted.luma:LumaEngine",
+    "kling": "stitchcraft.engines.hosted.kling:KlingEngine",
+    "fal": "stitchcraft.engines.hosted.fal:FalEngine",
+    "replicate": "stitchcraft.engines.hosted.replicate:ReplicateEngine",
 }
 
 # The engine that serves a shot kind when the storyboard names none.

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     import numpy as np
 
+    from ..jobs import JobBook
     from ..storyboard import EngineSettings, Title
 
 
@@ -66,6 +67,9 @@ class Capabilities:
         needs_gpu: Impractical without CUDA.
         batches: Makes several candidates in one call.
         seconds_per_frame: Rough GPU seconds per frame at 720p, for `stitch plan`.
+        max_seconds: Most seconds in one call (a hosted model's longest duration);
+            longer shots are split like `max_frames`, None for no limit.
+        hosted: Makes its takes at a provider, billed per generated second.
     """
 
     kinds: frozenset[str]
@@ -80,6 +84,15 @@ class Capabilities:
     needs_gpu: bool = False
     batches: bool = False
     seconds_per_frame: float = 0.0
+    max_seconds: float | None = None
+    hosted: bool = False
+
+    def frame_limit(self, fps: float) -> int | None:
+        """Most timeline frames one call can make at `fps`."""
+        limits = [self.max_frames] if self.max_frames else []
+        if self.max_seconds:
+            limits.append(max(1, int(self.max_seconds * fps + 1e-6)))
+        return min(limits) if limits else None
 
 
 @dataclass(frozen=True)
@@ -121,6 +134,8 @@ class SegmentRequest:
         settings: The storyboard's settings for this engine.
         hold_short: Footage shorter than the shot may be used, its last frame held
             (``short_source: hold``); otherwise it is refused.
+        jobs: The durable record of each seed's remote job (hosted engines): what was
+            submitted, under which job id, and its download.
     """
 
     shot_id: str
@@ -143,6 +158,26 @@ class SegmentRequest:
     steps: int | None = None
     settings: EngineSettings | None = None
     hold_short: bool = False
+    jobs: JobBook | None = None
+
+
+@dataclass
+class TakeFailure:
+    """A candidate an engine could not make, while the others may still come.
+
+    An engine yields one in place of a take when the failure is the candidate's own (a
+    provider's moderation refusal, a failed job): the shot goes on with its other
+    candidates, and the reason is recorded in the manifest and report.
+
+    Attributes:
+        seed: The candidate's seed.
+        reason: Why, in words a user can act on (never holding a key).
+        meta: What identifies the attempt (engine, the provider's job id).
+    """
+
+    seed: int
+    reason: str
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -264,6 +299,12 @@ class Engine:
             raise ConfigError(f"engine '{cls.NAME}' settings: {problems}") from None
 
     @classmethod
+    def capabilities_for(cls, settings: EngineSettings | None = None) -> Capabilities:
+        """What the engine can make with these settings (a hosted engine's model decides
+        its durations and what it conditions on); `CAPABILITIES` unless it depends."""
+        return cls.CAPABILITIES
+
+    @classmethod
     def availability(cls, settings: EngineSettings | None = None) -> Availability:
         """Whether this engine can run here with these settings; cheap to call."""
         return Availability(True)
@@ -293,8 +334,9 @@ class Engine:
         """The seeds (variation keys) of the candidates to make for a request."""
         return [base_seed + i for i in range(wanted)]
 
-    def generate(self, request: SegmentRequest) -> Iterator[Take]:
-        """Makes one take per seed in `request.seeds`, yielding each when done.
+    def generate(self, request: SegmentRequest) -> Iterator[Take | TakeFailure]:
+        """Makes one take per seed in `request.seeds`, yielding each when done (or a
+        `TakeFailure` for a candidate that cannot be made while others can).
 
         Raises:
             EngineError: generation failed; EngineUnavailable when it cannot run here.

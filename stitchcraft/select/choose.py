@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from ..engines.base import TakeFailure
 from ..errors import ConfigError
 from ..generate import Candidate, Conditioning, Generator, concatenate_segments
 from ..plan import Plan, SegmentPlan
@@ -58,6 +59,7 @@ class Selection:
     gains: list[dict[str, Any]]
     shot_takes: dict[str, StoredTake]
     weak_seams: list[dict[str, Any]]
+    failed: list[list[TakeFailure]] = field(default_factory=list)
 
 
 @dataclass
@@ -124,7 +126,10 @@ class CutChooser:
             # build_units keeps a shot's segments in order
             takes = [chosen[i].take for i, u in enumerate(self.units) if u.shot.id == shot.id]
             shot_takes[shot.id] = concatenate_segments(self.generator.store, shot, takes)
-        return Selection(self.plan, self.units, chosen, offered, scored, gains, shot_takes, weak)
+        failed = [sorted(self.generator.failures.get(u.segment.key, {}).values(), key=lambda f: f.seed)
+                  for u in self.units]
+        return Selection(self.plan, self.units, chosen, offered, scored, gains, shot_takes, weak,
+                         failed)
 
     # -- asking for candidates -----------------------------------------------------------
 

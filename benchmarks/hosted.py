@@ -1,0 +1,181 @@
+"""Hosted takes, many in flight, measured through `stitch render` end to end.
+
+SIMULATED PROVIDER. No hosted service is reachable here, so the render talks to the
+protocol fake of a real provider (``tests/fakes/<provider>.py``, real HTTP on
+127.0.0.1) through that provider's real engine and client: submit, poll, download,
+journal, file takes. Each job takes `--latency` seconds (optionally +-`--jitter`);
+the videos it serves are 1280x720, 24 fps, made before the clock starts (a real
+provider renders them on its own machines, not on this one).
+
+The storyboard: 12 shots of 5 s at 1280x720, 24 fps, 4 candidates each, two thirds of
+them chained (cut, chain, chain, ...), so 48 takes, 16 at a time on each of 3 levels.
+The plan's critical path is the longest chain of jobs that must wait for each other:
+for each chain, the sum over its shots of the slowest of that shot's jobs (a chained
+shot starts from the chosen take, known once all its candidates are in). The render's
+wall time is printed against it, with where the time went.
+
+Usage::
+
+    python benchmarks/hosted.py [--provider runway] [--in-flight 16] [--latency 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fakes.service import FakeJob, FakeService  # noqa: E402
+
+from stitchcraft.engines import engine_class  # noqa: E402
+from stitchcraft.media import run_ffmpeg  # noqa: E402
+
+KEY = "bench-key-0123456789abcdef"
+
+
+def fake_class(provider: str) -> type[FakeService]:
+    module = importlib.import_module(f"fakes.{provider}")
+    found = [c for _, c in inspect.getmembers(module, inspect.isclass)
+             if issubclass(c, FakeService) and c is not FakeService and c.__module__ == module.__name__]
+    if not found:
+        sys.exit(f"tests/fakes/{provider}.py has no FakeService")
+    return found[0]
+
+
+def pooled(cls: type[FakeService], pool: list[Path], latency: float, jitter: float) -> FakeService:
+    """The provider's fake, serving copies of pre-made videos, each job taking its own
+    latency (recorded for the critical path)."""
+
+    class Pooled(cls):  # type: ignore[valid-type, misc]
+        latencies: dict[str, float] = {}
+
+        def new_job(self, params, **kwargs):  # type: ignore[no-untyped-def]
+            job = super().new_job(params, **kwargs)
+            self.latencies[job.id] = latency * random.uniform(1 - jitter, 1 + jitter)
+            return job
+
+        def state(self, job: FakeJob) -> str:
+            if not job.cancelled and time.monotonic() - job.created < self.latencies.get(job.id, latency):
+                return "running"
+            return super().state(job)
+
+        def make_video(self, job: FakeJob) -> Path:
+            path = self.root / f"{job.id}.mp4"
+            shutil.copyfile(pool[hash(job.id) % len(pool)], path)
+            job.video = path
+            return path
+
+    return Pooled
+
+
+def make_pool(folder: Path, count: int, seconds: float) -> list[Path]:
+    pool = []
+    for i in range(count):
+        path = folder / f"pool{i}.mp4"
+        run_ffmpeg(["-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=24,hue=h={i * 70}",
+                    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+                    "-t", f"{seconds:g}", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20",
+                    "-c:a", "aac", "-shortest", str(path)], what="benchmark video")
+        pool.append(path)
+    return pool
+
+
+def storyboard(provider: str, base_url: str, shots: int, candidates: int, in_flight: int,
+               poll: float) -> str:
+    lines = ["version: 1", f"title: hosted benchmark (simulated {provider})",
+             "output: {fps: 24, size: 1280x720, path: out/cut.mp4, preset: veryfast, crf: 20}",
+             f"defaults: {{engine: {provider}, candidates: {candidates}, seed: 1, "
+             "transition: {type: dissolve, duration: 0.5}}",
+             f"engines: {{{provider}: {{base_url: '{base_url}', max_concurrent: {in_flight}, "
+             f"poll_interval: {poll:g}}}}}",
+             "audio: {take_audio: false}", "shots:"]
+    for i in range(shots):
+        lines.append(f"  - id: s{i:02d}")
+        lines.append(f"    prompt: simulated shot {i}")
+        lines.append("    duration: 5")
+        if i % 3:
+            lines.append("    continuity: chain")
+            lines.append("    transition: {type: cut}")
+        elif i == 0:
+            lines.append("    transition: {type: cut}")
+    return "\n".join(lines) + "\n"
+
+
+def critical_path(service: FakeService, shots: int, candidates: int) -> float:
+    """The longest chain of jobs that wait for each other, from the jobs' own latencies
+    in submission order (each shot's candidates are submitted together)."""
+    jobs = sorted(service.jobs.values(), key=lambda j: j.created)
+    latencies = [service.latencies[j.id] for j in jobs]  # type: ignore[attr-defined]
+    # Jobs arrive level by level: the roots of every chain, then their second shots...
+    chains = -(-shots // 3)
+    longest = 0.0
+    per_level = chains * candidates
+    for chain in range(chains):
+        total = 0.0
+        for level in range(3):
+            if chain * 3 + level >= shots:
+                break
+            block = latencies[level * per_level:(level + 1) * per_level]
+            group = block[chain * candidates:(chain + 1) * candidates]
+            total += max(group) if group else 0.0
+        longest = max(longest, total)
+    return longest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--provider", default="runway")
+    parser.add_argument("--in-flight", type=int, default=16)
+    parser.add_argument("--latency", type=float, default=30.0)
+    parser.add_argument("--jitter", type=float, default=0.0, help="fraction, e.g. 0.2")
+    parser.add_argument("--shots", type=int, default=12)
+    parser.add_argument("--candidates", type=int, default=4)
+    parser.add_argument("--poll", type=float, default=1.0, help="poll interval, seconds")
+    args = parser.parse_args()
+    cls = engine_class(args.provider)
+    env = {**os.environ, **{name: KEY for name in cls.KEY_VARS}}
+    with tempfile.TemporaryDirectory(prefix="stitchcraft-hosted-") as tmp:
+        folder = Path(tmp)
+        seconds = max(cls.durations(cls.DEFAULT_MODEL))
+        pool = make_pool(folder, 4, min(seconds, 10))
+        service = pooled(fake_class(args.provider), pool, args.latency, args.jitter)(
+            folder / "service", keys=(KEY,), queued=0.0, running=0.0, height=720)
+        with service:
+            (folder / "board.yaml").write_text(storyboard(args.provider, service.base_url, args.shots,
+                                                          args.candidates, args.in_flight, args.poll))
+            began = time.time()
+            done = subprocess.run([sys.executable, "-m", "stitchcraft", "render", "board.yaml", "--json",
+                                   "--no-variants"], cwd=folder, capture_output=True, text=True,
+                                  env=env, check=False)
+            wall = time.time() - began
+            if done.returncode != 0:
+                sys.exit(f"render failed ({done.returncode}):\n{done.stderr[-3000:]}")
+            result = json.loads(done.stdout)
+            path = critical_path(service, args.shots, args.candidates)
+            submitted = service.submissions
+    print(f"SIMULATED {args.provider} (protocol fake over HTTP), {args.shots} shots x {args.candidates} "
+          f"candidates, 1280x720, {args.latency:g} s per job (+-{100 * args.jitter:g} %), "
+          f"{args.in_flight} in flight, polled every {args.poll:g} s")
+    print(f"jobs submitted: {submitted} (render says {result['takes_generated']} takes made)")
+    print(f"wall time of `stitch render`: {wall:.1f} s")
+    print(f"plan's critical path: {path:.1f} s")
+    print(f"wall / critical path: {wall / path:.3f} (target <= 1.15)")
+    print("where the wall time went (stages in turn; busy seconds overlap):")
+    for stage, value in result.get("timings", {}).items():
+        print(f"  {stage:<20} {value:8.1f} s")
+
+
+if __name__ == "__main__":
+    main()
