@@ -156,8 +156,9 @@ def plan(storyboard: StoryboardArg, as_json: JsonOpt = False,
          cache: CacheOpt = None) -> None:
     """Show the exact plan: frames, segments, candidates, estimated GPU time and the
     hosted takes' seconds, price and time."""
-    from .cost import estimate
+    from .cost import estimate, previous_render
     from .generate import default_cache, engine_fingerprints, storyboard_digests
+    from .outputs import cut_paths
     from .plan import plan_storyboard
     from .store import TakeStore
     from .timeline import timecode
@@ -166,7 +167,8 @@ def plan(storyboard: StoryboardArg, as_json: JsonOpt = False,
     result = plan_storyboard(loaded, quality=_quality(quality), digests=storyboard_digests(loaded),
                              fingerprints=engine_fingerprints(loaded, _quality(quality)))
     root = cache or default_cache(loaded)
-    costs = estimate(loaded, result, beam=beam, store=TakeStore(root) if root.is_dir() else None)
+    costs = estimate(loaded, result, beam=beam, store=TakeStore(root) if root.is_dir() else None,
+                     previous=previous_render(cut_paths(loaded, _quality(quality), variants=[])[0].path))
     if as_json:
         typer.echo(json.dumps({**result.to_json(), "hosted": costs.to_json()}, indent=2))
         return
@@ -246,8 +248,10 @@ def render(
 def engines(storyboard: Annotated[Path | None, typer.Argument(
         help="Check engines with this storyboard's engine settings.", show_default=False)] = None,
             as_json: JsonOpt = False) -> None:
-    """List engines and whether each can run here (and why not)."""
+    """List engines and whether each can run here (and why not): what each makes with
+    these settings, and for hosted engines their durations, price and key."""
     from .engines import engine_class, engine_names, engine_origin, engine_problems
+    from .engines.hosted.base import HostedEngine
     from .errors import ConfigError
 
     loaded = _load(storyboard) if storyboard else None
@@ -262,13 +266,20 @@ def engines(storyboard: Annotated[Path | None, typer.Argument(
             continue
         settings = loaded.engine_settings(name) if loaded else None
         available = cls.availability(settings)
-        caps = cls.CAPABILITIES
+        caps = cls.capabilities_for(settings)
         can = [k for k, on in (("text-to-video", caps.text_to_video), ("image-to-video", caps.image_to_video),
                                ("first+last frame", caps.first_last_frame)) if on]
-        rows.append({"name": name, "available": available.ok, "reason": available.reason,
-                     "kinds": sorted(caps.kinds), "can": can, "frame_rule": str(caps.frame_rule),
-                     "max_frames": caps.max_frames, "gpu": caps.needs_gpu,
-                     "description": cls.DESCRIPTION, "origin": engine_origin(name)})
+        row = {"name": name, "available": available.ok, "reason": available.reason,
+               "kinds": sorted(caps.kinds), "can": can, "frame_rule": str(caps.frame_rule),
+               "max_frames": caps.max_frames, "gpu": caps.needs_gpu,
+               "description": cls.DESCRIPTION, "origin": engine_origin(name)}
+        if issubclass(cls, HostedEngine):
+            model = cls.model_for(settings)
+            row.update(model=model, durations=list(cls.durations(model)),
+                       price_per_second=cls.price_per_second(settings),
+                       key_vars=list(cls.KEY_VARS),
+                       key_set=all(os.environ.get(v, "").strip() for v in cls.KEY_VARS))
+        rows.append(row)
     for problem in engine_problems():
         _err(f"warning: {problem}")
     if as_json:
@@ -283,8 +294,16 @@ def engines(storyboard: Annotated[Path | None, typer.Argument(
         table.add_column(column, overflow="fold")
     for row in rows:
         makes = ", ".join(row["can"]) or ", ".join(row["kinds"])
-        frames = row["frame_rule"] + (f", max {row['max_frames']}" if row["max_frames"] else "")
+        if "durations" in row:  # hosted: what the model makes and costs, not frames
+            durations = row["durations"]
+            spans = "/".join(f"{d:g}" for d in durations) if len(durations) <= 6 else \
+                f"{durations[0]:g}-{durations[-1]:g}"
+            frames = f"{spans} s, ${row['price_per_second']:g}/s ({row['model']})"
+        else:
+            frames = row["frame_rule"] + (f", max {row['max_frames']}" if row["max_frames"] else "")
         notes = row["reason"] or row["description"]
+        if row.get("key_set"):
+            notes = f"{notes} ({' and '.join(row['key_vars'])} set)"
         if row["origin"] not in ("built-in", "registered in this process"):
             notes = f"{notes} ({row['origin']})"
         table.add_row(row["name"], "[green]yes[/]" if row["available"] else "[red]no[/]", makes,

@@ -1,24 +1,32 @@
 """What a render will cost at hosted providers, before it starts.
 
-A hosted take is billed by the seconds the provider generates: the shortest duration
-the model offers that holds the segment (and the frame it starts from, for a chained
-one). The estimate counts every take the render may submit:
+A hosted take is billed as its engine's `HostedEngine.bill` says, the same answer the
+render records in the manifest: usually the shortest duration the model offers that
+holds the segment (and the frame it starts from, for a chained one) at the model's price
+for its ``input:`` settings, but some models ask longer takes (Veo at 1080p or with
+reference images makes 8 s) or bill a minimum. The estimate counts every take the
+render may submit:
 
 - each segment's candidates;
 - a chained segment once per partial cut the beam keeps (up to ``beam`` times its
   candidates), since each continues from a different take;
 - less the takes the take store already holds (independent segments, by take id), and
-  the chained segments whose every candidate of the last render is still stored.
+  the chained segments whose every candidate of the last render is still stored;
+- less the takes an earlier render already submitted (independent segments with an
+  entry in the job journal): a job still running is collected, not paid for again, and
+  one that failed or was cut off while submitting is not submitted again, unless
+  ``resubmit`` (``--resubmit``) says it will be.
 
 Rerolls (``--reroll``) ask for more and are not counted: the estimate says so. The
-figures are estimates from each engine's `price_per_second` (its published price, or
-the storyboard's ``price_per_second``) and typical job time.
+figures are estimates from each engine's published prices (or the storyboard's
+``price_per_second``) and typical job time.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -35,16 +43,19 @@ class EngineCost:
         engine, model: Which model.
         takes: Takes to submit (cached ones left out).
         cached: Takes the store already holds.
+        submitted: Takes an earlier render submitted (running, finished or refused):
+            collected or left as they are, never paid for again.
         seconds: Generated (billed) seconds of the takes to submit.
         usd: Their estimated price.
         minutes: Estimated wall time of its jobs, `max_concurrent` at once.
-        price_per_second: The price used.
+        price_per_second: USD per billed second (the mean over its takes to make).
     """
 
     engine: str
     model: str
     takes: int = 0
     cached: int = 0
+    submitted: int = 0
     seconds: float = 0.0
     usd: float = 0.0
     minutes: float = 0.0
@@ -70,28 +81,37 @@ class CostEstimate:
         """One line per hosted engine, then the total."""
         out = [f"{e.engine} ({e.model}): {e.takes} takes to make, {e.seconds:g} s generated, "
                f"~${e.usd:.2f} at ${e.price_per_second:g}/s, ~{e.minutes:.0f} min"
-               + (f" ({e.cached} already in the cache)" if e.cached else "") for e in self.engines]
+               + (f" ({e.cached} already in the cache)" if e.cached else "")
+               + (f" ({e.submitted} submitted by an earlier render, not paid for again)"
+                  if e.submitted else "") for e in self.engines]
         if self.engines:
             out.append(f"estimated hosted cost: ${self.usd:.2f} (rerolls not counted)")
         return out
 
 
 def estimate(loaded: LoadedStoryboard, plan: Plan, *, beam: int | None = None,
-             store: TakeStore | None = None, previous: dict[str, list[str]] | None = None) -> CostEstimate:
+             store: TakeStore | None = None, previous: dict[str, list[str]] | None = None,
+             resubmit: bool = False) -> CostEstimate:
     """The hosted takes a render of `plan` may submit, and their price.
 
     Args:
         beam: The beam width (default: the storyboard's).
-        store: The take store, to leave out the takes it holds.
+        store: The take store, to leave out the takes it holds and those its job journal
+            says were submitted already.
         previous: Segment hash -> take ids the last render offered (from its manifest),
             to leave out chained segments whose takes are all stored.
+        resubmit: Count the journal's cut-off and failed submissions as takes to make.
     """
     from .engines import engine_class
     from .engines.hosted.base import HostedEngine
     from .generate import candidate_seeds
+    from .jobs import JobJournal
     from .plan import take_id
 
     width = beam or loaded.storyboard.scoring.beam
+    journal = JobJournal(store.root / "jobs") if store is not None else None
+    # Journal states whose take this render will not submit (nor pay for) again.
+    settled = {"submitted", "downloaded"} | (set() if resubmit else {"submitting", "failed"})
     fps = float(plan.fps)
     costs: dict[str, EngineCost] = {}
     for shot in plan.shots:
@@ -100,11 +120,16 @@ def estimate(loaded: LoadedStoryboard, plan: Plan, *, beam: int | None = None,
             continue
         settings = loaded.engine_settings(shot.engine)
         model = cls.model_for(settings)
-        price = cls.price_per_second(settings)
-        cost = costs.setdefault(shot.engine, EngineCost(shot.engine, model, price_per_second=price))
+        cost = costs.setdefault(shot.engine, EngineCost(shot.engine, model))
+        spec = next(s for s in loaded.storyboard.shots if s.id == shot.id)
         for segment in shot.segments:
-            per_take = cls.billed_seconds(segment.frames, fps, model, segment.condition)
+            # What the engine's job for this segment asks (HostedEngine.job_for): it starts
+            # from an image when it continues a take or animates the shot's image.
+            bill = cls.bill(settings, cls.wanted_seconds(segment.frames, fps, segment.condition),
+                            image=bool(segment.condition) or shot.kind == "image",
+                            references=spec.reference is not None)
             seeds = candidate_seeds(shot, segment)
+            submitted = 0
             if segment.chained:
                 wanted = len(seeds) * width
                 known = (previous or {}).get(segment.hash, [])
@@ -112,19 +137,43 @@ def estimate(loaded: LoadedStoryboard, plan: Plan, *, beam: int | None = None,
                 cached = wanted if stored else 0
             else:
                 wanted = len(seeds)
-                cached = sum(1 for seed in seeds
-                             if store is not None and store.get(take_id(segment.hash, seed)))
-            cost.takes += wanted - cached
+                takes = [take_id(segment.hash, seed) for seed in seeds]
+                held = [t for t in takes if store is not None and store.get(t)]
+                cached = len(held)
+                submitted = sum(1 for t in takes if t not in held and journal is not None
+                                and journal.read(t).get("state") in settled)
+            cost.takes += wanted - cached - submitted
             cost.cached += cached
-            cost.seconds += (wanted - cached) * per_take
+            cost.submitted += submitted
+            cost.seconds += (wanted - cached - submitted) * bill.billed_seconds
+            cost.usd += (wanted - cached - submitted) * bill.usd
     for engine, cost in costs.items():
         cls = engine_class(engine)
         assert issubclass(cls, HostedEngine)
         settings = loaded.engine_settings(engine)
         concurrent = settings.max_concurrent if hasattr(settings, "max_concurrent") else 1
-        cost.usd = round(cost.seconds * cost.price_per_second, 2)
+        cost.price_per_second = round(cost.usd / cost.seconds, 4) if cost.seconds else \
+            cls.price_per_second(settings)
+        cost.seconds = round(cost.seconds, 3)
+        cost.usd = round(cost.usd, 2)
         cost.minutes = math.ceil(cost.takes / max(1, concurrent)) * cls.TYPICAL_SECONDS / 60
     return CostEstimate(list(costs.values()), width)
+
+
+def previous_render(cut: Path) -> dict[str, list[str]]:
+    """Segment hash -> the take ids the last render of main cut `cut` offered, from the
+    manifest beside it (empty when there is none or it cannot be read)."""
+    from .errors import InputError
+    from .manifest import Manifest
+    from .outputs import manifest_path
+
+    path = manifest_path(cut)
+    if not path.is_file():
+        return {}
+    try:
+        return previous_takes(Manifest.read(path))
+    except InputError:
+        return {}
 
 
 def previous_takes(manifest: Any) -> dict[str, list[str]]:

@@ -6,10 +6,15 @@ file per take id, written atomically (and synced) at each step:
 - ``submitting``: the request is about to be sent (provider, model, request summary);
 - ``submitted``: the provider answered with its job id;
 - ``downloaded``: the finished video is beside the entry (``<take id>.mp4``);
-- ``failed``: the provider failed or refused the job (its reason).
+- ``failed``: the provider failed or refused the job, its finished video expired before
+  it was downloaded, or it passed the engine's timeout (the reason). A job past its
+  timeout that the provider could not cancel is marked ``left_running``: it may still
+  finish, and is billed if it does, so the next render asks once whether it has and
+  collects its video for free.
 
 A render that starts again finds the entry by take id: a ``submitted`` job is polled
-instead of submitted again, a ``downloaded`` video is used as it is. An entry left at
+instead of submitted again (a render that gave up polling it on transient errors leaves
+it ``submitted`` for that reason), a ``downloaded`` video is used as it is. An entry left at
 ``submitting`` (the render was killed while the request was in flight) is not
 resubmitted silently: the POST may have reached the provider and been billed; the
 render says so. A ``failed`` entry stays failed too (a moderation refusal would be
@@ -129,8 +134,11 @@ class JobBook:
     def downloaded(self, seed: int) -> None:
         self.journal.update(self.takes[seed], state="downloaded")
 
-    def failed(self, seed: int, reason: str) -> None:
-        self.journal.update(self.takes[seed], state="failed", reason=reason)
+    def failed(self, seed: int, reason: str, *, left_running: bool = False) -> None:
+        """Marks a take's job failed; `left_running`: it passed its timeout and could not
+        be cancelled, so it may still finish (and be billed)."""
+        self.journal.update(self.takes[seed], state="failed", reason=reason,
+                            left_running=left_running)
 
     def forget(self, seed: int) -> None:
         """Drops an entry whose submission surely never reached the provider."""

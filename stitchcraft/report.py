@@ -13,22 +13,31 @@ inline SVG, and nothing needs JavaScript.
       "seam_threshold": float,                      # optional, default 0.35
       "shots": {shot_id: {                          # or a list of {"id": shot_id, ...}
           "chosen": take_id,
-          "segments": [{"index": int, "chosen": take_id, "candidates": [candidate]}],
-          # or, for a one-segment shot, "candidates": [candidate] directly
+          "segments": [{"index": int, "chosen": take_id, "candidates": [candidate],
+                        "failed": [failed]}],                # optional
+          # or, for a one-segment shot, "candidates" (and "failed") directly
           "seam": {"value": float, "parts": {...}},  # optional; else read from the chosen
       }},                                             # candidate's "seams"/"components"
       "weak_seams": [{"shot", "after", "score"}],   # optional
       "drift": [{"shot": str, "delta_e": float, "chain": str}],  # optional; else read
       "warnings": [str],                            # from the chosen candidates' details
       "scoring": {"frames_decoded", "seconds", "scorers": {...}},  # ScoreBook.stats()
-    }
+      "cost": {"offered": usd, "made": usd, "billed_seconds": s},  # optional: hosted takes
+      "fallbacks": [{"shot", "from", "to", "reason"}],  # optional; "to" empty when that
+    }                                                   # fallback could not run either
 
     candidate = {"id", "engine", "seed", "label", "path", "score",
                  "components" (or "parts"): {scorer: value 0..1},
                  "details": {scorer: {part: number}},      # optional raw parts
                  "seams": {"previous": value, "next": value},  # optional
-                 "thumbs": [jpeg bytes or file paths]}      # optional; else made from the
+                 "thumbs": [jpeg bytes or file paths],      # optional; else made from the
                                                             # take in "cache", or "path"
+                 "provider", "job", "billed_seconds", "cost", "cached"}  # hosted takes
+
+    failed = {"seed", "engine", "reason", "job"}   # a candidate the provider failed or refused
+
+Every field past the first few is optional, so a manifest of an older render (without
+the hosted fields) reads as it did. Text from providers and storyboards is escaped.
 
 Thumbnails of a take in the store show what the cut shows: the first and last frames come
 from its lossless head and tail, the middle one is read from its span (footage begins
@@ -81,8 +90,8 @@ def make_thumbnails(path: str | os.PathLike[str], frames: int | None = None, *,
 
 
 def take_thumbnails(take: StoredTake, *, width: int = THUMB_WIDTH) -> list[bytes]:
-    """The first, middle and last frames of a stored take as small JPEGs: the ends from
-    its lossless head and tail, the middle read from its span.
+    """The first, middle and last frames of a stored take as small JPEGs, from the
+    lossless frames the store keeps (an older entry's middle is read from its span).
 
     Raises:
         MediaError: the take's file is unreadable.
@@ -95,7 +104,9 @@ def take_thumbnails(take: StoredTake, *, width: int = THUMB_WIDTH) -> list[bytes
     def small(frame: np.ndarray) -> np.ndarray:
         return np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BILINEAR))
 
-    middle = take.span.read((take.frames - 1) // 2, 1, size=(width, height))[0]
+    kept = take.middle()
+    middle = (small(kept[0]) if kept is not None
+              else take.span.read((take.frames - 1) // 2, 1, size=(width, height))[0])
     ends = small(take.head(mapped=True)[0]), small(take.tail(mapped=True)[-1])
     return [encode_jpeg(image) for image in (ends[0], middle, ends[1])]
 
@@ -183,12 +194,14 @@ def _shots(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     previous_id = None
     for shot_id, shot in items:
         segments = shot.get("segments") or [{"index": 0, "chosen": shot.get("chosen"),
-                                             "candidates": shot.get("candidates", [])}]
+                                             "candidates": shot.get("candidates", []),
+                                             "failed": shot.get("failed", [])}]
         for segment in segments:
             label = str(shot_id) if len(segments) == 1 else f"{shot_id} · part {segment.get('index', 0) + 1}"
             chosen = segment.get("chosen") or shot.get("chosen")
             rows.append({"shot": str(shot_id), "label": label, "chosen": chosen,
                          "candidates": segment.get("candidates", []), "after": previous_id,
+                         "failed": [f for f in segment.get("failed") or [] if isinstance(f, Mapping)],
                          "seam": shot.get("seam") if segment is segments[0] else None})
             previous_id = str(shot_id)
     return rows
@@ -297,6 +310,15 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _number(value: Any) -> float | None:
+    """A manifest number, None where the field is missing or not a number."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _usd(value: float) -> str:
+    return "<$0.01" if 0 < value < 0.005 else f"${value:,.2f}"
+
+
 def _img(jpeg: bytes, alt: str) -> str:
     encoded = base64.b64encode(jpeg).decode("ascii")
     return f'<img src="data:image/jpeg;base64,{encoded}" alt="{_e(alt)}">'
@@ -343,9 +365,97 @@ def _card(candidate: Mapping[str, Any], index: int, chosen: bool, thumbs: list[b
     return (f'<article class="card{" chosen" if chosen else ""}">'
             f'<div class="strip">{strip}</div>'
             f'<header><span class="idx">{name}</span>{badge}<span class="score">{score_text}</span></header>'
-            f'<p class="meta">{meta}</p>'
+            f'<p class="meta">{meta}</p>{_hosted_line(candidate)}'
             f'<div class="bars">{_bars(_components(candidate))}</div>{raw}'
             f'<p class="id">{_e(str(candidate.get("id", ""))[:12])}</p></article>')
+
+
+def _hosted_line(candidate: Mapping[str, Any]) -> str:
+    """A hosted take's provider, job id, billed seconds and estimated price (nothing for
+    a take made on this machine)."""
+    provider = candidate.get("provider")
+    if not provider:
+        return ""
+    parts = [f"<b>{_e(provider)}</b>"]
+    if candidate.get("job"):
+        parts.append(f'job <code>{_e(candidate["job"])}</code>')
+    billed, cost = _number(candidate.get("billed_seconds")), _number(candidate.get("cost"))
+    if billed is not None:
+        parts.append(f"{billed:g} s billed")
+    if cost is not None:
+        parts.append(f"~{_e(_usd(cost))}")
+    if candidate.get("cached"):
+        parts.append("from the cache, not billed again")
+    return f'<p class="hosted">{" · ".join(parts)}</p>'
+
+
+def _failure_kind(reason: str) -> str:
+    """"refused" where the provider's words say it would not make the take (moderation,
+    an invalid request), else "failed"; only the badge depends on it."""
+    lowered = reason.lower()
+    return "refused" if any(word in lowered for word in ("refused", "moderation", "safety",
+                                                         "content policy", "content_policy")) else "failed"
+
+
+def _failed_list(failed: Sequence[Mapping[str, Any]]) -> str:
+    """A segment's candidates that were never made, each with the provider's reason."""
+    if not failed:
+        return ""
+    items = []
+    for entry in failed:
+        reason = str(entry.get("reason") or "no reason given")
+        kind = _failure_kind(reason)
+        meta = " · ".join(_e(x) for x in (entry.get("engine"), f"seed {entry['seed']}"
+                                          if entry.get("seed") is not None else None) if x)
+        job = f' · job <code>{_e(entry["job"])}</code>' if entry.get("job") else ""
+        items.append(f'<li><span class="badge bad">✗ {kind}</span> <span class="meta">{meta}{job}</span>'
+                     f'<span class="reason">{_e(reason)}</span></li>')
+    return (f'<div class="failed"><h3>{_plural(len(failed), "candidate")} not made</h3>'
+            f'<ul>{"".join(items)}</ul></div>')
+
+
+def _cost_panel(data: Mapping[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The render's hosted totals: what it paid for, and what its cuts offered."""
+    cost = data.get("cost") if isinstance(data.get("cost"), Mapping) else {}
+    made, offered = _number(cost.get("made")), _number(cost.get("offered"))
+    billed = _number(cost.get("billed_seconds"))
+    hosted = [c for r in rows for c in r["candidates"] if c.get("provider")]
+    failed = sum(len(r["failed"]) for r in rows)
+    if not (hosted or failed or made or offered or billed):
+        return ""  # nothing hosted in this render (or a render older than hosted engines)
+    lines = []
+    if made is not None:
+        lines.append(f'<li>made by this render: <b class="usd">~{_e(_usd(made))}</b>'
+                     + (f" for {billed:g} s billed" if billed is not None else "") + "</li>")
+    if offered is not None:
+        lines.append(f'<li>offered by its cuts, cached takes included: <b class="usd">~{_e(_usd(offered))}</b></li>')
+    providers = sorted({str(c["provider"]) for c in hosted})
+    if providers:
+        lines.append(f"<li>{_plural(len(hosted), 'hosted candidate')} from {_e(', '.join(providers))}</li>")
+    if failed:
+        lines.append(f'<li class="weak">{_plural(failed, "candidate")} failed or refused by the provider</li>')
+    return (f'<aside class="panel"><h3>Hosted takes</h3><ul>{"".join(lines)}</ul>'
+            "<p class=\"muted\">Estimates from each engine's price per second; the provider's "
+            "invoice is what counts.</p></aside>")
+
+
+def _fallback_panel(data: Mapping[str, Any]) -> str:
+    """Shots moved from their engine to a fallback engine, and why."""
+    items = []
+    for entry in data.get("fallbacks") or []:
+        if not isinstance(entry, Mapping):
+            continue
+        shot, moved_from, moved_to = (_e(entry.get(k, "")) for k in ("shot", "from", "to"))
+        reason = _e(entry.get("reason") or "no reason given")
+        if moved_to:
+            items.append(f"<li>shot <b>{shot}</b>: <b>{moved_from}</b> → <b>{moved_to}</b>"
+                         f'<span class="reason">{reason}</span></li>')
+        else:
+            items.append(f"<li>shot <b>{shot}</b>: fallback <b>{moved_from}</b> could not run either"
+                         f'<span class="reason">{reason}</span></li>')
+    if not items:
+        return ""
+    return f'<aside class="panel"><h3>Fallbacks</h3><ul>{"".join(items)}</ul></aside>'
 
 
 def _seam_banner(row: Mapping[str, Any], seam: Mapping[str, Any], threshold: float, weak: bool) -> str:
@@ -411,9 +521,12 @@ def render_report(data: Mapping[str, Any], thumbnails: Mapping[str, Sequence[byt
         banner = _seam_banner(row, seam, threshold, (str(row["after"]), row["shot"]) in weak) if seam else ""
         cards = "".join(_card(c, i, c.get("id") == row["chosen"], _thumbs(c, thumbnails, made))
                         for i, c in enumerate(row["candidates"]))
+        count = _plural(len(row["candidates"]), "candidate")
+        if row["failed"]:
+            count += f' · <span class="weak">{len(row["failed"])} not made</span>'
         sections.append(f'{banner}<section class="shot"><h2>{_e(row["label"])}'
-                        f'<span class="count">{_plural(len(row["candidates"]), "candidate")}</span></h2>'
-                        f'<div class="cards">{cards}</div></section>')
+                        f'<span class="count">{count}</span></h2>'
+                        f'<div class="cards">{cards}</div>{_failed_list(row["failed"])}</section>')
     warnings = "".join(f"<li>{_e(w)}</li>" for w in data.get("warnings", []))
     stats = data.get("scoring") or {}
     candidates = sum(len(r["candidates"]) for r in rows)
@@ -434,6 +547,7 @@ def render_report(data: Mapping[str, Any], thumbnails: Mapping[str, Sequence[byt
 <p class="muted">{_e(output)}</p>
 <p class="summary">{" · ".join(_e(s) for s in summary)}</p></header>
 {f'<aside class="warnings"><h3>Warnings</h3><ul>{warnings}</ul></aside>' if warnings else ""}
+{_cost_panel(data, rows)}{_fallback_panel(data)}
 <main>{"".join(sections)}</main>
 <section class="drift"><h2>Drift across chains</h2>{_drift_svg(_drift(data, rows))}</section>
 <footer class="muted">Scores run 0 to 1, higher is better; the chosen take of each shot is
@@ -456,6 +570,18 @@ h2 { margin:0 0 12px; font-size:18px; display:flex; align-items:baseline; gap:12
 .warnings { background:#fff8e6; border:1px solid #f0d48a; border-radius:8px; padding:10px 16px; margin-bottom:20px; }
 .warnings h3 { margin:0 0 4px; font-size:14px; color:#8a5a00; }
 .warnings ul { margin:0; padding-left:18px; }
+.panel { background:#fff; border:1px solid var(--line); border-radius:8px; padding:10px 16px; margin-bottom:20px; }
+.panel h3 { margin:0 0 4px; font-size:14px; }
+.panel ul, .failed ul { margin:0; padding-left:18px; }
+.panel .muted { margin:6px 0 0; font-size:12px; }
+.usd { font-variant-numeric:tabular-nums; }
+.reason { display:block; color:var(--ink); font-size:12px; overflow-wrap:anywhere; }
+.hosted { margin:0 0 6px; font-size:12px; overflow-wrap:anywhere; }
+code { font:11px ui-monospace,Menlo,monospace; }
+.failed { margin-top:12px; padding:8px 12px; border-left:4px solid var(--bad); background:#fdecec; border-radius:4px; }
+.failed h3 { margin:0 0 4px; font-size:13px; color:var(--bad); }
+.failed li { margin:4px 0; list-style:none; } .failed ul { padding-left:0; }
+.badge.bad { background:var(--bad); }
 .shot { background:#fbfaf7; border:1px solid var(--line); border-radius:10px; padding:16px; margin:0 0 14px; }
 .cards { display:flex; flex-wrap:wrap; gap:14px; }
 .card { background:var(--card); border:2px solid var(--line); border-radius:10px; padding:10px; width:392px; }

@@ -256,6 +256,13 @@ def test_an_expired_result_address_is_asked_for_again(tmp_path, kling):
     kling.url_ttl = -1.0
     failure = only(list(engine(kling).generate(request(tmp_path / "again"))))
     assert isinstance(failure, TakeFailure) and "expired" in failure.reason
+    # Billed and gone: failed in the journal, not polled by every later render.
+    journal = JobJournal(tmp_path / "again" / "jobs")
+    assert journal.read("take-0")["state"] == "failed"
+    asked = len(kling.requests)
+    again = only(list(engine(kling).generate(request(tmp_path / "again"))))
+    assert isinstance(again, TakeFailure) and "--resubmit" in again.reason
+    assert len(kling.requests) == asked
 
 
 def test_a_job_past_its_timeout_is_given_up_without_a_cancel_call(tmp_path, kling):
@@ -264,6 +271,16 @@ def test_a_job_past_its_timeout_is_given_up_without_a_cancel_call(tmp_path, klin
     assert isinstance(failure, TakeFailure)
     assert "did not finish within 1 s" in failure.reason
     assert {method for method, _ in kling.requests} == {"POST", "GET"}  # Kling has no cancel
+    # Said as it is: not cancelled, and it may still be billed.
+    assert "Kling has no cancel" in failure.reason and "cancelled" not in failure.reason
+    assert "may still finish and be billed" in failure.reason
+    entry = JobJournal(tmp_path / "jobs").read("take-0")
+    assert entry["state"] == "failed" and entry["left_running"]
+    # Once it has finished after all, the next render collects it instead of paying again.
+    kling.running = 0.0
+    take = only(list(engine(kling, timeout=1).generate(request(tmp_path))))
+    assert not isinstance(take, TakeFailure), take
+    assert kling.submissions == 1
 
 
 def test_a_last_frame_goes_as_image_tail_in_pro_mode_only(tmp_path, kling):

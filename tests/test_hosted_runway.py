@@ -24,7 +24,7 @@ from fakes.runway import RunwayService
 from stitchcraft.engines.base import SegmentRequest, Take, TakeFailure
 from stitchcraft.engines.hosted import base as hosted_base
 from stitchcraft.engines.hosted.base import Job, Refused
-from stitchcraft.engines.hosted.runway import RunwayEngine, RunwaySettings
+from stitchcraft.engines.hosted.runway import GEN4_RATIOS, RunwayEngine, RunwaySettings
 from stitchcraft.errors import ConfigError, EngineUnavailable
 from stitchcraft.jobs import JobBook, JobJournal
 
@@ -348,8 +348,12 @@ def test_models_declare_their_durations_ratios_and_frames() -> None:
     assert RunwayEngine.durations("veo3.1") == (4.0, 6.0, 8.0)
     assert RunwayEngine.durations("gen4.5") == tuple(float(s) for s in range(2, 11))
     assert RunwayEngine.fit_duration("gen4_turbo", 5.5) == 10.0
-    assert RunwayEngine.fit_aspect("gen4.5", 1920, 816) == "1584:672"
-    assert RunwayEngine.fit_aspect("gen3a_turbo", 720, 1280) == "768:1280"
+    # gen4.5 makes six ratios from an image, two from text
+    assert RunwayEngine.aspects("gen4.5", image=True) == GEN4_RATIOS
+    assert RunwayEngine.aspects("gen4.5") == ("1280:720", "720:1280")
+    assert RunwayEngine.fit_aspect("gen4.5", 1920, 816, image=True) == "1584:672"
+    assert RunwayEngine.fit_aspect("gen4.5", 1920, 816) == "1280:720"
+    assert RunwayEngine.fit_aspect("gen3a_turbo", 720, 1280, image=True) == "768:1280"
     turbo = RunwayEngine.capabilities_for(RunwaySettings(model="gen4_turbo"))
     assert not turbo.text_to_video and turbo.image_to_video and turbo.max_seconds == 10
     veo = RunwayEngine.capabilities_for(RunwaySettings(model="veo3.1"))

@@ -206,6 +206,9 @@ def test_job_past_its_timeout_is_cancelled(service: VeoService, tmp_path: Path):
     assert "did not finish within 1 s" in made[1].reason
     [job] = service.jobs.values()
     assert service.cancels == [f"models/veo-3.1-generate-preview/operations/{job.id}"]
+    # The best-effort cancel was not accepted (404): the job may go on, and be billed.
+    assert "cancelled" not in made[1].reason and "Google Veo has no cancel" in made[1].reason
+    assert "may still finish and be billed" in made[1].reason
 
 
 @pytest.mark.parametrize("service", [{"submit_delay": 1.5}], indirect=True)

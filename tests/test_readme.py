@@ -1,4 +1,5 @@
-"""Every storyboard the README shows validates, with the files it names made at test time."""
+"""Every storyboard the README and the docs show validates, with the files it names made
+at test time."""
 
 from __future__ import annotations
 
@@ -7,19 +8,24 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from lavfi import make_image, make_tone, make_video
 
-README = Path(__file__).parent.parent / "README.md"
+ROOT = Path(__file__).parent.parent
+README = ROOT / "README.md"
+HOSTED = ROOT / "docs" / "hosted.md"
 
 
-def storyboards() -> list[str]:
-    blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(), re.S)
+def storyboards(document: Path = README) -> list[str]:
+    blocks = re.findall(r"```yaml\n(.*?)```", document.read_text(), re.S)
     return [b for b in blocks if b.lstrip().startswith("version:")]
 
 
-def test_readme_storyboards_validate(tmp_path: Path):
-    found = storyboards()
-    assert found, "the README shows no storyboard"
+@pytest.mark.parametrize(("document", "least"), [(README, 1), (HOSTED, 8)],
+                         ids=["README", "docs/hosted"])
+def test_documented_storyboards_validate(document: Path, least: int, tmp_path: Path):
+    found = storyboards(document)
+    assert len(found) >= least, f"{document.name} shows {len(found)} storyboards, expected {least}"
     for index, text in enumerate(found):
         folder = tmp_path / f"board{index}"
         (folder / "assets").mkdir(parents=True)
@@ -38,4 +44,4 @@ def test_readme_storyboards_validate(tmp_path: Path):
         board.write_text(text)
         done = subprocess.run([sys.executable, "-m", "stitchcraft", "validate", str(board)],
                               capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, f"README storyboard {index}:\n{done.stderr}"
+        assert done.returncode == 0, f"{document.name} storyboard {index}:\n{done.stderr}"

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stitchcraft.manifest import CandidateRecord, FailedRecord, Manifest, SegmentRecord, ShotRecord
 from stitchcraft.media import write_video
 from stitchcraft.report import make_thumbnails, render_report, write_report
 
@@ -128,3 +129,137 @@ def test_a_lone_candidate_is_shown_as_not_scored():
          "thumbs": []}]}]}}}
     page = render_report(data, {"a1": []})
     assert "not scored" in page and "0.500" not in page
+
+
+def hosted_manifest() -> dict:
+    """A manifest as `Manifest.to_json()` writes it after a render with hosted takes: one
+    shot made at Runway (one take fresh, one from the cache, two candidates not made), a
+    local shot, the render's totals and a shot moved off Luma."""
+    return {
+        "title": "Hosted", "output": "/tmp/out.mp4", "seam_threshold": 0.35,
+        "shots": {
+            "opening": {"engine": "runway", "chosen": "a" * 40, "segments": [{
+                "index": 0, "hash": "h1", "chosen": "a" * 40,
+                "candidates": [
+                    {"id": "a" * 40, "engine": "runway", "seed": 0, "label": "gen4.5 5 s, seed 0",
+                     "score": 0.8, "components": {}, "thumbs": [], "cached": False,
+                     "provider": "Runway", "job": "task-0a1b", "billed_seconds": 5.0, "cost": 0.6},
+                    {"id": "b" * 40, "engine": "runway", "seed": 1, "label": "gen4.5 5 s, seed 1",
+                     "score": 0.6, "components": {}, "thumbs": [], "cached": True,
+                     "provider": "Runway", "job": "task-9z8y", "billed_seconds": 5.0, "cost": 0.6}],
+                "failed": [
+                    {"seed": 2, "engine": "runway", "job": "task-77",
+                     "reason": "Runway job task-77: SAFETY.INPUT.TEXT: the prompt was flagged by moderation"},
+                    {"seed": 3, "engine": "runway", "job": None,
+                     "reason": "Runway: poll failed 9 times: HTTP 503 Service Unavailable"}]}]},
+            "street": {"engine": "footage", "chosen": "c" * 40, "segments": [{
+                "index": 0, "hash": "h2", "chosen": "c" * 40, "failed": [],
+                "candidates": [{"id": "c" * 40, "engine": "footage", "seed": 0, "score": 0.7,
+                                "components": {}, "thumbs": [], "provider": None, "job": None,
+                                "billed_seconds": 0.0, "cost": 0.0}]}]},
+        },
+        "cost": {"offered": 1.2, "made": 0.6, "billed_seconds": 5.0},
+        "fallbacks": [
+            {"shot": "opening", "from": "luma", "to": "runway",
+             "reason": "set LUMAAI_API_KEY to your Luma API key"},
+            {"shot": "opening", "from": "kling", "to": "",
+             "reason": "set KLING_ACCESS_KEY and KLING_SECRET_KEY to your Kling API key"}],
+    }
+
+
+def section(page: str, shot: str) -> str:
+    """The HTML of one shot's section."""
+    found = re.search(rf'<section class="shot"><h2>{shot}<.*?</section>', page, re.S)
+    assert found, f"no section for shot {shot}"
+    return found.group(0)
+
+
+def test_report_shows_each_hosted_candidates_provider_job_and_cost():
+    page = render_report(hosted_manifest())
+    opening = section(page, "opening")
+    fresh, cached = re.findall(r'<p class="hosted">(.*?)</p>', opening)
+    assert "<b>Runway</b>" in fresh and "<code>task-0a1b</code>" in fresh
+    assert "5 s billed" in fresh and "~$0.60" in fresh and "cache" not in fresh
+    assert "<code>task-9z8y</code>" in cached and "from the cache, not billed again" in cached
+    # a take made on this machine shows no provider line
+    assert '<p class="hosted">' not in section(page, "street")
+
+
+def test_report_shows_failed_and_refused_candidates_with_the_providers_reason():
+    page = render_report(hosted_manifest())
+    opening = section(page, "opening")
+    assert "2 candidates · <span class=\"weak\">2 not made</span>" in opening
+    failed = re.search(r'<div class="failed">(.*?)</div>', opening, re.S).group(1)
+    refused, broken = re.findall(r"<li>(.*?)</li>", failed, re.S)
+    assert "✗ refused" in refused and "seed 2" in refused and "<code>task-77</code>" in refused
+    assert "SAFETY.INPUT.TEXT: the prompt was flagged by moderation" in refused
+    assert "✗ failed" in broken and "seed 3" in broken and "job" not in broken.split("Runway:")[0]
+    assert "HTTP 503 Service Unavailable" in broken
+    assert '<div class="failed">' not in section(page, "street")
+
+
+def test_report_shows_the_renders_hosted_totals_and_fallbacks():
+    page = render_report(hosted_manifest())
+    panels = dict(re.findall(r'<aside class="panel"><h3>(.*?)</h3>(.*?)</aside>', page, re.S))
+    totals = panels["Hosted takes"]
+    assert "made by this render: <b class=\"usd\">~$0.60</b> for 5 s billed" in totals
+    assert "cached takes included: <b class=\"usd\">~$1.20</b>" in totals
+    assert "2 hosted candidates from Runway" in totals and "2 candidates failed or refused" in totals
+    moved, refused = re.findall(r"<li>(.*?)</li>", panels["Fallbacks"], re.S)
+    assert "shot <b>opening</b>: <b>luma</b> → <b>runway</b>" in moved and "LUMAAI_API_KEY" in moved
+    assert "fallback <b>kling</b> could not run either" in refused and "KLING_SECRET_KEY" in refused
+
+
+def test_report_escapes_what_providers_and_storyboards_say():
+    data = hosted_manifest()
+    segment = data["shots"]["opening"]["segments"][0]
+    segment["failed"][0]["reason"] = 'refused: <script>alert("key")</script>'
+    segment["failed"][0]["job"] = "<b>job</b>"
+    segment["candidates"][0]["provider"] = "Acme & <i>Co</i>"
+    data["fallbacks"][0]["reason"] = '<img src=x onerror="alert(1)">'
+    data["fallbacks"][0]["shot"] = "<u>opening</u>"
+    page = render_report(data)
+    assert "<script" not in page and "<img src=x" not in page
+    assert "<b>job</b>" not in page and "<i>Co</i>" not in page and "<u>opening</u>" not in page
+    assert "refused: &lt;script&gt;alert(&quot;key&quot;)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
+    assert "<code>&lt;b&gt;job&lt;/b&gt;</code>" in page and "Acme &amp; &lt;i&gt;Co&lt;/i&gt;" in page
+
+
+def test_a_manifest_without_hosted_fields_reads_as_before():
+    old = hosted_manifest()
+    del old["cost"], old["fallbacks"]
+    for shot in old["shots"].values():
+        for segment in shot["segments"]:
+            segment.pop("failed", None)
+            for candidate in segment["candidates"]:
+                for key in ("provider", "job", "billed_seconds", "cost", "cached"):
+                    candidate.pop(key, None)
+    page = render_report(old)
+    assert page.count('<article class="card') == 3 and "2 shots · 3 candidates" in page
+    assert 'class="hosted"' not in page and 'class="failed"' not in page
+    assert "Hosted takes" not in page and "Fallbacks" not in page
+    # a render with no hosted take writes zero totals: no panel either
+    local = {**old, "cost": {"offered": 0.0, "made": 0.0, "billed_seconds": 0.0}, "fallbacks": []}
+    assert "Hosted takes" not in render_report(local)
+
+
+def test_report_reads_the_manifest_records_a_render_writes():
+    """The report's field names are the manifest's: a `Manifest` written as JSON shows."""
+    made = CandidateRecord(id="d" * 40, engine="veo", seed=0, provider="Google Veo",
+                           job="models/veo-3.1-generate-preview/operations/op42",
+                           billed_seconds=8.0, cost=3.2)
+    refused = FailedRecord(seed=1, engine="veo", job="models/veo/operations/op43",
+                           reason="Google Veo job op43: withheld by Google's safety filters")
+    shot = ShotRecord(engine="veo", kind="prompt", start=0, frames=96, transition_in=0,
+                      chosen=made.id, take="", segments=[SegmentRecord(0, "h", made.id, [made], [refused])])
+    manifest = Manifest(storyboard="sb.yaml", title="t", quality="final", fps="24", output="o.mp4",
+                        cache="", shots={"one": shot}, weak_seams=[], seam_threshold=0.35, drift=[],
+                        variants=[], warnings=[], scoring={}, takes_generated=1, takes_reused=0,
+                        cost={"offered": 3.2, "made": 3.2, "billed_seconds": 8.0},
+                        fallbacks=[{"shot": "one", "from": "kling", "to": "veo", "reason": "no key"}])
+    page = render_report(manifest.to_json(), {made.id: []})
+    assert "<code>models/veo-3.1-generate-preview/operations/op42</code>" in page
+    assert "8 s billed" in page and "~$3.20" in page
+    assert "✗ refused" in page and "withheld by Google&#x27;s safety filters" in page
+    assert "~$3.20</b> for 8 s billed" in page and "<b>kling</b> → <b>veo</b>" in page

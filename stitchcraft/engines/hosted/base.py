@@ -10,15 +10,35 @@ job through the same steps, whatever the provider:
    submitted, and the journal records the provider's job id at once.
 3. The job is polled until it ends. Rate limits (429, Retry-After, a "throttled"
    state) and transient failures (5xx, connection errors) are retried within a bounded
-   budget, with backoff and jitter; a job past its timeout is cancelled.
+   budget, with backoff and jitter; a job past its timeout is cancelled where the
+   provider can (else given up: it may still finish, and be billed).
 4. A finished job's video is downloaded at once (result addresses expire) and becomes
    a file take: trimmed, put on the timeline's frame rate and fitted to the shot's size
    exactly as footage is, never re-encoded.
 
+What the journal says when a candidate is given up decides what the next render does:
+
+- the job ended failed or refused, or its finished video's address expired (billed, and
+  gone): ``failed`` with the reason; not tried again unless ``--resubmit``;
+- the job passed its timeout: ``failed`` too; one the provider could not cancel is
+  checked once by the next render (it may have finished since, and was paid for);
+- polling or downloading gave up on rate limits or transient errors: left
+  ``submitted``, so the next render polls the job again instead of paying for another.
+
 A provider subclass says only how to talk to it: `submit`, `status`, `cancel` and
-`fetch`, translating its errors into `RateLimited`, `Transient`, `Refused` and
-`KeyRejected`. It declares its capabilities (`DURATIONS`, `ASPECTS`, what it conditions
-on) and its published price, dated.
+`fetch`, translating its errors into `RateLimited`, `Transient`, `Uncertain`, `Refused`,
+`ResultExpired` and `KeyRejected`. One rule matters more than the others: `_retrying`
+sends a call again after `Transient`, so `submit` raises `Transient` only when the
+request surely never reached the provider (the connection never opened, or an answer
+the provider documents as safe to retry, such as a load-shedding 503). A failure that
+may have reached it (a read timeout, a connection dropped after the request was sent, a
+5xx the provider does not document as safe to retry) must be `Uncertain`: the job may
+exist and be billed, and is never sent again by itself.
+
+It declares what it makes (`durations`, `aspects`, what it conditions on) and what a
+job costs (`tariff`: the seconds the provider bills and their price, dated), and owns
+its SDK or HTTP clients through `_shared_client` / `_thread_client`, so `close` closes
+them all.
 
 Keys come from the environment only (`KEY_VARS`); every message that leaves an engine
 goes through `redact`, so a key a provider echoes back is never shown or written.
@@ -108,6 +128,7 @@ class Job:
         seed: The provider's seed, where it takes one.
         model: The provider's model name.
         input: Model-specific fields from the settings, passed through.
+        bill: What it is billed (`HostedEngine.bill`), for the manifest.
     """
 
     prompt: str | None
@@ -120,6 +141,7 @@ class Job:
     seed: int = 0
     model: str = ""
     input: dict[str, Any] = field(default_factory=dict)
+    bill: Bill | None = None
 
 
 @dataclass
@@ -128,7 +150,7 @@ class JobStatus:
 
     Attributes:
         state: ``queued``, ``throttled``, ``running``, ``succeeded``, ``failed`` or
-            ``cancelled``.
+            ``cancelled`` (and ``abandoned``: past its timeout, not cancelled).
         video: Where the finished video is (a URL, or a provider's file name).
         reason: Why it failed, in the provider's words.
         progress: 0..1 when the provider says.
@@ -142,6 +164,21 @@ class JobStatus:
     @property
     def done(self) -> bool:
         return self.state in ("succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Bill:
+    """What one job asks of a provider and what it costs.
+
+    Attributes:
+        seconds: The duration asked (one the model makes).
+        billed_seconds: The seconds the provider bills for it.
+        usd: Its estimated price.
+    """
+
+    seconds: float
+    billed_seconds: float
+    usd: float
 
 
 class ProviderError(Exception):
@@ -187,10 +224,13 @@ class HostedEngine(Engine):
         DEFAULT_MODEL: The model used when the settings name none.
         DURATIONS: Durations the model can make, seconds, ascending.
         ASPECTS: Aspect ratios it can make, as the provider spells them.
-        PRICE_PER_SECOND: The published price (USD per generated second) and its date.
+        PRICE_PER_SECOND: The published price (USD per generated second) and its date,
+            used by the default `tariff`.
         TYPICAL_SECONDS: A typical job's wall time, for `stitch plan`.
         FIRST_FRAME_START: Whether a video made from a first frame shows that frame
             first (most do): the take then starts one frame in.
+        CAN_CANCEL: Whether the provider documents a cancel call (`cancel`); a job past
+            its timeout at a provider without one is given up, not cancelled.
     """
 
     SETTINGS: ClassVar[type[EngineSettings] | None] = HostedSettings
@@ -203,11 +243,16 @@ class HostedEngine(Engine):
     PRICE_PER_SECOND: ClassVar[tuple[float, str]] = (0.0, "")
     TYPICAL_SECONDS: ClassVar[float] = 60.0
     FIRST_FRAME_START: ClassVar[bool] = True
+    CAN_CANCEL: ClassVar[bool] = False
 
     def __init__(self, settings: EngineSettings | None = None):
         super().__init__(settings)
         self.CONCURRENCY = self.hosted.max_concurrent  # type: ignore[misc]
         self._local = threading.local()
+        self._clients_lock = threading.Lock()
+        self._shared: Any = None
+        # Every client made, with how to close it (per-thread ones included).
+        self._clients: list[tuple[Any, Callable[[Any], None]]] = []
 
     @property
     def hosted(self) -> HostedSettings:
@@ -231,8 +276,9 @@ class HostedEngine(Engine):
         return cls.DURATIONS
 
     @classmethod
-    def aspects(cls, model: str) -> tuple[str, ...]:
-        """Aspect ratios `model` can make."""
+    def aspects(cls, model: str, *, image: bool = False) -> tuple[str, ...]:
+        """Aspect ratios `model` can make, from a first-frame image (`image`) or from
+        text (some models offer different ratios for each)."""
         return cls.ASPECTS
 
     @classmethod
@@ -248,17 +294,49 @@ class HostedEngine(Engine):
         return cls.CAPABILITIES
 
     @classmethod
-    def price_per_second(cls, settings: EngineSettings | None = None) -> float:
+    def bill(cls, settings: EngineSettings | None, seconds: float, *, image: bool = False,
+             references: bool = False) -> Bill:
+        """The duration a job asks and what the provider bills for it: the one place
+        both are decided, for the job sent (`job_for`), the manifest (`_take`) and the
+        estimate before a render (`cost.estimate`).
+
+        Args:
+            settings: The engine's settings (model, ``input:``, ``price_per_second``).
+            seconds: The video wanted, seconds (the frame it starts from included).
+            image: The job starts from an image (image-to-video, a chain).
+            references: The job carries reference images.
+        """
         chosen = cls.settings_for(settings)
-        if isinstance(chosen, HostedSettings) and chosen.price_per_second is not None:
-            return chosen.price_per_second
-        return cls.PRICE_PER_SECOND[0]
+        assert isinstance(chosen, HostedSettings)
+        found = cls.tariff(cls.model_for(chosen), chosen, seconds, image=image,
+                           references=references)
+        if chosen.price_per_second is not None:  # the storyboard's price wins
+            found = dataclasses.replace(found, usd=found.billed_seconds * chosen.price_per_second)
+        return dataclasses.replace(found, usd=round(found.usd, 4))
 
     @classmethod
-    def billed_seconds(cls, frames: int, fps: float, model: str, condition: int = 0) -> float:
-        """Seconds the provider bills for a take of `frames` timeline frames (`condition`
-        frames repeat the image it starts from)."""
-        return cls.fit_duration(model, (frames + condition) / fps)
+    def tariff(cls, model: str, settings: HostedSettings, seconds: float, *, image: bool,
+               references: bool) -> Bill:
+        """What the provider asks and charges for a job of `model` wanting `seconds`
+        (a provider overrides it where the price or the duration depends on the model,
+        its ``input:`` settings or the request); the default bills the shortest duration
+        that holds it at `PRICE_PER_SECOND`."""
+        asked = cls.fit_duration(model, seconds)
+        return Bill(asked, asked, asked * cls.PRICE_PER_SECOND[0])
+
+    @classmethod
+    def price_per_second(cls, settings: EngineSettings | None = None) -> float:
+        """USD per billed second of the model's longest text-to-video take (to show)."""
+        model = cls.model_for(settings)
+        found = cls.bill(settings, max(cls.durations(model)))
+        return round(found.usd / found.billed_seconds, 4) if found.billed_seconds else 0.0
+
+    @classmethod
+    def wanted_seconds(cls, frames: int, fps: float, condition: int = 0) -> float:
+        """Seconds of video a take of `frames` timeline frames needs from the provider:
+        one frame more when it starts from a conditioning frame the video shows first."""
+        lead = 1 if condition and cls.FIRST_FRAME_START else 0
+        return (frames + lead) / fps
 
     @classmethod
     def fit_duration(cls, model: str, seconds: float) -> float:
@@ -267,15 +345,16 @@ class HostedEngine(Engine):
         return next((d for d in allowed if d + 1e-6 >= seconds), allowed[-1])
 
     @classmethod
-    def fit_aspect(cls, model: str, width: int, height: int) -> str:
-        """The allowed aspect ratio closest to width:height."""
+    def fit_aspect(cls, model: str, width: int, height: int, *, image: bool = False) -> str:
+        """The allowed aspect ratio closest to width:height (among those `model` makes
+        from an image, or from text)."""
         wanted = math.log(width / height)
 
         def distance(aspect: str) -> float:
             w, _, h = aspect.partition(":")
             return abs(math.log(float(w) / float(h)) - wanted)
 
-        return min(cls.aspects(model), key=distance)
+        return min(cls.aspects(model, image=image), key=distance)
 
     @classmethod
     def availability(cls, settings: EngineSettings | None = None) -> Availability:
@@ -308,6 +387,40 @@ class HostedEngine(Engine):
                         text = text.replace(part, "[key]")
         return text
 
+    # -- the clients it talks through ----------------------------------------------------
+
+    def _shared_client(self, make: Callable[[], T], close: Callable[[T], None] | None = None) -> T:
+        """The engine's one client (thread-safe SDKs), made on first use by `make`;
+        `close` closes it (default: its ``close()``)."""
+        with self._clients_lock:
+            if self._shared is None:
+                self._shared = make()
+                self._clients.append((self._shared, close or _close))
+            return self._shared  # type: ignore[no-any-return]
+
+    def _thread_client(self, make: Callable[[], T], close: Callable[[T], None] | None = None) -> T:
+        """This thread's client (SDKs not documented as thread-safe), made by `make`."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = make()
+            with self._clients_lock:
+                self._clients.append((client, close or _close))
+            self._local.client = client
+        return client  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Closes every client the engine made, in every thread (at the end of a render);
+        a later call makes new ones."""
+        with self._clients_lock:
+            made, self._clients = self._clients, []
+            self._shared = None
+            self._local = threading.local()
+        for client, close in made:
+            try:
+                close(client)
+            except Exception:  # noqa: BLE001 - a client that fails to close leaks at worst
+                pass
+
     # -- what a provider adapter implements ----------------------------------------------
 
     def submit(self, job: Job) -> str:
@@ -317,8 +430,10 @@ class HostedEngine(Engine):
     def status(self, job_id: str) -> JobStatus:
         raise NotImplementedError
 
-    def cancel(self, job_id: str) -> None:
-        """Cancels a job where the API allows (a no-op where it does not)."""
+    def cancel(self, job_id: str) -> bool:
+        """Cancels a job where the API allows; returns whether the provider accepted the
+        cancel (False where it has none: `CAN_CANCEL`)."""
+        return False
 
     def fetch(self, status: JobStatus, path: Path) -> None:
         """Downloads a finished job's video to `path` (default: GET its URL)."""
@@ -336,22 +451,25 @@ class HostedEngine(Engine):
 
     def job_for(self, request: SegmentRequest, seed: int) -> Job:
         """The provider job that makes one take of `request`."""
-        fps = float(request.fps)
-        lead = 1 if request.condition_frames is not None and self.FIRST_FRAME_START else 0
+        conditioned = request.condition_frames is not None
         first = None
         if request.condition_frames is not None and len(request.condition_frames):
             first = png(request.condition_frames[-1])
         elif request.image is not None:
             first = request.image.read_bytes() if request.image.suffix.lower() == ".png" else \
                 png_file(request.image)
+        references = [png_file(request.reference)] if request.reference is not None else []
+        wanted = self.wanted_seconds(request.frames, float(request.fps), int(conditioned))
+        bill = self.bill(self.settings, wanted, image=first is not None, references=bool(references))
         return Job(
             prompt=request.prompt, negative_prompt=request.negative_prompt,
-            seconds=self.fit_duration(self.model, (request.frames + lead) / fps),
-            aspect=self.fit_aspect(self.model, request.width, request.height),
+            seconds=bill.seconds,
+            aspect=self.fit_aspect(self.model, request.width, request.height,
+                                   image=first is not None),
             first_frame=first,
             last_frame=png(request.last_frame) if request.last_frame is not None else None,
-            references=[png_file(request.reference)] if request.reference is not None else [],
-            seed=seed, model=self.model, input=dict(self.hosted.input),
+            references=references, seed=seed, model=self.model, input=dict(self.hosted.input),
+            bill=bill,
         )
 
     def _make(self, request: SegmentRequest, jobs: JobBook, seed: int) -> Take | TakeFailure:
@@ -363,6 +481,11 @@ class HostedEngine(Engine):
             if entry.get("state") == "submitting":
                 return TakeFailure(seed, self.redact(self._uncertain()), {"engine": self.NAME})
             if entry.get("state") == "failed":
+                if entry.get("left_running") and entry.get("job"):
+                    late = self._finished_since(request, jobs, seed, job, str(entry["job"]))
+                    if late is not None:
+                        return late
+                    entry = jobs.entry(seed)
                 return TakeFailure(seed, self.redact(
                     f"{entry.get('reason') or 'failed'} (in an earlier render; not submitted again "
                     "by itself: run with --resubmit to try it again)"),
@@ -381,8 +504,8 @@ class HostedEngine(Engine):
                 jobs.submitted(seed, job_id)
             status = self._wait(jobs, seed, job_id)
             if status.state != "succeeded":
-                jobs.failed(seed, status.reason)
                 reason = status.reason or f"the job ended {status.state}"
+                jobs.failed(seed, reason, left_running=status.state == "abandoned")
                 return TakeFailure(seed, self.redact(f"{self.PROVIDER} job {job_id}: {reason}"),
                                    {"engine": self.NAME, "job": job_id})
             self._download(jobs, seed, job_id, status)
@@ -393,10 +516,43 @@ class HostedEngine(Engine):
         except Refused as exc:
             jobs.failed(seed, str(exc))
             return TakeFailure(seed, self.redact(f"{self.PROVIDER} refused the take: {exc}"),
-                               {"engine": self.NAME, "job": entry.get("job")})
-        except (Transient, RateLimited, ResultExpired) as exc:
-            return TakeFailure(seed, self.redact(f"{self.PROVIDER}: {exc}"),
                                {"engine": self.NAME, "job": jobs.entry(seed).get("job")})
+        except ResultExpired as exc:
+            # The job ran (and was billed) but its video is gone: polling it again cannot
+            # bring it back, so the entry is failed and --resubmit makes the take anew.
+            reason = f"{exc}; the job was billed but its video can no longer be downloaded"
+            jobs.failed(seed, reason)
+            job_id = jobs.entry(seed).get("job")
+            return TakeFailure(seed, self.redact(
+                f"{self.PROVIDER} job {job_id}: {reason} (run with --resubmit to make it anew)"),
+                {"engine": self.NAME, "job": job_id})
+        except (Transient, RateLimited) as exc:
+            job_id = jobs.entry(seed).get("job")
+            if not job_id:  # the submission surely did not reach the provider
+                return TakeFailure(seed, self.redact(f"{self.PROVIDER}: {exc}"), {"engine": self.NAME})
+            # The job exists and may still be running, or its video still be waiting: the
+            # entry stays "submitted", so the next render polls it instead of paying again.
+            return TakeFailure(seed, self.redact(
+                f"{self.PROVIDER} job {job_id}: {exc}; gave up waiting on the provider, but the "
+                "job may still be running: the next render polls it again (it is not submitted "
+                "again)"), {"engine": self.NAME, "job": job_id})
+
+    def _finished_since(self, request: SegmentRequest, jobs: JobBook, seed: int, job: Job,
+                        job_id: str) -> Take | None:
+        """A job given up at its timeout that the provider could not cancel, checked once:
+        its video when it has finished since (it was paid for), else None (the entry then
+        holds the provider's verdict where the job has ended)."""
+        try:
+            status = self.status(job_id)
+        except ProviderError:
+            return None
+        if status.state == "succeeded":
+            self._download(jobs, seed, job_id, status)
+            made = self._take(request, jobs, seed, job, jobs.entry(seed))
+            return made if isinstance(made, Take) else None
+        if status.done:
+            jobs.failed(seed, status.reason or f"the job ended {status.state}")
+        return None
 
     def _uncertain(self) -> str:
         return (f"a submission of this take to {self.PROVIDER} was cut off before its job id "
@@ -404,7 +560,8 @@ class HostedEngine(Engine):
                 "again by itself. Run with --resubmit to submit it again")
 
     def _wait(self, jobs: JobBook, seed: int, job_id: str) -> JobStatus:
-        """Polls a job until it ends or passes its timeout (then cancels it)."""
+        """Polls a job until it ends or passes its timeout (then cancels it where the
+        provider can, else gives it up: state ``abandoned``)."""
         started = jobs.entry(seed).get("submitted_at") or time.time()
         interval = self.hosted.poll_interval
         while True:
@@ -412,14 +569,25 @@ class HostedEngine(Engine):
             if status.done:
                 return status
             if time.time() - started > self.hosted.timeout:
-                try:
-                    self.cancel(job_id)
-                except ProviderError:
-                    pass
-                return JobStatus("cancelled", reason=f"did not finish within {self.hosted.timeout:g} s "
-                                                      "(engine timeout); cancelled")
+                return self._stop(job_id)
             wait = interval * (2 if status.state == "throttled" else 1)
             time.sleep(wait * random.uniform(0.9, 1.1))
+
+    def _stop(self, job_id: str) -> JobStatus:
+        """Cancels a job past its timeout; says honestly when it could not be."""
+        late = f"did not finish within {self.hosted.timeout:g} s (engine timeout)"
+        problem = ""
+        try:
+            accepted = self.cancel(job_id)
+        except ProviderError as exc:
+            accepted, problem = False, f" ({exc})"
+        if accepted:
+            return JobStatus("cancelled", reason=f"{late}; cancelled")
+        refused = f"{self.PROVIDER} did not accept the cancel{problem}" if self.CAN_CANCEL \
+            else f"{self.PROVIDER} has no cancel"
+        return JobStatus("abandoned", reason=f"{late}; given up: {refused}, so the "
+                                            "job may still finish and be billed (the next render "
+                                            "collects it if it has)")
 
     def _download(self, jobs: JobBook, seed: int, job_id: str, status: JobStatus) -> None:
         """Downloads a finished job's video into the journal; an expired address is asked
@@ -458,9 +626,9 @@ class HostedEngine(Engine):
             return TakeFailure(seed, f"{self.PROVIDER} job {entry.get('job')} returned "
                                      f"{info.duration:.2f} s of video where {needed:.2f} s were asked",
                                {"engine": self.NAME})
-        price = self.price_per_second(self.settings)
+        bill = job.bill or self.bill(self.settings, job.seconds)
         meta = {"provider": self.PROVIDER, "model": self.model, "job": entry.get("job"),
-                "billed_seconds": job.seconds, "cost": round(job.seconds * price, 4),
+                "billed_seconds": bill.billed_seconds, "cost": bill.usd,
                 "aspect": job.aspect, "native": f"{info.width}x{info.height}@{info.fps}"}
         label = f"{self.model} {job.seconds:g} s, seed {seed}"
         return Take.from_file(path, start=start, frames=request.frames,
@@ -483,6 +651,10 @@ class HostedEngine(Engine):
                 wait = backoff(base, attempt)
             time.sleep(min(wait, MAX_BACKOFF))
         raise AssertionError("unreachable")
+
+
+def _close(client: Any) -> None:
+    client.close()
 
 
 def backoff(base: float, attempt: int) -> float:

@@ -34,13 +34,13 @@ written, overriding those; its cost is estimated at the highest price in the tab
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from pydantic import field_validator, model_validator
 
 from ..base import Capabilities
 from .base import (
+    Bill,
     HostedEngine,
     HostedSettings,
     Job,
@@ -66,7 +66,7 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("fal-ai/kling-video/v2.1/standard/image-to-video", image="image_url",
               negative_prompt="negative_prompt", durations=(5.0, 10.0), duration_str=True,
               fps=24, aspects=("16:9", "9:16", "1:1"), needs_image=True,
-              options={"cfg_scale": Range(0, 1)},
+              options={"cfg_scale": Range(0, 1)}, billed_from=5.0,
               price=(0.056, _READ, "fal.ai model page: $0.28 per 5 s, $0.056 per extra second")),
     # fal.ai/models/fal-ai/minimax/hailuo-02/standard/image-to-video: prompt, image_url,
     # end_image_url, duration "6" | "10", resolution 512P | 768P, prompt_optimizer.
@@ -74,6 +74,7 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
               last_image="end_image_url", durations=(6.0, 10.0), duration_str=True, fps=25,
               aspects=("16:9", "9:16", "1:1"), needs_image=True,
               options={"resolution": ("512P", "768P"), "prompt_optimizer": bool},
+              price_by=("resolution", {"768P": 0.045, "512P": 0.017}),
               price=(0.045, _READ, "fal.ai model page: $0.045/s at 768P, ~$0.017/s at 512P")),
     # fal.ai/models/fal-ai/wan/v2.2-a14b/image-to-video: num_frames 17..161 (Wan makes
     # 4k+1 frames, so those are the counts asked), frames_per_second 4..60 (16 here, the
@@ -88,6 +89,7 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
               options={"resolution": ("480p", "580p", "720p"), "num_inference_steps": Range(2, 40),
                        "enable_safety_checker": bool, "enable_prompt_expansion": bool,
                        "guidance_scale": Range(1, 10), "shift": Range(1, 10)},
+              price_by=("resolution", {"720p": 0.08, "580p": 0.06, "480p": 0.04}),
               price=(0.08, _READ, "fal.ai model page: $0.08 per video second at 720p "
                                   "($0.06 580p, $0.04 480p), seconds counted at 16 fps")),
 )}
@@ -134,13 +136,12 @@ class FalEngine(HostedEngine):
     ASPECTS = MODELS[DEFAULT_MODEL].aspects
     PRICE_PER_SECOND = MODELS[DEFAULT_MODEL].price[:2]  # type: ignore[index]
     TYPICAL_SECONDS = 240.0
+    CAN_CANCEL = True
     CAPABILITIES = Capabilities(kinds=frozenset({"prompt", "image"}), text_to_video=False,
                                 image_to_video=True, condition_frames=1)
 
     def __init__(self, settings: Any = None):
         super().__init__(settings)
-        self._lock = threading.Lock()
-        self._http: Any = None
         self._addresses: dict[str, dict[str, str]] = {}
         self._completed: set[str] = set()  # completed requests: only their result is read
 
@@ -151,8 +152,8 @@ class FalEngine(HostedEngine):
         return model_spec(model).durations
 
     @classmethod
-    def aspects(cls, model: str) -> tuple[str, ...]:
-        return model_spec(model).aspects
+    def aspects(cls, model: str, *, image: bool = False) -> tuple[str, ...]:
+        return model_spec(model).aspects  # from an image, the video follows its shape
 
     @classmethod
     def model_capabilities(cls, model: str) -> Capabilities:
@@ -162,12 +163,12 @@ class FalEngine(HostedEngine):
                             first_last_frame=spec.last_image is not None, condition_frames=1)
 
     @classmethod
-    def price_per_second(cls, settings: Any = None) -> float:
-        chosen = cls.settings_for(settings)
-        if isinstance(chosen, HostedSettings) and chosen.price_per_second is not None:
-            return chosen.price_per_second
-        spec = model_spec(cls.model_for(chosen))
-        return spec.price[0] if spec.price else highest_price(MODELS)
+    def tariff(cls, model: str, settings: HostedSettings, seconds: float, *, image: bool,
+               references: bool) -> Bill:
+        """The model's price for its ``input:`` (an unknown model: the dearest known)."""
+        asked = cls.fit_duration(model, seconds)
+        billed, usd = model_spec(model).charge(asked, settings.input, highest_price(MODELS))
+        return Bill(asked, billed, usd)
 
     # -- talking to fal ------------------------------------------------------------------
 
@@ -179,12 +180,9 @@ class FalEngine(HostedEngine):
     def http(self) -> Any:
         import httpx
 
-        with self._lock:
-            if self._http is None:
-                self._http = httpx.Client(
-                    headers={"Authorization": f"Key {self.keys()['FAL_KEY']}"},
-                    timeout=httpx.Timeout(60.0, connect=15.0), follow_redirects=True)
-            return self._http
+        return self._shared_client(lambda: httpx.Client(
+            headers={"Authorization": f"Key {self.keys()['FAL_KEY']}"},
+            timeout=httpx.Timeout(60.0, connect=15.0), follow_redirects=True))
 
     def submit(self, job: Job) -> str:
         import httpx
@@ -266,7 +264,9 @@ class FalEngine(HostedEngine):
             return JobStatus("failed", reason="the result holds no video")
         return JobStatus("succeeded", video=url)
 
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str) -> bool:
+        """``PUT cancel_url``: 202 when fal accepts it, 400 when the request has already
+        finished (then nothing was cancelled)."""
         import httpx
 
         try:
@@ -274,6 +274,7 @@ class FalEngine(HostedEngine):
         except httpx.TransportError as exc:
             raise Transient(f"cancelling: {type(exc).__name__}") from None
         check_http(response.status_code, response.headers, "cancelling")
+        return response.status_code < 300
 
     def _get(self, url: str, what: str) -> dict[str, Any]:
         import httpx
@@ -298,12 +299,6 @@ class FalEngine(HostedEngine):
         if code in (401, 403):
             raise KeyRejected(f"{what}: HTTP {code} {detail}".strip())
         raise Refused(f"{what}: HTTP {code} {detail}".strip())
-
-    def close(self) -> None:
-        with self._lock:
-            if self._http is not None:
-                self._http.close()
-                self._http = None
 
 
 def failure(detail: Any, kind: Any) -> str:

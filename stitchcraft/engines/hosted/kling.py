@@ -30,6 +30,7 @@ from pydantic import model_validator
 from ...storyboard import EngineSettings
 from ..base import Capabilities
 from .base import (
+    Bill,
     HostedEngine,
     HostedSettings,
     Job,
@@ -148,6 +149,7 @@ class KlingEngine(HostedEngine):
     ASPECTS = ("16:9", "9:16", "1:1")
     PRICE_PER_SECOND = (MODELS[DEFAULT_MODEL].prices["pro"], PRICE_DATE)
     TYPICAL_SECONDS = 240.0
+    CAN_CANCEL = False  # the API has no cancel call: a job past its timeout is given up
     CAPABILITIES = Capabilities(kinds=frozenset({"prompt", "image"}), text_to_video=True,
                                 image_to_video=True, first_last_frame=True, condition_frames=1)
 
@@ -155,8 +157,6 @@ class KlingEngine(HostedEngine):
         super().__init__(settings)
         self._token_lock = threading.Lock()
         self._token: tuple[str, float] | None = None
-        self._client_lock = threading.Lock()
-        self._client: Any = None
 
     # -- what it offers ------------------------------------------------------------------
 
@@ -187,16 +187,17 @@ class KlingEngine(HostedEngine):
                                    first_last_frame=cls.mode_for(settings) in known.tail)
 
     @classmethod
-    def price_per_second(cls, settings: EngineSettings | None = None) -> float:
-        chosen = cls.settings_for(settings)
-        if isinstance(chosen, HostedSettings) and chosen.price_per_second is not None:
-            return chosen.price_per_second
-        known = MODELS.get(cls.model_for(settings))
+    def tariff(cls, model: str, settings: HostedSettings, seconds: float, *, image: bool,
+               references: bool) -> Bill:
+        """Priced per second by model and mode (a 5 s take costs 5 times the rate)."""
+        known = MODELS.get(model)
         if known is None:
-            return max(p for m in MODELS.values() for p in m.prices.values())  # estimate high
-        mode = cls.mode_for(settings)
-        # A mode whose price was not found is estimated at the model's dearest.
-        return known.prices.get(mode, max(known.prices.values()))
+            rate = max(p for m in MODELS.values() for p in m.prices.values())  # estimate high
+        else:
+            # A mode whose price was not found is estimated at the model's dearest.
+            rate = known.prices.get(cls.mode_for(settings), max(known.prices.values()))
+        asked = cls.fit_duration(model, seconds)
+        return Bill(asked, asked, asked * rate)
 
     # -- auth ------------------------------------------------------------------------------
 
@@ -219,11 +220,9 @@ class KlingEngine(HostedEngine):
     def client(self) -> Any:
         import httpx
 
-        with self._client_lock:
-            if self._client is None:
-                self._client = httpx.Client(base_url=(self.hosted.base_url or DEFAULT_BASE_URL).rstrip("/"),
-                                            timeout=httpx.Timeout(60.0, connect=15.0))
-            return self._client
+        return self._shared_client(lambda: httpx.Client(
+            base_url=(self.hosted.base_url or DEFAULT_BASE_URL).rstrip("/"),
+            timeout=httpx.Timeout(60.0, connect=15.0)))
 
     # -- the provider's protocol -----------------------------------------------------------
 

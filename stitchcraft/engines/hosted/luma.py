@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, model_validator
@@ -31,6 +30,7 @@ from ...errors import EngineUnavailable
 from ...storyboard import EngineSettings, Model
 from ..base import Availability, Capabilities, SegmentRequest, Take, TakeFailure
 from .base import (
+    Bill,
     HostedEngine,
     HostedSettings,
     Job,
@@ -141,13 +141,9 @@ class LumaEngine(HostedEngine):
     ASPECTS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "9:21")
     PRICE_PER_SECOND = (PRICES["ray-2"][DEFAULT_RESOLUTION], PRICE_DATE)
     TYPICAL_SECONDS = 120.0
+    CAN_CANCEL = True  # DELETE /generations/{id}
     CAPABILITIES = Capabilities(kinds=frozenset({"prompt", "image"}), text_to_video=True,
                                 image_to_video=True, first_last_frame=True, condition_frames=1)
-
-    def __init__(self, settings: EngineSettings | None = None):
-        super().__init__(settings)
-        self._client_lock = threading.Lock()
-        self._client: Any = None
 
     @property
     def luma(self) -> LumaSettings:
@@ -168,14 +164,14 @@ class LumaEngine(HostedEngine):
                                    first_last_frame=False, condition_frames=0)
 
     @classmethod
-    def price_per_second(cls, settings: EngineSettings | None = None) -> float:
-        chosen = cls.settings_for(settings)
-        if isinstance(chosen, HostedSettings) and chosen.price_per_second is not None:
-            return chosen.price_per_second
-        model = cls.model_for(settings)
-        resolution = chosen.input.get("resolution") if isinstance(chosen, HostedSettings) else None
+    def tariff(cls, model: str, settings: HostedSettings, seconds: float, *, image: bool,
+               references: bool) -> Bill:
+        """Priced by model and ``input.resolution`` (720p unless set)."""
         table = PRICES.get(model, PRICES["ray-2"])  # an unknown model: ray-2's, the dearer
-        return table.get(str(resolution or DEFAULT_RESOLUTION), table[DEFAULT_RESOLUTION])
+        rate = table.get(str(settings.input.get("resolution") or DEFAULT_RESOLUTION),
+                         table[DEFAULT_RESOLUTION])
+        asked = cls.fit_duration(model, seconds)
+        return Bill(asked, asked, asked * rate)
 
     @classmethod
     def availability(cls, settings: EngineSettings | None = None) -> Availability:
@@ -209,15 +205,15 @@ class LumaEngine(HostedEngine):
     def client(self) -> Any:
         """The SDK client, made once; its own retries are off (the job loop owns them,
         and a retried POST after a timeout could pay twice)."""
-        with self._client_lock:
-            if self._client is None:
-                import httpx
-                import lumaai
+        def make() -> Any:
+            import httpx
+            import lumaai
 
-                self._client = lumaai.LumaAI(auth_token=self.keys()["LUMAAI_API_KEY"],
-                                             base_url=self.hosted.base_url, max_retries=0,
-                                             timeout=httpx.Timeout(60.0, connect=15.0))
-            return self._client
+            return lumaai.LumaAI(auth_token=self.keys()["LUMAAI_API_KEY"],
+                                 base_url=self.hosted.base_url, max_retries=0,
+                                 timeout=httpx.Timeout(60.0, connect=15.0))
+
+        return self._shared_client(make)
 
     def submit(self, job: Job) -> str:
         if job.negative_prompt:
@@ -263,8 +259,9 @@ class LumaEngine(HostedEngine):
             return JobStatus("running")
         return JobStatus("queued")
 
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str) -> bool:
         self._call("cancelling the generation", lambda: self.client().generations.delete(job_id))
+        return True
 
     def _call(self, what: str, call: Callable[[], Any], *, submitting: bool = False) -> Any:
         """`call()` with the SDK's errors translated for the job loop."""

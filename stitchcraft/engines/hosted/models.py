@@ -54,6 +54,10 @@ class ModelSpec:
         price: USD per generated second at the model's default settings, the date it was
             read and where (None where no published price was found: the engine then
             estimates with the highest price it knows).
+        price_by: The ``input:`` key the price depends on and USD per second for each of
+            its values (a value not listed, or the key unset, is billed at `price`).
+        billed_from: The fewest seconds billed for a take (fal bills its Kling 2.1 per 5 s
+            first, then per second).
         known: The model is in a table (its ``input:`` is validated).
         last_image_needs: An ``input:`` key and value without which the model refuses
             a last frame.
@@ -79,6 +83,20 @@ class ModelSpec:
     price: tuple[float, str, str] | None = None
     known: bool = True
     last_image_needs: tuple[str, Any] | None = None
+    price_by: tuple[str, Mapping[Any, float]] | None = None
+    billed_from: float = 0.0
+
+    def charge(self, seconds: float, values: Mapping[str, Any],
+               unknown: float) -> tuple[float, float]:
+        """(billed seconds, USD) of a take asking `seconds` with these ``input:`` values;
+        `unknown` is the rate used where the model has no published price."""
+        rate = self.price[0] if self.price else unknown
+        if self.price_by is not None:
+            key, rates = self.price_by
+            if key in values:
+                rate = rates.get(values[key], rate)
+        billed = max(seconds, self.billed_from)
+        return billed, billed * rate
 
     def takes_last_image(self, values: Mapping[str, Any]) -> bool:
         """Whether a last frame can be sent with these ``input:`` values (some models

@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import io
 import re
-import threading
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
 from ..base import Capabilities
 from .base import (
+    Bill,
     HostedEngine,
     HostedSettings,
     Job,
@@ -68,6 +68,7 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
               negative_prompt="negative_prompt", durations=(5.0, 10.0), fps=24,
               aspects=("16:9", "9:16", "1:1"), needs_image=True,
               options={"mode": ("standard", "pro")}, last_image_needs=("mode", "pro"),
+              price_by=("mode", {"standard": 0.05, "pro": 0.09}),
               price=(0.05, "2026-12-02", _PRICE_NOTE + ": standard 720p $0.05/s, pro $0.09/s")),
     # replicate.com/minimax/hailuo-02 (version c43b610e schema): text- or image-to-video,
     # first_frame_image / last_frame_image, duration 6 or 10 (10 s only at 768p; the
@@ -75,6 +76,7 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("minimax/hailuo-02", image="first_frame_image", last_image="last_frame_image",
               durations=(6.0,), fps=25, aspects=("16:9",),
               options={"resolution": ("512p", "768p", "1080p"), "prompt_optimizer": bool},
+              price_by=("resolution", {"1080p": 0.08, "768p": 0.045}),
               price=(0.08, "2026-12-02", _PRICE_NOTE + ": 1080p $0.08/s, 768p $0.045/s")),
     # replicate.com/wan-video/wan-2.2-i2v-a14b (version 9c49fe41 schema): num_frames
     # 81..100 at frames_per_second (default 16; "pricing is based on the video duration
@@ -133,14 +135,13 @@ class ReplicateEngine(HostedEngine):
     ASPECTS = MODELS[DEFAULT_MODEL].aspects
     PRICE_PER_SECOND = MODELS[DEFAULT_MODEL].price[:2]  # type: ignore[index]
     TYPICAL_SECONDS = 240.0
+    CAN_CANCEL = True
     CAPABILITIES = Capabilities(kinds=frozenset({"prompt", "image"}), text_to_video=False,
                                 image_to_video=True, condition_frames=1)
     DATA_URI_LIMIT: ClassVar[int] = DATA_URI_LIMIT
 
     def __init__(self, settings: Any = None):
         super().__init__(settings)
-        self._client_lock = threading.Lock()
-        self._sdk: Any = None
         self._uploads: dict[str, str] = {}
 
     # -- what the model offers -----------------------------------------------------------
@@ -150,8 +151,8 @@ class ReplicateEngine(HostedEngine):
         return model_spec(model).durations
 
     @classmethod
-    def aspects(cls, model: str) -> tuple[str, ...]:
-        return model_spec(model).aspects
+    def aspects(cls, model: str, *, image: bool = False) -> tuple[str, ...]:
+        return model_spec(model).aspects  # from an image, the video follows its shape
 
     @classmethod
     def model_capabilities(cls, model: str) -> Capabilities:
@@ -172,12 +173,12 @@ class ReplicateEngine(HostedEngine):
         return dataclasses.replace(found, first_last_frame=spec.takes_last_image(chosen.input))
 
     @classmethod
-    def price_per_second(cls, settings: Any = None) -> float:
-        chosen = cls.settings_for(settings)
-        if isinstance(chosen, HostedSettings) and chosen.price_per_second is not None:
-            return chosen.price_per_second
-        spec = model_spec(cls.model_for(chosen))
-        return spec.price[0] if spec.price else highest_price(MODELS)
+    def tariff(cls, model: str, settings: HostedSettings, seconds: float, *, image: bool,
+               references: bool) -> Bill:
+        """The model's price for its ``input:`` (an unknown model: the dearest known)."""
+        asked = cls.fit_duration(model, seconds)
+        billed, usd = model_spec(model).charge(asked, settings.input, highest_price(MODELS))
+        return Bill(asked, billed, usd)
 
     @classmethod
     def fingerprint(cls, settings: Any = None) -> dict[str, Any]:
@@ -190,14 +191,14 @@ class ReplicateEngine(HostedEngine):
 
     @property
     def client(self) -> Any:
-        """The SDK client (one per engine; its httpx client is thread-safe)."""
-        with self._client_lock:
-            if self._sdk is None:
-                import replicate
+        """The SDK client (one per engine; its httpx client is thread-safe). It has no
+        `close` of its own: closing it closes that httpx client."""
+        import replicate
 
-                self._sdk = replicate.Client(api_token=self.keys()["REPLICATE_API_TOKEN"],
-                                             base_url=self.hosted.base_url)
-            return self._sdk
+        return self._shared_client(
+            lambda: replicate.Client(api_token=self.keys()["REPLICATE_API_TOKEN"],
+                                     base_url=self.hosted.base_url),
+            close=lambda sdk: sdk._client.close())
 
     def submit(self, job: Job) -> str:
         spec = model_spec(job.model)
@@ -268,11 +269,12 @@ class ReplicateEngine(HostedEngine):
             response = self.client._request("GET", f"/v1/predictions/{job_id}")
             return dict(response.json())
 
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str) -> bool:
         try:
             self.client.predictions.cancel(job_id)
         except Exception as exc:
             raise self._error(exc, "canceling the prediction", sent=False) from None
+        return True
 
     def fetch(self, status: JobStatus, path: Any) -> None:
         if not status.video:

@@ -24,14 +24,14 @@ each model). Models not in the table pass through with generic limits.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import model_validator
 
 from ..base import Capabilities
 from .base import (
+    Bill,
     HostedEngine,
     HostedSettings,
     Job,
@@ -44,10 +44,6 @@ from .base import (
     data_uri,
     retry_after,
 )
-
-if TYPE_CHECKING:
-    from ...engines.base import SegmentRequest
-    from ...storyboard import EngineSettings
 
 # The API version this adapter speaks, sent as X-Runway-Version (pinned here rather than
 # left to the SDK's default, so an SDK upgrade cannot change the protocol silently).
@@ -196,6 +192,7 @@ class RunwayEngine(HostedEngine):
     ASPECTS = GEN4_RATIOS
     PRICE_PER_SECOND = (MODELS["gen4.5"].credits * USD_PER_CREDIT, PRICE_DATE)
     TYPICAL_SECONDS = 90.0
+    CAN_CANCEL = True
     CAPABILITIES = Capabilities(kinds=frozenset({"prompt", "image"}), text_to_video=True,
                                 image_to_video=True, condition_frames=1)
 
@@ -206,9 +203,13 @@ class RunwayEngine(HostedEngine):
         return model_spec(model).durations
 
     @classmethod
-    def aspects(cls, model: str) -> tuple[str, ...]:
+    def aspects(cls, model: str, *, image: bool = False) -> tuple[str, ...]:
+        """The ratios of the endpoint the job goes to (gen4.5 makes six ratios from an
+        image but two from text); a model without that endpoint answers the other's, and
+        the request is refused before it is sent."""
         spec = model_spec(model)
-        return tuple(dict.fromkeys(spec.image_ratios + spec.text_ratios))
+        ratios = spec.image_ratios if image else spec.text_ratios
+        return ratios or spec.image_ratios or spec.text_ratios
 
     @classmethod
     def model_capabilities(cls, model: str) -> Capabilities:
@@ -219,40 +220,30 @@ class RunwayEngine(HostedEngine):
                             first_last_frame=spec.last_frame, condition_frames=1)
 
     @classmethod
-    def price_per_second(cls, settings: EngineSettings | None = None) -> float:
-        chosen = cls.settings_for(settings)
-        assert isinstance(chosen, HostedSettings)
-        if chosen.price_per_second is not None:
-            return chosen.price_per_second
-        spec = model_spec(chosen.model or cls.DEFAULT_MODEL)
-        silent = chosen.input.get("audio") is False and spec.silent_credits is not None
-        credits = spec.silent_credits if silent and spec.silent_credits is not None else spec.credits
-        return round(credits * USD_PER_CREDIT, 4)
-
-    def job_for(self, request: SegmentRequest, seed: int) -> Job:
-        """The base job, with the ratio chosen among those of the endpoint it goes to
-        (gen4.5 makes six ratios from an image but two from text)."""
-        job = super().job_for(request, seed)
-        spec = model_spec(job.model)
-        ratios = spec.image_ratios if job.first_frame is not None else spec.text_ratios
-        if ratios and job.aspect not in ratios:
-            job.aspect = closest_ratio(ratios, request.width, request.height)
-        return job
+    def tariff(cls, model: str, settings: HostedSettings, seconds: float, *, image: bool,
+               references: bool) -> Bill:
+        """Credits per second by model; the Veo 3.1 models cost less without sound
+        (``input: {audio: false}``)."""
+        spec = model_spec(model)
+        credits = spec.silent_credits if settings.input.get("audio") is False and \
+            spec.silent_credits is not None else spec.credits
+        asked = cls.fit_duration(model, seconds)
+        return Bill(asked, asked, asked * credits * USD_PER_CREDIT)
 
     # -- the protocol ----------------------------------------------------------------------
 
     def _client(self) -> Any:
         """This thread's SDK client: no retries of its own (see the module docstring)."""
-        client = getattr(self._local, "client", None)
-        if client is None:
+
+        def make() -> Any:
             import httpx
             from runwayml import RunwayML
 
-            client = RunwayML(api_key=self.keys()["RUNWAYML_API_SECRET"],
-                              base_url=self.hosted.base_url, runway_version=API_VERSION,
-                              max_retries=0, timeout=httpx.Timeout(120.0, connect=15.0))
-            self._local.client = client
-        return client
+            return RunwayML(api_key=self.keys()["RUNWAYML_API_SECRET"],
+                            base_url=self.hosted.base_url, runway_version=API_VERSION,
+                            max_retries=0, timeout=httpx.Timeout(120.0, connect=15.0))
+
+        return self._thread_client(make)
 
     def request_body(self, job: Job) -> tuple[str, dict[str, Any]]:
         """The endpoint (``image_to_video`` or ``text_to_video``) and the SDK's arguments
@@ -336,11 +327,12 @@ class RunwayEngine(HostedEngine):
         # up (the task stays journalled, so a later render polls it again).
         raise Transient(f"task {job_id} is in a state this adapter does not know: {state!r}")
 
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str) -> bool:
         try:
             self._client().tasks.delete(job_id)
         except Exception as exc:
             raise self._translate(exc, f"DELETE /v1/tasks/{job_id}") from None
+        return True
 
     def _translate(self, exc: Exception, what: str, *, submitting: bool = False) -> Exception:
         """An SDK exception as the job loop's error.
@@ -393,13 +385,3 @@ def _error_text(exc: Any) -> str:
         return f"{body['error']}{extra}"[:500]
     return str(getattr(getattr(exc, "response", None), "reason_phrase", "") or "")
 
-
-def closest_ratio(ratios: tuple[str, ...], width: int, height: int) -> str:
-    """The ratio among `ratios` closest to width:height (by log aspect)."""
-    wanted = math.log(width / height)
-
-    def distance(ratio: str) -> float:
-        w, _, h = ratio.partition(":")
-        return abs(math.log(float(w) / float(h)) - wanted)
-
-    return min(ratios, key=distance)

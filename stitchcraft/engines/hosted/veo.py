@@ -29,14 +29,14 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from pydantic import model_validator
 
 from ..base import Capabilities
 from .base import (
+    Bill,
     HostedEngine,
     HostedSettings,
     Job,
@@ -48,9 +48,6 @@ from .base import (
     Transient,
     Uncertain,
 )
-
-if TYPE_CHECKING:
-    from ..base import SegmentRequest
 
 API_VERSION = "v1beta"
 
@@ -163,11 +160,6 @@ class VeoEngine(HostedEngine):
     # Seconds one HTTP request may take (the download streams, so this bounds a stall).
     REQUEST_TIMEOUT: ClassVar[float] = 60.0
 
-    def __init__(self, settings: HostedSettings | None = None):
-        super().__init__(settings)
-        self._client_lock = threading.Lock()
-        self._genai: Any = None
-
     # -- what each model offers ---------------------------------------------------------
 
     @classmethod
@@ -181,38 +173,34 @@ class VeoEngine(HostedEngine):
         return known.capabilities if known else cls.CAPABILITIES
 
     @classmethod
-    def price_per_second(cls, settings: Any = None) -> float:
-        chosen = cls.settings_for(settings)
-        if isinstance(chosen, HostedSettings) and chosen.price_per_second is not None:
-            return chosen.price_per_second
-        known = MODELS.get(cls.model_for(settings))
-        return known.price if known else cls.PRICE_PER_SECOND[0]
-
-    def job_for(self, request: SegmentRequest, seed: int) -> Job:
-        job = super().job_for(request, seed)
-        # Veo makes 1080p/4k and reference-guided videos only at 8 s (the Gemini API's
-        # documented limits): ask for those and bill them as such.
-        if job.references or str(job.input.get("resolution", "720p")) != "720p":
-            job.seconds = max(self.durations(job.model))
-        return job
+    def tariff(cls, model: str, settings: HostedSettings, seconds: float, *, image: bool,
+               references: bool) -> Bill:
+        """Veo makes 1080p/4k and reference-guided videos only at 8 s (the Gemini API's
+        documented limits): those ask, and are billed, 8 s whatever the shot needs."""
+        known = MODELS.get(model)
+        asked = cls.fit_duration(model, seconds)
+        if references or str(settings.input.get("resolution", "720p")) != "720p":
+            asked = max(cls.durations(model))
+        return Bill(asked, asked, asked * (known.price if known else cls.PRICE_PER_SECOND[0]))
 
     # -- the client -------------------------------------------------------------------
 
     def _client(self) -> Any:
         """One `genai.Client` per engine, pointed at `base_url` when set."""
-        with self._client_lock:
-            if self._genai is None:
-                from google import genai
-                from google.genai import types
+        key = self.keys()["GEMINI_API_KEY"]
+        if not key:
+            raise KeyRejected("GEMINI_API_KEY is not set")
 
-                key = self.keys()["GEMINI_API_KEY"]
-                if not key:
-                    raise KeyRejected("GEMINI_API_KEY is not set")
-                options = types.HttpOptions(api_version=API_VERSION,
-                                            base_url=self.hosted.base_url or None,
-                                            timeout=int(self.REQUEST_TIMEOUT * 1000))
-                self._genai = genai.Client(api_key=key, http_options=options)
-            return self._genai
+        def make() -> Any:
+            from google import genai
+            from google.genai import types
+
+            options = types.HttpOptions(api_version=API_VERSION,
+                                        base_url=self.hosted.base_url or None,
+                                        timeout=int(self.REQUEST_TIMEOUT * 1000))
+            return genai.Client(api_key=key, http_options=options)
+
+        return self._shared_client(make)
 
     # -- the provider calls -------------------------------------------------------------
 
@@ -293,16 +281,18 @@ class VeoEngine(HostedEngine):
                                                     "filtered"))
         return JobStatus("failed", reason="the operation finished without a video")
 
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str) -> bool:
         """The standard long-running-operation cancel, best effort: the Gemini API
-        documents none for video operations, so UNIMPLEMENTED or NOT_FOUND are expected."""
+        documents none for video operations (`CAN_CANCEL` is False), so UNIMPLEMENTED or
+        NOT_FOUND are expected; True only when Google accepted it."""
         try:
             self._client()._api_client.request("post", f"{job_id}:cancel", {})
         except Exception as exc:
             error = _translate(exc, "cancelling the job")
             if isinstance(error, (Refused, KeyRejected)):
-                return  # not offered, or not for this key: nothing more to do
+                return False  # not offered, or not for this key: nothing more to do
             raise error from None
+        return True
 
     def fetch(self, status: JobStatus, path: Path) -> None:
         from google.genai import types
