@@ -113,25 +113,24 @@ def storyboard(provider: str, base_url: str, shots: int, candidates: int, in_fli
     return "\n".join(lines) + "\n"
 
 
-def critical_path(service: FakeService, shots: int, candidates: int) -> float:
-    """The longest chain of jobs that wait for each other, from the jobs' own latencies
-    in submission order (each shot's candidates are submitted together)."""
-    jobs = sorted(service.jobs.values(), key=lambda j: j.created)
-    latencies = [service.latencies[j.id] for j in jobs]  # type: ignore[attr-defined]
-    # Jobs arrive level by level: the roots of every chain, then their second shots...
-    chains = -(-shots // 3)
-    longest = 0.0
-    per_level = chains * candidates
-    for chain in range(chains):
-        total = 0.0
-        for level in range(3):
-            if chain * 3 + level >= shots:
-                break
-            block = latencies[level * per_level:(level + 1) * per_level]
-            group = block[chain * candidates:(chain + 1) * candidates]
-            total += max(group) if group else 0.0
-        longest = max(longest, total)
-    return longest
+def critical_path(service: FakeService, shots: int) -> float:
+    """The longest chain of jobs that wait for each other, from the jobs' own latencies:
+    for each chain, the sum over its shots of the slowest job of that shot (each job is
+    told by the shot number in its prompt)."""
+    import re
+
+    slowest: dict[int, float] = {}
+    for job in service.jobs.values():
+        found = re.search(r"simulated shot (\d+)", json.dumps(job.params))
+        if found:
+            shot = int(found.group(1))
+            slowest[shot] = max(slowest.get(shot, 0.0), service.latencies[job.id])  # type: ignore[attr-defined]
+    chains: dict[int, float] = {}
+    for shot, latency in slowest.items():
+        chains[shot // 3] = chains.get(shot // 3, 0.0) + latency
+    if len(slowest) != shots:
+        sys.exit(f"found the jobs of {len(slowest)} shots, expected {shots}")
+    return max(chains.values())
 
 
 def main() -> None:
@@ -148,8 +147,10 @@ def main() -> None:
     env = {**os.environ, **{name: KEY for name in cls.KEY_VARS}}
     with tempfile.TemporaryDirectory(prefix="stitchcraft-hosted-") as tmp:
         folder = Path(tmp)
-        seconds = max(cls.durations(cls.DEFAULT_MODEL))
-        pool = make_pool(folder, 4, min(seconds, 10))
+        # What the provider makes for these shots: the model's duration that holds a
+        # 5 s shot (and the frame a chained one starts from).
+        seconds = cls.fit_duration(cls.DEFAULT_MODEL, 5.0 + 1 / 24)
+        pool = make_pool(folder, 4, seconds)
         service = pooled(fake_class(args.provider), pool, args.latency, args.jitter)(
             folder / "service", keys=(KEY,), queued=0.0, running=0.0, height=720)
         with service:
@@ -163,7 +164,12 @@ def main() -> None:
             if done.returncode != 0:
                 sys.exit(f"render failed ({done.returncode}):\n{done.stderr[-3000:]}")
             result = json.loads(done.stdout)
-            path = critical_path(service, args.shots, args.candidates)
+            path = critical_path(service, args.shots)
+            if os.environ.get("STITCHCRAFT_BENCH_TIMELINE"):
+                jobs = sorted(service.jobs.values(), key=lambda j: j.created)
+                origin = jobs[0].created
+                for job in jobs:
+                    print(f"  job submitted at {job.created - origin:7.2f} s: {json.dumps(job.params)[:60]}")
             submitted = service.submissions
     print(f"SIMULATED {args.provider} (protocol fake over HTTP), {args.shots} shots x {args.candidates} "
           f"candidates, 1280x720, {args.latency:g} s per job (+-{100 * args.jitter:g} %), "

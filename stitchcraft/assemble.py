@@ -48,11 +48,12 @@ renamed into place only if it passes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -86,7 +87,7 @@ if TYPE_CHECKING:
     from .storyboard import Text
 
 __all__ = ["AssembledCut", "CutClip", "CutSpec", "CutTransition", "XFADE", "assemble",
-           "scratch_folders"]
+           "prerender", "scratch_folders"]
 
 # Transition names and the xfade transition that draws each ('fade' picks by colour).
 XFADE = {
@@ -349,8 +350,9 @@ def assemble(cut: CutSpec, output: Path, *, workdir: Path,
         segments=len(segments), copied_segments=sum(s.copy for s in segments))
 
 
-def _place(cut: CutSpec, warnings: list[str]) -> list[_Placed]:
-    """Checks the clips and resolves each onto the programme."""
+def _place(cut: CutSpec, warnings: list[str], known: Sequence[bool] | None = None) -> list[_Placed]:
+    """Checks the clips and resolves each onto the programme (only the `known` ones are
+    read: placing needs frame counts, not files)."""
     if not cut.clips:
         raise ValueError("a cut needs at least one clip")
     if cut.width % 2 or cut.height % 2 or cut.width < 16 or cut.height < 16:
@@ -377,6 +379,11 @@ def _place(cut: CutSpec, warnings: list[str]) -> list[_Placed]:
         if index == 0 and clip.transition.type not in ("cut", *_FADES) and clip.transition.frames:
             warnings.append(f"{where}: the first clip can only fade in; "
                             f"'{clip.transition.type}' becomes a fade from black")
+        if known is not None and not known[index]:
+            start -= head
+            placed.append(_Placed(clip, _UNKNOWN, start, head, tail))
+            start += clip.frames
+            continue
         key = Path(clip.path).resolve()
         if key not in infos:
             infos[key] = inspect_clip(Path(clip.path))
@@ -392,6 +399,51 @@ def _place(cut: CutSpec, warnings: list[str]) -> list[_Placed]:
         placed.append(_Placed(clip, info, start, head, tail))
         start += clip.frames
     return placed
+
+
+def prerender(cut: CutSpec, known: Sequence[bool], *, workdir: Path,
+              submit: Callable[[Callable[[], Path]], Future[Path]],
+              started: set[tuple[int, int, int, bool]]) -> list[Future[Path]]:
+    """Renders ahead of `assemble`, into the same cache, the pieces of `cut` whose clips
+    are all `known` (a piece ending in a transition needs the next clip too), so that
+    the cut's assembly finds them done.
+
+    Called while the other clips are still being chosen: `cut` holds every clip, the
+    unknown ones with any path (they are not read). The pieces are exactly the ones
+    `assemble` will plan, with the same cache keys, as long as the known clips are the
+    ones the cut ends up with; if not, they are never used.
+
+    Args:
+        submit: Runs a piece's render (on a worker), returning its future.
+        started: Pieces submitted by earlier calls (updated): none is submitted twice.
+
+    Returns:
+        The futures of the pieces submitted by this call.
+    """
+    work = Path(workdir) / "assemble"
+    work.mkdir(parents=True, exist_ok=True)
+    warnings: list[str] = []
+    placed = _place(cut, warnings, known)
+    total = cut.total_frames
+    overlays = _overlays(cut, placed, total, work)
+    folder = work / "segments"
+    folder.mkdir(parents=True, exist_ok=True)
+    busy = overlays.busy(total) + [_caption_frames(c, cut.fps) for c, _ in overlays.captions]
+    reference = _reference_signature(cut, work, warnings) if cut.smart else None
+    futures = []
+    for piece in _pieces(cut, placed, busy, reference, known):
+        ready = known[piece.clip] and (not piece.join or known[piece.clip + 1])
+        key = (piece.clip, piece.local_start, piece.local_end, piece.join)
+        if ready and key not in started:
+            started.add(key)
+            futures.append(submit(functools.partial(_render_segment, cut, placed, overlays, piece,
+                                                    folder, [])))
+    return futures
+
+
+# Stands for the probe of a clip not chosen yet: `prerender` never reads it (an
+# instance without fields, so a read would fail loudly).
+_UNKNOWN = MediaInfo.__new__(MediaInfo)
 
 
 def _overlays(cut: CutSpec, placed: list[_Placed], total: int, work: Path) -> _Overlays:
@@ -439,10 +491,22 @@ def _plan_segments(cut: CutSpec, placed: list[_Placed], overlays: _Overlays, tot
     """Splits the programme into segments, choosing which stretches to stream-copy."""
     busy = overlays.busy(total) + [_caption_frames(c, cut.fps) for c, _ in overlays.captions]
     reference = _reference_signature(cut, work, warnings) if cut.smart else None
+    segments = _pieces(cut, placed, busy, reference)
+    planned = sum(s.frames for s in segments)
+    if planned != total:
+        raise AssertionError(f"segments cover {planned} frames, the programme {total}")
+    return segments
+
+
+def _pieces(cut: CutSpec, placed: list[_Placed], busy: list[tuple[int, int]],
+            reference: StreamSignature | None, known: Sequence[bool] | None = None) -> list[_Piece]:
+    """The programme's pieces, clip by clip (a clip not `known` yet is not read: its
+    body is planned as one encoded piece, which only `prerender` sees)."""
     segments: list[_Piece] = []
     for index, spot in enumerate(placed):
         body_start, body_end = spot.body
-        copies = _copy_spans(cut, spot, busy, reference) if reference else []
+        readable = known is None or known[index]
+        copies = _copy_spans(cut, spot, busy, reference) if reference and readable else []
         cursor = body_start
         for copy_start, copy_end in copies:
             if copy_start > cursor:
@@ -455,9 +519,6 @@ def _plan_segments(cut: CutSpec, placed: list[_Placed], overlays: _Overlays, tot
         if cursor < body_end or joins:
             segments.append(_Piece(index, cursor, body_end, joins, False,
                                      spot.start + cursor, body_end - cursor + spot.tail))
-    planned = sum(s.frames for s in segments)
-    if planned != total:
-        raise AssertionError(f"segments cover {planned} frames, the programme {total}")
     return segments
 
 

@@ -14,6 +14,8 @@ escaping: quoting for the filter's option parser, then backslashes for the graph
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,8 +58,10 @@ def write_text_file(content: str, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     body = content.replace("\r\n", "\n").encode("utf-8")
     path = folder / f"text-{hashlib.sha256(body).hexdigest()[:16]}.txt"
-    if not path.exists():
-        path.write_bytes(body)
+    if not path.exists():  # written whole under another name: renders may run side by side
+        partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+        partial.write_bytes(body)
+        os.replace(partial, path)
     return path
 
 

@@ -7,9 +7,11 @@ time (one device, and pipelines are not loaded side by side); any other engine h
 lane of its own, as wide as its ``Engine.CONCURRENCY`` (1 for the CPU engines, many
 for a hosted API), so one engine never waits for another.
 Takes an engine yields are handed at once to a small CPU pool, where they are stored
-and scored while the engine makes the next one. A bounded number of takes may wait for
-the CPU pool (`backlog`): past it the engine waits too, so memory stays bounded
-whatever the speeds.
+and scored while the engine makes the next one; the pool serves its work by the same
+priorities as the engine calls, so a chained take is scored before independent ones.
+A bounded number of takes held in memory may wait for the CPU pool (`backlog`): past
+it the engine waits too, so memory stays bounded whatever the speeds (a take that is
+a file, a download or footage, holds next to nothing and never waits).
 
 Priorities are tuples, lowest first: the select stage puts chained segments (the
 critical path) ahead of independent ones, and earlier segments ahead of later ones.
@@ -24,7 +26,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -46,8 +48,8 @@ class Executor(Protocol):
         engine's exception."""
         ...
 
-    def cpu(self, fn: Callable[..., T], *args: Any) -> Future[T]:
-        """Runs `fn(*args)` on a CPU worker."""
+    def cpu(self, fn: Callable[..., T], *args: Any, priority: Priority = (9,)) -> Future[T]:
+        """Runs `fn(*args)` on a CPU worker, lowest `priority` first."""
         ...
 
     def stats(self) -> dict[str, float]:
@@ -95,13 +97,21 @@ class _Lane:
             try:
                 made = 0
                 for take in self._timed(job.engine.generate(job.request)):
-                    self.executor.backlog.acquire()
+                    # Only pixels in memory count against the backlog: a take that is a
+                    # file (a download, footage) or a failure holds next to nothing, and
+                    # waiting here would hand takes to the CPU pool first come, first
+                    # served, not by priority.
+                    held = getattr(take, "frames", None) is not None
+                    if held:
+                        self.executor.backlog.acquire()
                     try:
                         stored = job.on_take(take)
                     except BaseException:
-                        self.executor.backlog.release()
+                        if held:
+                            self.executor.backlog.release()
                         raise
-                    stored.add_done_callback(lambda _: self.executor.backlog.release())
+                    if held:
+                        stored.add_done_callback(lambda _: self.executor.backlog.release())
                     made += 1
             except BaseException as exc:  # handed to the waiting render thread
                 job.future.set_exception(exc)
@@ -125,6 +135,15 @@ class _Lane:
     def close(self) -> None:
         for _ in self.threads:
             self.jobs.put(_Job(_STOP_PRIORITY, next(self.executor._order), None, None, None, None))
+
+
+def _trace(started: float, ended: float, kind: str, what: str, priority: Priority) -> None:
+    """Appends one piece of work to the file named by STITCHCRAFT_TRACE (for the
+    benchmarks: where the time went), when set."""
+    path = os.environ.get("STITCHCRAFT_TRACE")
+    if path:
+        with open(path, "a") as out:
+            out.write(f"{started:.3f} {ended:.3f} {kind} {what} {','.join(map(str, priority))}\n")
 
 
 def _gathered(parts: list[Future[int]]) -> Future[int]:
@@ -152,6 +171,60 @@ def _gathered(parts: list[Future[int]]) -> Future[int]:
     return whole
 
 
+@dataclass(order=True)
+class _Work:
+    priority: Priority
+    order: int
+    fn: Callable[[], Any] | None = field(compare=False)  # None: stop serving
+    future: Future[Any] | None = field(compare=False, default=None)
+
+
+class _CpuPool:
+    """Worker threads serving CPU work from a priority queue: a thread pool whose queue
+    lets the critical path's work go first."""
+
+    def __init__(self, workers: int):
+        self.queue: queue.PriorityQueue[_Work] = queue.PriorityQueue()
+        self.order = itertools.count()
+        self.threads = [threading.Thread(target=self._serve, name=f"cpu-{i}", daemon=True)
+                        for i in range(workers)]
+        for thread in self.threads:
+            thread.start()
+
+    def submit(self, fn: Callable[[], T], priority: Priority) -> Future[T]:
+        future: Future[T] = Future()
+        self.queue.put(_Work(priority, next(self.order), fn, future))
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            work = self.queue.get()
+            if work.fn is None or work.future is None:
+                return
+            if not work.future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = work.fn()
+            except BaseException as exc:  # handed to whoever waits on the future
+                work.future.set_exception(exc)
+            else:
+                work.future.set_result(result)
+
+    def shutdown(self) -> None:
+        """Cancels queued work, lets running work finish, stops the threads."""
+        while True:
+            try:
+                work = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if work.future is not None:
+                work.future.cancel()
+        for _ in self.threads:
+            self.queue.put(_Work(_STOP_PRIORITY, next(self.order), None))
+        for thread in self.threads:
+            thread.join()
+
+
 class LocalExecutor:
     """Engine lanes on threads in this process, and a thread pool for CPU work.
 
@@ -163,7 +236,7 @@ class LocalExecutor:
 
     def __init__(self, cpu_workers: int | None = None, backlog: int | None = None):
         self.cpu_workers = cpu_workers or max(1, min(8, os.cpu_count() or 1))
-        self.pool = ThreadPoolExecutor(max_workers=self.cpu_workers, thread_name_prefix="cpu")
+        self.pool = _CpuPool(self.cpu_workers)
         self.backlog = threading.BoundedSemaphore(backlog or 2 * self.cpu_workers)
         self._lanes: dict[str, _Lane] = {}
         self._order = itertools.count()
@@ -191,7 +264,7 @@ class LocalExecutor:
         lane.jobs.put(_Job(priority, next(self._order), engine, request, on_take, future))
         return future
 
-    def cpu(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+    def cpu(self, fn: Callable[..., T], *args: Any, priority: Priority = (9,)) -> Future[T]:
         import time
 
         def timed() -> T:
@@ -199,9 +272,11 @@ class LocalExecutor:
             try:
                 return fn(*args)
             finally:
-                self.add_busy("cpu", time.perf_counter() - started)
+                ended = time.perf_counter()
+                self.add_busy("cpu", ended - started)
+                _trace(started, ended, "cpu", str(getattr(fn, "__name__", "work")), priority)
 
-        return self.pool.submit(timed)
+        return self.pool.submit(timed, priority)
 
     def add_busy(self, kind: str, seconds: float) -> None:
         with self._lock:
@@ -221,4 +296,4 @@ class LocalExecutor:
                 if job.future is not None:
                     job.future.cancel()
             lane.close()
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool.shutdown()

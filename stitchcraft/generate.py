@@ -122,8 +122,11 @@ class Generator:
         executor: Where engine calls and storing run (one per render, shared by the
             generators of its variants).
         on_take: Called with (segment, take, reused) as each take becomes available.
-        on_stored: Called on a CPU worker with (segment, take, frames) when a new take
-            is stored, while its frames are in memory (None for a take that is a file).
+        on_stored: Called on a CPU worker with (segment, take, frames, scan) when a new
+            take is stored and `scored` says its segment will be scored, while its
+            frames are in memory (None for a take that is a file: such a take's `scan`
+            is read in the same pass as its head and tail).
+        scored: Whether the takes of a segment, offered so many, are to be scored.
         extra_seeds: Segment key -> extra candidates asked for by rerolls.
         failures: Segment key -> candidates the engine could not make (one per seed).
         journal: Where hosted engines record their jobs (beside the take store).
@@ -134,7 +137,8 @@ class Generator:
     store: TakeStore
     executor: Executor = field(default_factory=lambda: _local_executor())
     on_take: Callable[[SegmentPlan, StoredTake, bool], None] | None = None
-    on_stored: Callable[[SegmentPlan, StoredTake, np.ndarray | None], None] | None = None
+    on_stored: Callable[[SegmentPlan, StoredTake, np.ndarray | None, np.ndarray | None], None] | None = None
+    scored: Callable[[SegmentPlan, int], bool] | None = None
     extra_seeds: dict[str, int] = field(default_factory=dict)
     generated: int = 0
     reused: int = 0
@@ -153,7 +157,8 @@ class Generator:
         """A generator for another plan of the render (a shot moved to a fallback
         engine), sharing this one's executor, engines, counts and failures."""
         return Generator(loaded, plan, self.store, executor=self.executor, on_take=self.on_take,
-                         on_stored=self.on_stored, extra_seeds=self.extra_seeds,
+                         on_stored=self.on_stored, scored=self.scored,
+                         extra_seeds=self.extra_seeds,
                          generated=self.generated, reused=self.reused, seen=self.seen,
                          failures=self.failures, journal=self.journal, _engines=self._engines)
 
@@ -273,6 +278,7 @@ class Generator:
         assert self.journal is not None
         request.jobs = JobBook(self.journal, {seed: ids[seed] for seed in missing}, shot.engine)
         describe = {seed: _describe(request, seed, segment) for seed in missing}
+        score = self.on_stored is not None and (self.scored is None or self.scored(segment, len(seeds)))
 
         def on_take(take: Take | TakeFailure) -> Future[Any]:
             # On the engine's lane: check the take, then hand it to a CPU worker.
@@ -290,7 +296,8 @@ class Generator:
             if take.frame_count != segment.frames:
                 raise EngineError(f"engine '{shot.engine}' returned {take.frame_count} frames "
                                   f"for shot '{shot.id}', expected {segment.frames}")
-            stored = self.executor.cpu(self._store, ids[take.seed], take, shot, segment, describe[take.seed])
+            stored = self.executor.cpu(self._store, ids[take.seed], take, shot, segment,
+                                       describe[take.seed], score, priority=priority)
             pending.storing[take.seed] = stored
             return stored
 
@@ -299,15 +306,21 @@ class Generator:
         return pending
 
     def _store(self, tid: str, take: Take, shot: ShotPlan, segment: SegmentPlan,
-               request: dict[str, Any]) -> Candidate:
+               request: dict[str, Any], score: bool) -> Candidate:
         """On a CPU worker: stores a take, then lets `on_stored` look at its frames while
         they are still in memory (scoring them without decoding the file)."""
-        stored = self.store.put(tid, take, fps=self.plan.fps, engine=shot.engine, request=request)
+        from .scoring.base import scan_size
+
+        scans: list[np.ndarray] = []
+        wanted = score and take.frames is None
+        stored = self.store.put(tid, take, fps=self.plan.fps, engine=shot.engine, request=request,
+                                scan_size=scan_size(*take.span_size) if wanted else None,
+                                on_scan=scans.append if wanted else None)
         if take.meta.get("job") and self.journal is not None:
             self.journal.remove(tid)  # the download is in the store now
         self._count(stored.id, reused=False)
-        if self.on_stored is not None:
-            self.on_stored(segment, stored, take.frames)
+        if score and self.on_stored is not None:
+            self.on_stored(segment, stored, take.frames, scans[0] if scans else None)
         self._announce(segment, stored, False)
         return Candidate(stored, take.seed, reused=False)
 

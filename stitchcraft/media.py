@@ -661,26 +661,28 @@ def decode_graph(inputs: Sequence[Input], graph: str, *, label: str, size: tuple
     return pixels[:frames * height * width * 3].reshape(frames, height, width, 3)
 
 
-def write_raw_frames(inputs: Sequence[Input], graph: str, outputs: Sequence[tuple[str, Path, int]],
+def write_raw_frames(inputs: Sequence[Input], graph: str,
+                     outputs: Sequence[tuple[str, Path, int] | tuple[str, Path, int, tuple[int, int]]],
                      *, size: tuple[int, int], what: str) -> None:
     """Runs a video filtergraph and writes exactly the frames asked for of each of its
-    outputs, given as (graph label, file, frames), to the file as raw uint8 RGB frames of
-    `size` (width, height), frame after frame: nothing is held in memory here.
+    outputs, given as (graph label, file, frames) or (graph label, file, frames, size),
+    to the file as raw uint8 RGB frames of that output's size (default `size`, as
+    width, height), frame after frame: nothing is held in memory here.
 
     Raises:
         FFmpegError: ffmpeg failed.
         MediaError: an output got fewer frames than asked for.
     """
-    width, height = size
     args = ["-nostats", "-loglevel", "error"]
     for source in inputs:
         args += source.args()
     args += ["-filter_complex", graph]
-    for label, output, frames in outputs:
+    for label, output, frames, *_ in outputs:
         args += ["-map", f"[{label}]", "-frames:v", str(frames), "-an", "-sn", "-dn",
                  "-fps_mode", "passthrough", "-pix_fmt", "rgb24", "-f", "rawvideo", str(output)]
     run_ffmpeg(args, what=what)
-    for _, output, frames in outputs:
+    for _, output, frames, *own in outputs:
+        width, height = own[0] if own else size
         count = output.stat().st_size // (width * height * 3)
         if count < frames:
             path = inputs[0].path if inputs else Path("-")

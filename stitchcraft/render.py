@@ -6,12 +6,15 @@ prints: progress goes to a `Reporter` the caller provides.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import ConfigError, InputError, ShotFailed
+from .errors import ConfigError, ShotFailed
 from .executor import LocalExecutor
 from .generate import Generator, default_cache, engine_fingerprints, storyboard_digests
 from .load import LoadedStoryboard
@@ -29,6 +32,10 @@ from .plan import Plan, plan_storyboard
 from .select.choose import CutChooser, Selection
 from .store import StoredTake, TakeStore
 from .storyboard import Variant, parse_size
+
+if TYPE_CHECKING:
+    from .assemble import CutSpec
+    from .generate import Candidate
 
 
 class Reporter(Protocol):
@@ -229,7 +236,7 @@ def _select_cuts(loaded: LoadedStoryboard, plan: Plan, generator: Generator, boo
     """The chosen cut of the main storyboard and of each wanted variant. A variant that
     changes no content and no title shares the main cut's selection."""
     sb = loaded.storyboard
-    main = _choose(loaded, plan, generator, book, options, reporter)
+    main = _choose(loaded, plan, generator, book, options, reporter, early=True)
     cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]] = [(None, main, loaded)]
     for variant in sb.variants:
         if variant.name not in wanted:
@@ -272,11 +279,22 @@ def work_folder(store: TakeStore) -> Path:
 
 
 def _choose(loaded: LoadedStoryboard, plan: Plan, generator: Generator, book: Any,
-            options: RenderOptions, reporter: Reporter) -> Selection:
+            options: RenderOptions, reporter: Reporter, *, early: bool = False) -> Selection:
+    """The chosen cut of a storyboard; with `early`, its pieces are assembled as soon as
+    their takes are known (`_EarlyAssembly`, beam 1 without rerolls only)."""
     picks = {s.id: s.pick for s in loaded.storyboard.shots if s.pick is not None}
     picks.update(options.picks)
-    return CutChooser(loaded, plan, generator, book, width=options.beam or loaded.storyboard.scoring.beam,
-                      reroll=options.reroll, picks=picks, log=reporter).choose()
+    width = options.beam or loaded.storyboard.scoring.beam
+    ahead = None
+    if early and width == 1 and options.reroll == 0:
+        ahead = _EarlyAssembly(loaded, plan, work_folder(generator.store), options.quality)
+    try:
+        return CutChooser(loaded, plan, generator, book, width=width, reroll=options.reroll,
+                          picks=picks, log=reporter,
+                          on_decided=ahead.decided if ahead else None).choose()
+    finally:
+        if ahead is not None:
+            ahead.close()
 
 
 def _short_takes(cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]],
@@ -335,49 +353,12 @@ def _variant_storyboard(loaded: LoadedStoryboard, variant: Variant) -> LoadedSto
 def _assemble_all(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]],
                   options: RenderOptions, reporter: Reporter, warnings: list[str],
                   work: Path) -> list[RenderedCut]:
-    from .assemble import CutClip, CutSpec, CutTransition, assemble
-    from .storyboard import Output
-    from .timeline import parse_fps
+    from .assemble import assemble
 
     outputs: list[RenderedCut] = []
-    sb = loaded.storyboard
     for variant, selection, derived in cuts:
-        settings = variant_output(sb, variant, loaded.base_dir, options.quality)
-        out = Output.model_validate({k: v for k, v in settings.items() if k != "resolved"})
-        width, height = out.dimensions
-        fps = parse_fps(out.fps)
-        if fps != selection.plan.fps:
-            raise ConfigError(f"variant '{variant.name if variant else ''}' changes the frame rate; "
-                              "render a separate storyboard for another rate")
-        dsb = derived.storyboard
-        clips = []
-        for index, shot in enumerate(selection.plan.shots):
-            spec = dsb.shots[index]
-            transition = spec.transition or dsb.defaults.transition
-            frames = shot.fade_in if index == 0 else shot.transition_in
-            kind = transition.type if frames else "cut"
-            clips.append(CutClip(
-                shot_id=shot.id, path=selection.shot_takes[shot.id].video, frames=shot.frames,
-                start=selection.shot_takes[shot.id].span.start,
-                transition=CutTransition(kind, frames, transition.color),
-                fit=spec.fit or out.fit, text=derived.with_font_resolved(spec.caption),
-                use_audio=dsb.audio.take_audio,
-                volume_db=spec.volume))
-        ending = None
-        if dsb.ending and dsb.ending.type == "fade" and selection.plan.ending:
-            ending = CutTransition("fade", selection.plan.ending, dsb.ending.color)
-        audio = dsb.audio
-        cut = CutSpec(
-            clips=clips, fps=fps, width=width, height=height, codec=out.codec, preset=out.preset,
-            crf=out.crf, ending=ending,
-            music=derived.resolve(audio.music) if audio.music else None,
-            voiceover=derived.resolve(audio.voiceover) if audio.voiceover else None,
-            loudness=audio.loudness, true_peak=audio.true_peak, music_volume_db=audio.music_volume,
-            duck_db=audio.duck, music_fade=audio.music_fade,
-            subtitles=derived.resolve(dsb.subtitles) if dsb.subtitles else None,
-            subtitles_mode=dsb.subtitles_mode,
-            logo=derived.resolve(dsb.logo) if dsb.logo else None,
-        )
+        cut, destination = _cut_spec(loaded, variant, derived, selection.plan, selection.shot_takes,
+                                     options.quality)
         name = variant.name if variant else "main"
         reporter.stage(f"assemble {name}", 100)
         last = [0]
@@ -388,7 +369,7 @@ def _assemble_all(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, Sel
                 _last[0] += 1
                 reporter.advance(stage)
 
-        result = assemble(cut, settings["resolved"], workdir=work, progress=progress)
+        result = assemble(cut, destination, workdir=work, progress=progress)
         for warning in result.warnings:
             warnings.append(f"{name}: {warning}")
             reporter.warn(f"{name}: {warning}")
@@ -397,6 +378,111 @@ def _assemble_all(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, Sel
         outputs.append(RenderedCut(variant.name if variant else None, result.path, result.frames,
                               result.duration, result.width, result.height))
     return outputs
+
+
+def _cut_spec(loaded: LoadedStoryboard, variant: Variant | None, derived: LoadedStoryboard,
+              plan: Plan, takes: Mapping[str, StoredTake | None], quality: str) -> tuple[CutSpec, Path]:
+    """What the assembly renders for one cut, and where to: the chosen take of each shot
+    (a shot not chosen yet, None, gets a placeholder that `prerender` never reads).
+
+    Raises:
+        ConfigError: a variant changes the frame rate.
+    """
+    from .assemble import CutClip, CutSpec, CutTransition
+    from .storyboard import Output
+    from .timeline import parse_fps
+
+    sb = loaded.storyboard
+    settings = variant_output(sb, variant, loaded.base_dir, quality)
+    out = Output.model_validate({k: v for k, v in settings.items() if k != "resolved"})
+    width, height = out.dimensions
+    fps = parse_fps(out.fps)
+    if fps != plan.fps:
+        raise ConfigError(f"variant '{variant.name if variant else ''}' changes the frame rate; "
+                          "render a separate storyboard for another rate")
+    dsb = derived.storyboard
+    clips = []
+    for index, shot in enumerate(plan.shots):
+        spec = dsb.shots[index]
+        transition = spec.transition or dsb.defaults.transition
+        frames = shot.fade_in if index == 0 else shot.transition_in
+        kind = transition.type if frames else "cut"
+        take = takes.get(shot.id)
+        clips.append(CutClip(
+            shot_id=shot.id, path=take.video if take is not None else Path(os.devnull),
+            frames=shot.frames, start=take.span.start if take is not None else None,
+            transition=CutTransition(kind, frames, transition.color),
+            fit=spec.fit or out.fit, text=derived.with_font_resolved(spec.caption),
+            use_audio=dsb.audio.take_audio, volume_db=spec.volume))
+    ending = None
+    if dsb.ending and dsb.ending.type == "fade" and plan.ending:
+        ending = CutTransition("fade", plan.ending, dsb.ending.color)
+    audio = dsb.audio
+    cut = CutSpec(
+        clips=clips, fps=fps, width=width, height=height, codec=out.codec, preset=out.preset,
+        crf=out.crf, ending=ending,
+        music=derived.resolve(audio.music) if audio.music else None,
+        voiceover=derived.resolve(audio.voiceover) if audio.voiceover else None,
+        loudness=audio.loudness, true_peak=audio.true_peak, music_volume_db=audio.music_volume,
+        duck_db=audio.duck, music_fade=audio.music_fade,
+        subtitles=derived.resolve(dsb.subtitles) if dsb.subtitles else None,
+        subtitles_mode=dsb.subtitles_mode,
+        logo=derived.resolve(dsb.logo) if dsb.logo else None,
+    )
+    return cut, Path(settings["resolved"])
+
+
+class _EarlyAssembly:
+    """Renders the main cut's pieces while the rest of the cut is still being chosen.
+
+    With a beam of 1 and no rerolls, each chain's choices are known as soon as its
+    candidates are scored (`CutChooser.on_decided`, the choices the search then makes);
+    every piece whose takes are then known is rendered into the assembly's cache, so
+    that the assembly finds most of its pieces done. The pieces render one at a time on
+    a thread of their own at a lower CPU priority (its ffmpeg processes inherit it): they
+    fill the time the render spends waiting for engines, and never hold back the takes
+    still to be stored and scored. A shot of several segments waits (its take is joined
+    at the end).
+    """
+
+    def __init__(self, loaded: LoadedStoryboard, plan: Plan, work: Path, quality: str):
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .select.units import build_units
+
+        self.loaded, self.plan, self.work, self.quality = loaded, plan, work, quality
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assemble-ahead",
+                                       initializer=_lower_priority)
+        self.units = build_units(plan)
+        self.takes: dict[str, StoredTake | None] = {s.id: None for s in plan.shots}
+        self.started: set[tuple[int, int, int, bool]] = set()
+        self.lock = threading.Lock()
+
+    def decided(self, index: int, candidate: Candidate) -> None:
+        from .assemble import prerender
+
+        shot = self.units[index].shot
+        if len(shot.segments) != 1:
+            return
+        with self.lock:
+            self.takes[shot.id] = candidate.take
+            cut, _ = _cut_spec(self.loaded, None, self.loaded, self.plan, self.takes, self.quality)
+            known = [self.takes[s.id] is not None for s in self.plan.shots]
+            prerender(cut, known, workdir=self.work, started=self.started, submit=self.pool.submit)
+
+    def close(self) -> None:
+        """Drops the pieces not started (the assembly renders them) and waits for the
+        one in progress."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _lower_priority() -> None:
+    """Lowers this thread's CPU priority (and that of the processes it starts), where
+    the system allows it (Linux: niceness is per thread and inherited by children)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
 
 
 # --- manifest and report ----------------------------------------------------------------
@@ -495,21 +581,11 @@ def _hosted_budget(loaded: LoadedStoryboard, plan: Plan, store: TakeStore, optio
     Raises:
         ConfigError: the estimate is above ``--max-cost``.
     """
-    from .cost import estimate, previous_takes
+    from .cost import estimate, previous_render
     from .jobs import JobJournal
 
-    if options.resubmit:
-        cleared = JobJournal(store.root / "jobs").clear_unfinished()
-        if cleared:
-            reporter.log(f"--resubmit: {cleared} hosted take(s) whose earlier submission was cut "
-                         "off or failed will be submitted again")
-    previous: dict[str, list[str]] = {}
-    if manifest_path(cuts[0].path).is_file():
-        try:
-            previous = previous_takes(Manifest.read(manifest_path(cuts[0].path)))
-        except InputError:
-            previous = {}
-    found = estimate(loaded, plan, beam=options.beam, store=store, previous=previous)
+    found = estimate(loaded, plan, beam=options.beam, store=store,
+                     previous=previous_render(cuts[0].path), resubmit=options.resubmit)
     for line in found.lines():
         reporter.log(line)
     if options.max_cost is not None and found.usd > options.max_cost:
@@ -517,6 +593,12 @@ def _hosted_budget(loaded: LoadedStoryboard, plan: Plan, store: TakeStore, optio
                           f"over --max-cost {options.max_cost:g} ("
                           + "; ".join(found.lines()[:-1]) + "); nothing was submitted. Raise "
                           "--max-cost, lower candidates or beam, or pin takes")
+    # Only a render that goes ahead forgets the cut-off and failed submissions.
+    if options.resubmit:
+        cleared = JobJournal(store.root / "jobs").clear_unfinished()
+        if cleared:
+            reporter.log(f"--resubmit: {cleared} hosted take(s) whose earlier submission was cut "
+                         "off or failed will be submitted again")
 
 
 def _spent(records: list[CutRecord]) -> dict[str, float]:

@@ -59,7 +59,7 @@ TAIL_FRAMES = 16
 TAKE_CRF = 14
 # Scratch whose owner cannot be judged (no tag, or another machine's) goes after this long.
 _UNKNOWN_SCRATCH_SECONDS = 24 * 3600
-_FILES = ("take.mp4", "head.npy", "tail.npy")
+_FILES = ("take.mp4", "head.npy", "tail.npy", "middle.npy")
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,17 @@ class StoredTake:
             RenderError: as `head`.
         """
         return self._frames("tail.npy", mapped)
+
+    def middle(self) -> np.ndarray | None:
+        """The middle frame (1 x H x W x 3, lossless), None for an entry stored before
+        middles were kept (read it from `span`).
+
+        Raises:
+            RenderError: as `head`.
+        """
+        if not (self.dir / "middle.npy").exists():
+            return None
+        return self._frames("middle.npy", True)
 
     def last_frames(self, count: int) -> np.ndarray:
         tail = self.tail()
@@ -204,25 +215,48 @@ def read_span(path: Path, start: float, first: int, count: int, *, fps: Fraction
 
 
 def _save_ends(folder: Path, path: Path, start: float, count: int, *, fps: Fraction,
-               size: tuple[int, int]) -> None:
-    """The span's head and tail (`read_span`) saved to ``head.npy`` and ``tail.npy`` in
-    `folder` by one ffmpeg run, and never held in memory (a render's footage takes would
-    otherwise leave their heads and tails in the heap)."""
-    from .media import write_raw_frames
+               size: tuple[int, int], scan_size: tuple[int, int] | None = None) -> np.ndarray | None:
+    """The span's head, tail and middle frame (`read_span`) saved to ``head.npy``,
+    ``tail.npy`` and ``middle.npy`` in `folder` by one ffmpeg run, and never held in
+    memory (a render's footage takes would otherwise leave them in the heap).
 
-    ends = [("head", 0, min(HEAD_FRAMES, count)),
-            ("tail", count - min(TAIL_FRAMES, count), min(TAIL_FRAMES, count))]
+    Args:
+        scan_size: Also read the whole span at this size in the same run, and return
+            it (what scoring reads of a take: `FrameSource.scan`).
+    """
+    from .media import Input, probe, write_raw_frames
+    from .normalize import Grid, clip_chain
+
+    ends = [("head", 0, min(HEAD_FRAMES, count), size),
+            ("tail", count - min(TAIL_FRAMES, count), min(TAIL_FRAMES, count), size),
+            ("middle", (count - 1) // 2, 1, size)]
     inputs, chains = [], []
-    for index, (label, first, frames) in enumerate(ends):
-        source, chain = _span_chain(path, start, first, frames, fps, size, index=index,
-                                    label=label)
-        inputs.append(replace(source, threads=1))
-        chains.append(chain)
-    outputs = [(label, folder / f"{label}.rgb", frames) for label, _, frames in ends]
+    if scan_size is None:  # each end read from its own seek: two short decodes
+        for index, (label, first, frames, at) in enumerate(ends):
+            source, chain = _span_chain(path, start, first, frames, fps, at, index=index,
+                                        label=label)
+            inputs.append(replace(source, threads=1))
+            chains.append(chain)
+    else:  # the whole span is decoded anyway: one decode, split three ways
+        ends.append(("scan", 0, count, scan_size))
+        info = probe(path)
+        inputs.append(Input(Path(path), start, threads=1))
+        chains.append(f"[0:v:0]split={len(ends)}" + "".join(f"[in{i}]" for i in range(len(ends))))
+        for index, (label, first, frames, at) in enumerate(ends):
+            chains.append(clip_chain(f"in{index}", label, info, Grid(at[0], at[1], fps), "cover",
+                                     start=first, end=first + frames, seek=0.0))
+    outputs = [(label, folder / f"{label}.rgb", frames, at) for label, _, frames, at in ends]
     write_raw_frames(inputs, ";".join(chains), outputs, size=size,
                      what=f"read the head and tail of {Path(path).name} from {start:.3f} s")
+    scan = None
+    if scan_size is not None:
+        raw = folder / "scan.rgb"
+        scan = np.fromfile(raw, dtype=np.uint8)[:count * scan_size[1] * scan_size[0] * 3].reshape(
+            count, scan_size[1], scan_size[0], 3)
+        raw.unlink()
+        outputs.pop()
     width, height = size
-    for label, raw, frames in outputs:
+    for label, raw, frames, _ in outputs:
         remaining = frames * height * width * 3
         with open(folder / f"{label}.npy", "wb") as out, open(raw, "rb") as pixels:
             np.lib.format.write_array_header_1_0(out, {"descr": "|u1", "fortran_order": False,
@@ -232,6 +266,7 @@ def _save_ends(folder: Path, path: Path, start: float, count: int, *, fps: Fract
                 out.write(block)
                 remaining -= len(block)
         raw.unlink()
+    return scan
 
 
 def _span_chain(path: Path, start: float, first: int, count: int, fps: Fraction,
@@ -316,7 +351,9 @@ class TakeStore:
         return self._stored(take_id, directory, meta)
 
     def put(self, take_id: str, take: Take, *, fps: Fraction, engine: str,
-            request: dict[str, Any], copy_source: bool | None = None) -> StoredTake:
+            request: dict[str, Any], copy_source: bool | None = None,
+            scan_size: tuple[int, int] | None = None,
+            on_scan: Callable[[np.ndarray], None] | None = None) -> StoredTake:
         """Stores a take; a no-op returning the existing one if present.
 
         A take of pixels is encoded (visually lossless). A take that is a span of an
@@ -331,6 +368,9 @@ class TakeStore:
             copy_source: For a file-backed take, copy the file into the entry (a download
                 whose address expires) or refer to it where it is (a user's footage);
                 None follows `Take.copy_source`.
+            scan_size, on_scan: For a file-backed take, also read its whole span at
+                `scan_size` in the same decode as its head and tail, and hand it to
+                `on_scan` (scoring reads it; it is not kept).
 
         Raises:
             VerificationError: the encoded file does not hold the take's frames.
@@ -344,7 +384,9 @@ class TakeStore:
             return existing
         if take.source is not None:
             copy = take.copy_source if copy_source is None else copy_source
-            return self._put_span(take_id, take, fps=fps, engine=engine, request=request, copy=copy)
+            return self._put_span(take_id, take, fps=fps, engine=engine, request=request, copy=copy,
+                                  scan_size=scan_size if on_scan is not None else None,
+                                  on_scan=on_scan)
         from . import media
 
         frames = take.frames
@@ -370,6 +412,8 @@ class TakeStore:
             # Contiguous first: numpy writes a strided view element by element (100x slower).
             np.save(work / "head.npy", np.ascontiguousarray(frames[:HEAD_FRAMES]))
             np.save(work / "tail.npy", np.ascontiguousarray(frames[-TAIL_FRAMES:]))
+            middle = (count - 1) // 2
+            np.save(work / "middle.npy", np.ascontiguousarray(frames[middle:middle + 1]))
             self._finish(work, take_id, take, frames=count, size=(width, height), fps=fps,
                          engine=engine, audio=info.has_audio, request=request, files=_FILES)
         except OSError as exc:
@@ -379,7 +423,8 @@ class TakeStore:
         return self._stored_now(take_id)
 
     def _put_span(self, take_id: str, take: Take, *, fps: Fraction, engine: str,
-                  request: dict[str, Any], copy: bool) -> StoredTake:
+                  request: dict[str, Any], copy: bool, scan_size: tuple[int, int] | None = None,
+                  on_scan: Callable[[np.ndarray], None] | None = None) -> StoredTake:
         """Stores a take that is a span of an encoded file (see `put`)."""
         from . import media
 
@@ -404,7 +449,7 @@ class TakeStore:
         except OSError as exc:
             raise self._storage_error(exc, f"take {take_id[:12]}") from exc
         try:
-            files = ["head.npy", "tail.npy"]
+            files = ["head.npy", "tail.npy", "middle.npy"]
             facts: dict[str, Any] = {"start": start, "copied": copy}
             path = source
             if copy:
@@ -418,7 +463,8 @@ class TakeStore:
                     raise MediaError(source, "changed while it was being copied into the cache")
             else:
                 facts.update(path=str(source), **before)
-            _save_ends(work, path, start, count, fps=fps, size=(width, height))
+            scan = _save_ends(work, path, start, count, fps=fps, size=(width, height),
+                              scan_size=scan_size)
             if not copy and _file_facts(source) != before:
                 raise MediaError(source, "changed while its take was being stored")
             self._finish(work, take_id, take, frames=count, size=(width, height), fps=fps,
@@ -428,6 +474,8 @@ class TakeStore:
             raise self._storage_error(exc, f"take {take_id[:12]}") from exc
         finally:
             shutil.rmtree(work, ignore_errors=True)
+        if scan is not None and on_scan is not None:
+            on_scan(scan)
         return self._stored_now(take_id)
 
     def _finish(self, work: Path, take_id: str, take: Take, *, frames: int, size: tuple[int, int],
@@ -624,7 +672,9 @@ class TakeStore:
 
 
 def _frames_shape(name: str, frames: int, height: int, width: int) -> tuple[int, ...]:
-    """The shape a take's head.npy or tail.npy must have."""
+    """The shape a take's head.npy, tail.npy or middle.npy must have."""
+    if name == "middle.npy":
+        return (1, height, width, 3)
     kept = HEAD_FRAMES if name == "head.npy" else TAIL_FRAMES
     return (min(kept, frames), height, width, 3)
 
@@ -659,6 +709,8 @@ def _check_entry(take_id: str, directory: Path, *, deep: bool = False
         names = ("head.npy", "tail.npy", *((source["name"],) if source["copied"] else ()))
     recorded = meta.get("files")
     recorded = recorded if isinstance(recorded, dict) else {}
+    # Entries stored before middles were kept have none; one that records it must have it.
+    names = tuple(n for n in (*names, "middle.npy") if n != "middle.npy" or n in recorded)
     for name in names:
         path = directory / name
         try:

@@ -99,7 +99,7 @@ def test_footage_span_is_stored_by_reference_with_lossless_ends(tmp_path, media)
     clip = media["plain"]
     stored = put_span(TakeStore(tmp_path / "cache"), clip)
     # nothing re-encoded, nothing copied: the entry refers to the clip
-    assert sorted(p.name for p in stored.dir.iterdir()) == ["head.npy", "meta.json", "tail.npy"]
+    assert sorted(p.name for p in stored.dir.iterdir()) == ["head.npy", "meta.json", "middle.npy", "tail.npy"]
     span = stored.span
     assert (span.path, span.start, span.frames, span.width, span.height) == (clip.absolute(), 0.5, 24, 160, 90)
     assert stored.video == clip.absolute() and stored.has_audio
@@ -111,11 +111,27 @@ def test_footage_span_is_stored_by_reference_with_lossless_ends(tmp_path, media)
     assert frames.shape == (24, 90, 160, 3)
     assert np.array_equal(stored.head(), frames[:HEAD_FRAMES])
     assert np.array_equal(stored.tail(), frames[-TAIL_FRAMES:])
+    assert np.array_equal(stored.middle()[0], frames[(24 - 1) // 2])  # the report's thumbnail
     # ... which are the frames the engine used to decode itself, near enough
     assert psnr(frames, old_decode(clip, 0.5, 24)) > 35
     # and not the top of the file: the clip moves
     assert psnr(frames[0], old_decode(clip, 0.0, 1)[0]) < 30
     assert TakeStore(tmp_path / "cache").get(TAKE_ID) == stored
+
+
+def test_scan_is_read_with_the_ends_in_one_pass_and_matches_a_decode(tmp_path, media):
+    # What scoring reads of a file take comes from the same decode as its head and tail,
+    # and is exactly what a separate decode at that size gives.
+    scans: list = []
+    stored = put_span(TakeStore(tmp_path / "cache"), media["plain"], scan_size=(64, 36),
+                      on_scan=scans.append)
+    span = stored.span
+    assert len(scans) == 1 and scans[0].shape == (24, 36, 64, 3)
+    assert np.array_equal(scans[0], span.read(size=(64, 36)))
+    whole = span.read()
+    assert np.array_equal(stored.head(), whole[:HEAD_FRAMES])
+    assert np.array_equal(stored.tail(), whole[-TAIL_FRAMES:])
+    assert np.array_equal(stored.middle()[0], whole[(24 - 1) // 2])
 
 
 def test_download_is_copied_into_the_entry_byte_for_byte(tmp_path, media):

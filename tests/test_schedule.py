@@ -28,7 +28,9 @@ class Sleepy(Engine):
     NAME = "sleepy"
     CAPABILITIES = Capabilities(kinds=frozenset({"prompt"}), text_to_video=True, image_to_video=True,
                                 condition_frames=1)
-    CONCURRENCY = 4
+    # Room for every independent call at once: then they all start before any chained
+    # one (a chained call, on the critical path, would otherwise jump the queue).
+    CONCURRENCY = 12
     order = 0
     in_flight = 0
     most = 0

@@ -36,6 +36,15 @@ class Score:
     note: str = ""
 
 
+def scan_size(width: int, height: int) -> tuple[int, int]:
+    """The size `FrameSource.scan` reads a take of `width` x `height` at: the short side
+    `FrameSource.SCAN_SHORT_SIDE` pixels (never scaled up), both sides even."""
+    scale = min(1.0, FrameSource.SCAN_SHORT_SIDE / min(width, height))
+    if scale == 1.0:
+        return (width, height)
+    return (max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2))
+
+
 class FrameSource:
     """A take's frames as scorers read them: only what is asked for is decoded.
 
@@ -64,7 +73,7 @@ class FrameSource:
                  prompt: str | None = None, reference: Path | None = None,
                  head: Frames | None = None, tail: Frames | None = None,
                  size: tuple[int, int] | None = None, pixels: np.ndarray | None = None,
-                 start: float | None = None):
+                 start: float | None = None, scan: np.ndarray | None = None):
         self.take_id = take_id
         self.path = path
         self.start = start
@@ -83,6 +92,8 @@ class FrameSource:
         self._size = size
         self._cache: dict[tuple[str, int], np.ndarray] = {}
         self._samples: dict[int, np.ndarray] = {}
+        if scan is not None:  # read already, with the store's head and tail (`scan_size`)
+            self._cache[("scan", 0)] = scan
 
     def head(self, count: int) -> np.ndarray:
         """The first `count` frames, uint8 count x H x W x 3."""
@@ -119,12 +130,12 @@ class FrameSource:
         key = ("scan", 0)
         if key not in self._cache:
             width, height = self._dimensions()
-            scale = min(1.0, self.SCAN_SHORT_SIDE / min(width, height))
-            size = (max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2))
+            size = scan_size(width, height)
+            whole = size == (width, height)
             if self._pixels is not None:
-                frames = self._pixels if scale == 1.0 else _resized(self._pixels, size)
+                frames = self._pixels if whole else _resized(self._pixels, size)
             else:
-                frames = self._decode(0, self.frames, None if scale == 1.0 else size)
+                frames = self._decode(0, self.frames, None if whole else size)
             self._cache[key] = frames
         return self._cache[key]
 

@@ -19,7 +19,7 @@ which engines finished, so the same storyboard and seeds give the same cut.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -75,6 +75,10 @@ class CutChooser:
         reroll: Rounds of new candidates for weak chained seams.
         picks: Shot id -> pinned take (index or take id prefix).
         log: Where rerolls and weak seams are reported.
+        on_decided: Called (on a chain's thread) with each unit's index and candidate as
+            soon as a walk ahead knows it will be chosen (beam 1, no rerolls: the choice
+            the search then makes), so that work downstream (assembling its pieces) can
+            start before the whole cut is chosen.
     """
 
     loaded: LoadedStoryboard
@@ -85,6 +89,7 @@ class CutChooser:
     reroll: int
     picks: dict[str, str | int]
     log: Log
+    on_decided: Callable[[int, Candidate], None] | None = None
     units: list[Unit] = field(init=False)
     _sources: dict[str, FrameSource] = field(default_factory=dict)
     _candidates: dict[str, Candidate] = field(default_factory=dict)
@@ -95,6 +100,8 @@ class CutChooser:
         self._specs = {s.id: s for s in self.loaded.storyboard.shots}
         self._by_key = {u.segment.key: u for u in self.units}
         self.generator.on_stored = self._score_in_memory
+        self.generator.scored = lambda segment, offered: not self._alone(self._by_key[segment.key],
+                                                                         offered)
 
     def choose(self) -> Selection:
         """Runs the stage (see the module docstring) and returns the chosen cut."""
@@ -144,7 +151,7 @@ class CutChooser:
         if self.width == 1 and not self.generator.extra_seeds:
             chained = {u.condition for u in self.units if u.condition is not None and u.bridge is None}
             for index in roots:
-                if index in chained:
+                if index in chained or self.on_decided is not None:
                     threading.Thread(target=self._walk_chain, args=(index,), daemon=True,
                                      name=f"chain-{self.units[index].shot.id}").start()
 
@@ -169,6 +176,8 @@ class CutChooser:
                     scores, _ = self._score(chosen, unit, candidate, alone=len(candidates) == 1)
                     gains.append(self.book.combine(scores))
                 chosen[index] = candidates[gains.index(max(gains))]
+                if self.on_decided is not None and self.reroll == 0:
+                    self.on_decided(index, chosen[index])
                 following = unit.following
                 if following is None or self.units[following].condition != index \
                         or self.units[following].bridge is not None:
@@ -264,7 +273,8 @@ class CutChooser:
             self._sources[take.id] = self._frame_source(unit, take)
         return self._sources[take.id]
 
-    def _frame_source(self, unit: Unit, take: StoredTake, pixels: np.ndarray | None = None) -> FrameSource:
+    def _frame_source(self, unit: Unit, take: StoredTake, pixels: np.ndarray | None = None,
+                      scan: np.ndarray | None = None) -> FrameSource:
         # The lossless ends load from the store only if a seam asks for them.
         from ..scoring.base import FrameSource
 
@@ -273,17 +283,24 @@ class CutChooser:
                            reference=self.loaded.resolve(spec.reference) if spec.reference else None,
                            head=take.head if pixels is None else None,
                            tail=take.tail if pixels is None else None,
-                           size=(take.width, take.height), start=take.span.start, pixels=pixels)
+                           size=(take.width, take.height), start=take.span.start, pixels=pixels,
+                           scan=scan)
 
-    def _score_in_memory(self, segment: SegmentPlan, take: StoredTake, frames: np.ndarray | None) -> None:
+    @staticmethod
+    def _alone(unit: Unit, offered: int) -> bool:
+        """A unit offered one candidate that judges no seam: never scored."""
+        return offered == 1 and unit.condition is None and unit.bridge is None
+
+    def _score_in_memory(self, segment: SegmentPlan, take: StoredTake, frames: np.ndarray | None,
+                         scan: np.ndarray | None = None) -> None:
         """On a CPU worker, right after a new take is stored: its take scores, from the
-        frames the engine returned (no decode). A unit that asks for one candidate and
-        judges no seam is left unscored, as is a take that never was in memory."""
+        frames the engine returned (no decode), or for a take that is a file (footage,
+        a download) from the low-resolution pass read with its head and tail (`scan`),
+        here rather than on the selection's thread, so takes arriving together are
+        scored side by side. (The generator calls it only for a unit with something to
+        choose or judge: `_alone`.)"""
         unit = self._by_key[segment.key]
-        alone = unit.shot.candidates == 1 and unit.condition is None and unit.bridge is None
-        if frames is None or alone:
-            return
-        source = self._frame_source(unit, take, pixels=frames)
+        source = self._frame_source(unit, take, pixels=frames, scan=scan)
         self.book.take_scores(source)
         # Kept for seams and drift: a few sampled frames, the lossless ends from the store.
         source.slim(self.book.pair_samples(), head=take.head, tail=take.tail)
