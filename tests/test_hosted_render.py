@@ -474,3 +474,24 @@ def test_a_missing_key_without_fallback_fails_before_submitting(tmp_path: Path, 
     assert fakes.submissions == (0, 0)
     assert journal(tmp_path) == []
     assert_no_keys(tmp_path, done.stdout, done.stderr)
+
+
+def test_draft_routes_to_a_fast_hosted_model_and_final_to_the_full_one(
+        tmp_path: Path, fakes: Fakes) -> None:
+    # engines.draft names the engine and its fast model: a draft render submits to that
+    # model and writes the .draft cut; a final render uses the engine's own model.
+    board = storyboard(tmp_path, fakes, """\
+  - {id: a, prompt: a harbour at dawn, duration: 1, candidates: 1, engine: runway}
+""", engines="  draft: {engine: runway, model: veo3.1_fast}\n")
+    env = environment(**ALL_KEYS)
+    for quality, model in (("draft", "veo3.1_fast"), ("final", "gen4.5")):
+        planned = json.loads(stitch("plan", str(board), "--json", "--quality", quality,
+                                    cwd=tmp_path, env=env).stdout)
+        assert [(e["engine"], e["model"]) for e in planned["hosted"]["engines"]] == [("runway", model)]
+    draft = stitch("render", str(board), "--quality", "draft", cwd=tmp_path, env=env)
+    assert draft.returncode == 0, draft.stderr[-3000:]
+    assert [job.params.get("model") for job in fakes.runway.jobs.values()] == ["veo3.1_fast"]
+    assert (tmp_path / "out" / "cut.draft.mp4").is_file()
+    final = stitch("render", str(board), cwd=tmp_path, env=env)
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert sorted(job.params.get("model") for job in fakes.runway.jobs.values()) == ["gen4.5", "veo3.1_fast"]
