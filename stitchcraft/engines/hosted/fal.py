@@ -40,8 +40,6 @@ from pydantic import field_validator, model_validator
 
 from ..base import Capabilities
 from .base import (
-    Bill,
-    HostedEngine,
     HostedSettings,
     Job,
     JobStatus,
@@ -54,7 +52,7 @@ from .base import (
     data_uri,
     retry_after,
 )
-from .models import ModelSpec, Range, frame_durations, highest_price, spec_for
+from .models import ModelSpec, Range, TableEngine, frame_durations
 
 QUEUE_URL = "https://queue.fal.run"
 _READ = "2026-12-02"
@@ -99,9 +97,6 @@ GENERIC = ModelSpec("", image="image_url", durations=(5.0,), duration_str=True,
                     aspects=("16:9", "9:16", "1:1"), known=False)
 
 
-def model_spec(model: str) -> ModelSpec:
-    return spec_for(MODELS, model, GENERIC)
-
 
 class FalSettings(HostedSettings):
     """``engines.fal:``: the shared hosted settings, the model an app id of fal's."""
@@ -118,11 +113,11 @@ class FalSettings(HostedSettings):
 
     @model_validator(mode="after")
     def _known_input(self) -> FalSettings:
-        model_spec(self.model or FalEngine.DEFAULT_MODEL).check_input(self.input)
+        FalEngine.spec(self.model or FalEngine.DEFAULT_MODEL).check_input(self.input)
         return self
 
 
-class FalEngine(HostedEngine):
+class FalEngine(TableEngine):
     """A video model hosted on fal (queue API, over httpx)."""
 
     NAME = "fal"
@@ -131,6 +126,8 @@ class FalEngine(HostedEngine):
     KEY_VARS = ("FAL_KEY",)
     SDK = "httpx"
     SETTINGS = FalSettings
+    MODELS = MODELS
+    GENERIC = GENERIC
     DEFAULT_MODEL = "fal-ai/kling-video/v2.1/standard/image-to-video"
     DURATIONS = MODELS[DEFAULT_MODEL].durations
     ASPECTS = MODELS[DEFAULT_MODEL].aspects
@@ -146,29 +143,6 @@ class FalEngine(HostedEngine):
         self._completed: set[str] = set()  # completed requests: only their result is read
 
     # -- what the model offers -----------------------------------------------------------
-
-    @classmethod
-    def durations(cls, model: str) -> tuple[float, ...]:
-        return model_spec(model).durations
-
-    @classmethod
-    def aspects(cls, model: str, *, image: bool = False) -> tuple[str, ...]:
-        return model_spec(model).aspects  # from an image, the video follows its shape
-
-    @classmethod
-    def model_capabilities(cls, model: str) -> Capabilities:
-        spec = model_spec(model)
-        return Capabilities(kinds=frozenset({"prompt", "image"}), text_to_video=not spec.needs_image,
-                            image_to_video=spec.image is not None,
-                            first_last_frame=spec.last_image is not None, condition_frames=1)
-
-    @classmethod
-    def tariff(cls, model: str, settings: HostedSettings, seconds: float, *, image: bool,
-               references: bool) -> Bill:
-        """The model's price for its ``input:`` (an unknown model: the dearest known)."""
-        asked = cls.fit_duration(model, seconds)
-        billed, usd = model_spec(model).charge(asked, settings.input, highest_price(MODELS))
-        return Bill(asked, billed, usd)
 
     # -- talking to fal ------------------------------------------------------------------
 
@@ -187,7 +161,7 @@ class FalEngine(HostedEngine):
     def submit(self, job: Job) -> str:
         import httpx
 
-        spec = model_spec(job.model)
+        spec = self.spec(job.model)
         payload = spec.build_input(
             prompt=job.prompt, negative_prompt=job.negative_prompt, seconds=job.seconds,
             aspect=job.aspect, seed=job.seed,

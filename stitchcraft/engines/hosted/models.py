@@ -13,10 +13,14 @@ through as written.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from ..base import Capabilities
+from .base import Bill, HostedEngine, HostedSettings
 
 
 @dataclass(frozen=True)
@@ -207,4 +211,50 @@ def highest_price(table: Mapping[str, ModelSpec]) -> float:
     return max(spec.price[0] for spec in table.values() if spec.price)
 
 
-__all__ = ["ModelSpec", "Range", "frame_durations", "highest_price", "spec_for"]
+class TableEngine(HostedEngine):
+    """An aggregator's engine whose models are described by a table of `ModelSpec`s
+    (fal, Replicate): what each model makes and costs is read from its spec, an unknown
+    model's from the table's generic spec and, for its price, the dearest known."""
+
+    MODELS: ClassVar[Mapping[str, ModelSpec]] = {}
+    GENERIC: ClassVar[ModelSpec]
+
+    @classmethod
+    def spec(cls, model: str) -> ModelSpec:
+        return spec_for(cls.MODELS, model, cls.GENERIC)
+
+    @classmethod
+    def durations(cls, model: str) -> tuple[float, ...]:
+        return cls.spec(model).durations
+
+    @classmethod
+    def aspects(cls, model: str, *, image: bool = False) -> tuple[str, ...]:
+        return cls.spec(model).aspects  # from an image, the video follows its shape
+
+    @classmethod
+    def model_capabilities(cls, model: str) -> Capabilities:
+        spec = cls.spec(model)
+        return Capabilities(kinds=frozenset({"prompt", "image"}), text_to_video=not spec.needs_image,
+                            image_to_video=spec.image is not None,
+                            first_last_frame=spec.last_image is not None and spec.last_image_needs is None,
+                            condition_frames=1)
+
+    @classmethod
+    def capabilities_for(cls, settings: Any = None) -> Capabilities:
+        """The model's, with a last frame where its ``input:`` allows one."""
+        found = super().capabilities_for(settings)
+        chosen = cls.settings_for(settings)
+        assert isinstance(chosen, HostedSettings)
+        spec = cls.spec(cls.model_for(chosen))
+        return dataclasses.replace(found, first_last_frame=spec.takes_last_image(chosen.input))
+
+    @classmethod
+    def tariff(cls, model: str, settings: HostedSettings, seconds: float, *, image: bool,
+               references: bool) -> Bill:
+        """The model's price for its ``input:`` (an unknown model: the dearest known)."""
+        asked = cls.fit_duration(model, seconds)
+        billed, usd = cls.spec(model).charge(asked, settings.input, highest_price(cls.MODELS))
+        return Bill(asked, billed, usd)
+
+
+__all__ = ["ModelSpec", "Range", "TableEngine", "frame_durations", "highest_price", "spec_for"]

@@ -39,8 +39,6 @@ from pydantic import Field, field_validator, model_validator
 
 from ..base import Capabilities
 from .base import (
-    Bill,
-    HostedEngine,
     HostedSettings,
     Job,
     JobStatus,
@@ -53,7 +51,7 @@ from .base import (
     data_uri,
     download,
 )
-from .models import ModelSpec, Range, frame_durations, highest_price, spec_for
+from .models import ModelSpec, Range, TableEngine, frame_durations
 
 # Prices: replicate.com model pages, read 2026-12-02 from memory of those pages; they
 # could not be fetched here (no network, not in the stored pages), so check them before
@@ -97,9 +95,6 @@ GENERIC = ModelSpec("", image="image", durations=(5.0,), aspects=("16:9", "9:16"
 DATA_URI_LIMIT = 1_000_000  # bytes; Replicate recommends data URIs only below 1 MB
 
 
-def model_spec(model: str) -> ModelSpec:
-    return spec_for(MODELS, model, GENERIC)
-
 
 class ReplicateSettings(HostedSettings):
     """``engines.replicate:``: the shared hosted settings and a pinned ``version``."""
@@ -117,11 +112,11 @@ class ReplicateSettings(HostedSettings):
 
     @model_validator(mode="after")
     def _known_input(self) -> ReplicateSettings:
-        model_spec(self.model or ReplicateEngine.DEFAULT_MODEL).check_input(self.input)
+        ReplicateEngine.spec(self.model or ReplicateEngine.DEFAULT_MODEL).check_input(self.input)
         return self
 
 
-class ReplicateEngine(HostedEngine):
+class ReplicateEngine(TableEngine):
     """A video model hosted on Replicate (predictions API, official ``replicate`` SDK)."""
 
     NAME = "replicate"
@@ -130,6 +125,8 @@ class ReplicateEngine(HostedEngine):
     KEY_VARS = ("REPLICATE_API_TOKEN",)
     SDK = "replicate"
     SETTINGS = ReplicateSettings
+    MODELS = MODELS
+    GENERIC = GENERIC
     DEFAULT_MODEL = "kwaivgi/kling-v2.1"
     DURATIONS = MODELS[DEFAULT_MODEL].durations
     ASPECTS = MODELS[DEFAULT_MODEL].aspects
@@ -145,40 +142,6 @@ class ReplicateEngine(HostedEngine):
         self._uploads: dict[str, str] = {}
 
     # -- what the model offers -----------------------------------------------------------
-
-    @classmethod
-    def durations(cls, model: str) -> tuple[float, ...]:
-        return model_spec(model).durations
-
-    @classmethod
-    def aspects(cls, model: str, *, image: bool = False) -> tuple[str, ...]:
-        return model_spec(model).aspects  # from an image, the video follows its shape
-
-    @classmethod
-    def model_capabilities(cls, model: str) -> Capabilities:
-        spec = model_spec(model)
-        return Capabilities(kinds=frozenset({"prompt", "image"}), text_to_video=not spec.needs_image,
-                            image_to_video=spec.image is not None,
-                            first_last_frame=spec.last_image is not None and spec.last_image_needs is None,
-                            condition_frames=1)
-
-    @classmethod
-    def capabilities_for(cls, settings: Any = None) -> Capabilities:
-        import dataclasses
-
-        found = super().capabilities_for(settings)
-        chosen = cls.settings_for(settings)
-        spec = model_spec(cls.model_for(chosen))
-        assert isinstance(chosen, HostedSettings)
-        return dataclasses.replace(found, first_last_frame=spec.takes_last_image(chosen.input))
-
-    @classmethod
-    def tariff(cls, model: str, settings: HostedSettings, seconds: float, *, image: bool,
-               references: bool) -> Bill:
-        """The model's price for its ``input:`` (an unknown model: the dearest known)."""
-        asked = cls.fit_duration(model, seconds)
-        billed, usd = model_spec(model).charge(asked, settings.input, highest_price(MODELS))
-        return Bill(asked, billed, usd)
 
     @classmethod
     def fingerprint(cls, settings: Any = None) -> dict[str, Any]:
@@ -201,7 +164,7 @@ class ReplicateEngine(HostedEngine):
             close=lambda sdk: sdk._client.close())
 
     def submit(self, job: Job) -> str:
-        spec = model_spec(job.model)
+        spec = self.spec(job.model)
         first = self._image(job.first_frame) if job.first_frame is not None else None
         last = self._image(job.last_frame) if job.last_frame is not None else None
         payload = spec.build_input(prompt=job.prompt, negative_prompt=job.negative_prompt,
