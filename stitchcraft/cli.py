@@ -165,7 +165,7 @@ def plan(storyboard: StoryboardArg, as_json: JsonOpt = False,
 
     loaded = _load(storyboard).for_quality(_quality(quality))
     result = plan_storyboard(loaded, quality=_quality(quality), digests=storyboard_digests(loaded),
-                             fingerprints=engine_fingerprints(loaded, _quality(quality)))
+                             fingerprints=engine_fingerprints(loaded, _quality(quality)), beam=beam)
     root = cache or default_cache(loaded)
     costs = estimate(loaded, result, beam=beam, store=TakeStore(root) if root.is_dir() else None,
                      previous=previous_render(cut_paths(loaded, _quality(quality), variants=[])[0].path))
@@ -185,12 +185,19 @@ def plan(storyboard: StoryboardArg, as_json: JsonOpt = False,
         segments = ", ".join(f"{s.frames}/{s.generate}" + ("c" if s.chained else "") for s in shot.segments)
         transition = f"{shot.transition_type} {shot.transition_in or shot.fade_in}" if (
             shot.transition_in or shot.fade_in) else "cut"
+        if shot.continuity != "cut":
+            transition += f" · {shot.continuity}"
         table.add_row(escape(shot.id), shot.engine, timecode(shot.start, result.fps), str(shot.frames),
-                      transition, segments, str(shot.candidates * len(shot.segments)),
+                      transition, segments, str(sum(result.takes[s.key] for s in shot.segments)),
                       shot.segments[0].hash[:10])
     console = Console()
     console.print(table)
     console.print(f"generation order: {' -> '.join(result.order)}")
+    generate = loaded.storyboard.scoring.beam_generate
+    if result.beam > 1:
+        console.print(f"beam {result.beam}: a chained segment's candidates are made once per partial "
+                      f"cut it continues ({'all' if generate is None else f'at most {generate}'}), "
+                      "counted in takes")
     if result.gpu_seconds:
         for engine, seconds in result.gpu_seconds.items():
             console.print(f"estimated GPU time for {engine}: {seconds / 60:.1f} min (H100-class)")

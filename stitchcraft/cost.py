@@ -8,8 +8,10 @@ reference images makes 8 s) or bill a minimum. The estimate counts every take th
 render may submit:
 
 - each segment's candidates;
-- a chained segment once per partial cut the beam keeps (up to ``beam`` times its
-  candidates), since each continues from a different take;
+- a chained segment once per partial cut it is generated from (`plan.beam_takes`: up
+  to ``beam`` times its candidates, ``scoring.beam_generate`` times when that is set,
+  and never more than the distinct takes it can continue from), since each continues
+  from a different take;
 - less the takes the take store already holds (independent segments, by take id), and
   the chained segments whose every candidate of the last render is still stored;
 - less the takes an earlier render already submitted (independent segments with an
@@ -66,6 +68,7 @@ class EngineCost:
 class CostEstimate:
     engines: list[EngineCost] = field(default_factory=list)
     beam: int = 1
+    beam_generate: int | None = None
 
     @property
     def usd(self) -> float:
@@ -74,7 +77,8 @@ class CostEstimate:
     def to_json(self) -> dict[str, Any]:
         import dataclasses
 
-        return {"usd": self.usd, "beam": self.beam, "rerolls_not_counted": True,
+        return {"usd": self.usd, "beam": self.beam, "beam_generate": self.beam_generate,
+                "rerolls_not_counted": True,
                 "engines": [dataclasses.asdict(e) for e in self.engines]}
 
     def lines(self) -> list[str]:
@@ -106,9 +110,10 @@ def estimate(loaded: LoadedStoryboard, plan: Plan, *, beam: int | None = None,
     from .engines.hosted.base import HostedEngine
     from .generate import candidate_seeds
     from .jobs import JobJournal
-    from .plan import take_id
+    from .plan import beam_takes, take_id
 
     width = beam or loaded.storyboard.scoring.beam
+    made = beam_takes(plan, width, loaded.storyboard.scoring.beam_generate)
     journal = JobJournal(store.root / "jobs") if store is not None else None
     # Journal states whose take this render will not submit (nor pay for) again.
     settled = {"submitted", "downloaded"} | (set() if resubmit else {"submitting", "failed"})
@@ -130,8 +135,8 @@ def estimate(loaded: LoadedStoryboard, plan: Plan, *, beam: int | None = None,
                             references=spec.reference is not None)
             seeds = candidate_seeds(shot, segment)
             submitted = 0
-            if segment.chained:
-                wanted = len(seeds) * width
+            if segment.chained or segment.bridge_to is not None:  # made per partial cut
+                wanted = made[segment.key]
                 known = (previous or {}).get(segment.hash, [])
                 stored = bool(known) and store is not None and all(store.get(t) for t in known)
                 cached = wanted if stored else 0
@@ -157,7 +162,7 @@ def estimate(loaded: LoadedStoryboard, plan: Plan, *, beam: int | None = None,
         cost.seconds = round(cost.seconds, 3)
         cost.usd = round(cost.usd, 2)
         cost.minutes = math.ceil(cost.takes / max(1, concurrent)) * cls.TYPICAL_SECONDS / 60
-    return CostEstimate(list(costs.values()), width)
+    return CostEstimate(list(costs.values()), width, loaded.storyboard.scoring.beam_generate)
 
 
 def previous_render(cut: Path) -> dict[str, list[str]]:

@@ -464,5 +464,60 @@ def concatenate_segments(store: TakeStore, shot: ShotPlan, takes: list[StoredTak
                      request={"shot": shot.id, "segments": [t.id for t in takes]})
 
 
+def blend_overlap(tail: np.ndarray, lead: np.ndarray, length: int | None = None) -> np.ndarray:
+    """Cross-fades the end of a take into the lead of the chained take after it.
+
+    A chained take's engine conditions on the previous take's last k frames and makes
+    them again at its start (its `lead`): the same k instants twice. Shown in place of
+    the previous take's last k frames, this blend hands over from one to the other
+    without a hard join, and adds no frame: the timeline keeps the plan's frame count.
+
+    Frame j of the fade (0-based, `length` frames, ending on the seam) is
+    ``(tail * (length + 1 - (j + 1)) + lead * (j + 1)) / (length + 1)``, rounded half up
+    in integers (exact, the same on every machine): weights 1/(L+1) .. L/(L+1), so the
+    last frame shown purely from the earlier take comes just before the fade and the
+    first shown purely from the later one just after it. Frames of `tail` before the
+    fade are returned as they are.
+
+    Design (not wired in yet; see the report of issue 11, item 4): engines keep their
+    lead frames (`frames.Window.kept` from 0 instead of ``lead``; hosted engines stop
+    skipping the first frame) and say how many in the take; the store keeps them beside
+    the take, losslessly like its head and tail, while the take's span (what scoring,
+    seams and the assembly read) stays the segment's frames, so take ids do not change
+    and takes cached without a lead simply join hard. The join, `concatenate_segments`
+    within a shot and the assembly's piece of the shot before a chained shot, replaces
+    the earlier take's last k frames with this blend, over a length a storyboard sets
+    (``blend:`` frames or seconds, default the lead, 0 for a hard join); the joined
+    take's id adds the length.
+
+    Args:
+        tail: The earlier take's last k frames, k x H x W x 3 uint8.
+        lead: The later take's first k frames, which re-create those instants.
+        length: Frames the fade spans, at most k (default: k); 0 returns `tail`.
+
+    Returns:
+        k frames (uint8) to show in place of `tail`.
+
+    Raises:
+        ValueError: the shapes differ, or `length` is outside 0..k.
+    """
+    if tail.shape != lead.shape or tail.ndim != 4:
+        raise ValueError(f"a blend needs two k x H x W x 3 runs of frames of one shape, "
+                         f"got {tail.shape} and {lead.shape}")
+    count = len(tail)
+    length = count if length is None else length
+    if not 0 <= length <= count:
+        raise ValueError(f"a blend of {length} frames does not fit the {count} that overlap")
+    blended = tail.copy()
+    if length == 0:
+        return blended
+    steps = length + 1
+    later = np.arange(1, steps, dtype=np.uint32)[:, None, None, None]  # j + 1
+    fade = (tail[-length:].astype(np.uint32) * (steps - later) + lead[-length:].astype(np.uint32) * later
+            + steps // 2) // steps
+    blended[-length:] = fade.astype(np.uint8)
+    return blended
+
+
 def default_cache(loaded: LoadedStoryboard) -> Path:
     return Path(os.environ.get("STITCHCRAFT_CACHE") or loaded.base_dir / ".stitchcraft" / "cache")

@@ -454,7 +454,7 @@ def _check_engines(loaded: LoadedStoryboard) -> list[Issue]:
         if shot.continuity == "bridge" and not caps.first_last_frame:
             issues.append(at(("shots", index, "continuity"),
                              f"engine '{name}' cannot bridge: it does not take a first and a last frame"))
-        if shot.kind == "prompt" and shot.continuity == "cut" and not caps.text_to_video:
+        if shot.kind == "prompt" and shot.continuity in ("cut", "match") and not caps.text_to_video:
             issues.append(at(("shots", index, "prompt"),
                              f"engine '{name}' needs a starting image: give `image:` or `continuity: chain`"))
         if shot.reference and not caps.reference_image:
@@ -540,9 +540,10 @@ def _check_continuity(loaded: LoadedStoryboard) -> list[Issue]:
     issues: list[Issue] = []
     shots = sb.shots
     for index, shot in enumerate(shots):
-        if shot.continuity == "chain" and index == 0:
+        if shot.continuity in ("chain", "match") and index == 0:
             issues.append(at(("shots", 0, "continuity"),
-                             "the first shot has no previous shot to chain from; use 'cut'"))
+                             f"the first shot has no previous shot to {shot.continuity} "
+                             f"{'from' if shot.continuity == 'chain' else 'with'}; use 'cut'"))
         if shot.continuity == "bridge":
             if index == 0 and len(shots) == 1:
                 issues.append(at(("shots", 0, "continuity"), "a bridge needs a neighbouring shot"))
@@ -551,6 +552,12 @@ def _check_continuity(loaded: LoadedStoryboard) -> list[Issue]:
                 issues.append(at(("shots", index + 1, "continuity"),
                                  f"shot '{following.id}' cannot {following.continuity} from shot "
                                  f"'{shot.id}', which bridges into it: each would wait for the other"))
+            if following is not None and following.continuity == "match":
+                # The bridge is chosen for its seam with the take after it; matching that
+                # take to the bridge as well would judge one seam from both sides.
+                issues.append(at(("shots", index + 1, "continuity"),
+                                 f"shot '{following.id}' cannot match shot '{shot.id}', which "
+                                 "bridges into it and already ends on its first frame; use 'cut'"))
     return issues
 
 

@@ -39,7 +39,9 @@ class CandidateRecord:
         score: Its combined score, 0..1.
         components: Each scorer's value, 0..1.
         details: Each scorer's raw parts, in their own units.
-        seams: Combined seam value by side (``previous``, ``next``).
+        seams: Combined seam value by side: ``previous`` (the join from the take before,
+            for a chained or matched segment), ``next`` (a bridge's join into the next
+            shot); its per-scorer values are in `components` as ``name:side``.
         provider, job: The hosted provider and its job id, for a hosted take.
         billed_seconds, cost: Seconds the provider bills for it and their estimated
             price in USD (0 for a take made on this machine).
@@ -89,7 +91,9 @@ class SegmentRecord:
 
 @dataclass
 class ShotRecord:
-    """A shot of the cut: where it sits, its segments, the take that fills it."""
+    """A shot of the cut: where it sits, its segments, the take that fills it, and how it
+    joins the shot before (``continuity``: cut, chain, bridge or match; a chained, bridged
+    or matched join's seam is in its first segment's chosen candidate's ``seams``)."""
 
     engine: str
     kind: str
@@ -99,6 +103,7 @@ class ShotRecord:
     chosen: str
     take: str
     segments: list[SegmentRecord]
+    continuity: str = "cut"
 
 
 @dataclass

@@ -16,6 +16,11 @@ segment after the first continues from the tail of the one before (chained). A
 chained segment conditions on ``condition`` frames of the previous take; the engine
 generates ``generate = rule.fit(condition + frames)`` frames, drops the conditioned
 ones (the duplicated join) and returns ``frames`` new frames.
+
+Matches. A shot with ``continuity: match`` conditions on nothing: its takes are made as
+early and with the same identities as a cut's. Its first segment only records the shot
+it `matches`, whose chosen take its first frames are judged against at the cut (the
+select stage scores that seam), so the plan orders it after that shot.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -54,6 +59,9 @@ class SegmentPlan:
         bridge_to: Shot id whose first frame this segment must end on.
         hash: Content hash of everything known before rendering that decides its
             pixels; a take's id adds its seed and the ids of the takes it conditions on.
+        matches: Shot id whose chosen take this segment's first frames are chosen to
+            continue (``continuity: match``): judged at the cut, never conditioned on,
+            so it is not part of `hash`.
     """
 
     shot_id: str
@@ -65,6 +73,7 @@ class SegmentPlan:
     chained: bool
     bridge_to: str | None
     hash: str
+    matches: str | None = None
 
     @property
     def key(self) -> str:
@@ -88,7 +97,9 @@ class ShotPlan:
         seed: Base seed; candidate i uses seed + i.
         width, height: Size takes are made at.
         segments: Engine calls, in order.
-        depends_on: Shots whose chosen takes must exist first.
+        depends_on: Shots whose chosen takes must exist first (chain, bridge); a
+            shot that only matches another does not wait for it (`SegmentPlan.matches`).
+        continuity: How it joins the shot before: cut, chain, bridge or match.
     """
 
     id: str
@@ -105,6 +116,7 @@ class ShotPlan:
     height: int
     segments: tuple[SegmentPlan, ...]
     depends_on: tuple[str, ...] = ()
+    continuity: str = "cut"
 
     @property
     def end(self) -> int:
@@ -113,7 +125,14 @@ class ShotPlan:
 
 @dataclass(frozen=True)
 class Plan:
-    """The whole storyboard, resolved to frames."""
+    """The whole storyboard, resolved to frames.
+
+    Attributes:
+        beam: The beam width `takes` and `gpu_seconds` are counted for.
+        takes: Segment key -> takes the render makes for it: its candidates once per
+            partial cut of the beam it is generated from (`beam_takes`).
+        gpu_seconds: Engine -> estimated GPU seconds of those takes (H100-class).
+    """
 
     title: str
     fps: Fraction
@@ -125,6 +144,8 @@ class Plan:
     total_frames: int
     ending: int
     gpu_seconds: dict[str, float] = field(default_factory=dict)
+    beam: int = 1
+    takes: dict[str, int] = field(default_factory=dict)
 
     def shot(self, shot_id: str) -> ShotPlan:
         for shot in self.shots:
@@ -154,7 +175,7 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
                     capabilities: CapabilityLookup | None = None,
                     fingerprints: Mapping[str, Mapping[str, Any]] | None = None,
                     title_size: tuple[int, int] | None = None,
-                    memory_limit: int | None = None) -> Plan:
+                    memory_limit: int | None = None, beam: int | None = None) -> Plan:
     """Resolves a validated storyboard into a plan.
 
     Args:
@@ -171,6 +192,8 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
             of another shape redraws its titles rather than cropping them).
         memory_limit: Bytes the render may hold in memory; defaults to this machine's
             physical memory (`machine_memory`).
+        beam: The beam width to count takes and GPU time for (default: the
+            storyboard's ``scoring.beam``).
 
     Raises:
         ConfigError: a shot cannot be planned with its engine (e.g. the frame rule
@@ -193,7 +216,7 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
     digests = digests or {}
     shots: list[ShotPlan] = []
     start = 0
-    gpu: dict[str, float] = {}
+    per_take: dict[str, float] = {}  # segment key -> GPU seconds of one take
     for index, shot in enumerate(sb.shots):
         engine = shot_engine(sb, shot, quality=quality)
         caps = capabilities(engine)
@@ -231,27 +254,49 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
         if shot.continuity == "bridge" and index + 1 < len(sb.shots):
             bridge_to = sb.shots[index + 1].id
             depends.append(bridge_to)
-        segments = _segments(shot, index, frames, caps, base, bridge_to, caps.frame_limit(float(fps)))
+        matches = sb.shots[index - 1].id if shot.continuity == "match" and index > 0 else None
+        segments = _segments(shot, index, frames, caps, base, bridge_to, caps.frame_limit(float(fps)),
+                             matches)
         shots.append(ShotPlan(
             id=shot.id, kind=shot.kind, engine=engine, start=start, frames=frames,
             transition_in=t, transition_type=transition.type if (t or fade_in) else "cut",
             fade_in=fade_in, candidates=candidates, seed=seed, width=gen_w, height=gen_h,
-            segments=tuple(segments), depends_on=tuple(depends),
+            segments=tuple(segments), depends_on=tuple(depends), continuity=shot.continuity,
         ))
         if caps.seconds_per_frame:
             scale = (gen_w * gen_h) / (1280 * 720)
-            cost = sum(s.generate for s in segments) * candidates * caps.seconds_per_frame * scale
-            gpu[engine] = gpu.get(engine, 0.0) + cost
+            per_take.update({s.key: s.generate * caps.seconds_per_frame * scale for s in segments})
         start += frames
     total = start
     ending = seconds_to_frames(sb.ending.duration, fps) if sb.ending and sb.ending.type == "fade" else 0
-    return Plan(title=sb.title, fps=fps, width=width, height=height, quality=quality,
+    plan = Plan(title=sb.title, fps=fps, width=width, height=height, quality=quality,
                 shots=tuple(shots), order=generation_order(shots), total_frames=total,
-                ending=ending, gpu_seconds=gpu)
+                ending=ending, beam=beam or sb.scoring.beam)
+    takes = beam_takes(plan, plan.beam, sb.scoring.beam_generate)
+    gpu: dict[str, float] = {}
+    for planned in shots:
+        for segment in planned.segments:
+            if segment.key in per_take:
+                gpu[planned.engine] = gpu.get(planned.engine, 0.0) + per_take[segment.key] * takes[segment.key]
+    return replace(plan, takes=takes, gpu_seconds=gpu)
+
+
+def beam_takes(plan: Plan, width: int, generate: int | None = None) -> dict[str, int]:
+    """Segment key -> the takes a render with beam `width` makes for it: its candidates,
+    once per partial cut it is generated from (a chained or bridged segment continues a
+    different take under each; at most ``scoring.beam_generate`` of them). An upper
+    bound where partial cuts share a take; rerolls are not counted."""
+    from .select.beam import conditionings
+    from .select.units import build_units
+
+    units = build_units(plan)
+    return {unit.segment.key: unit.shot.candidates * under
+            for unit, under in zip(units, conditionings(units, width, generate), strict=True)}
 
 
 def _segments(shot: Shot, index: int, frames: int, caps: Capabilities, base: dict[str, Any],
-              bridge_to: str | None, max_frames: int | None) -> list[SegmentPlan]:
+              bridge_to: str | None, max_frames: int | None,
+              matches: str | None = None) -> list[SegmentPlan]:
     rule = caps.frame_rule
     chained_shot = shot.continuity in ("chain", "bridge") and index > 0
     chain_condition = max(1, caps.condition_frames) if caps.image_to_video else 0
@@ -296,21 +341,24 @@ def _segments(shot: Shot, index: int, frames: int, caps: Capabilities, base: dic
         segments.append(SegmentPlan(
             shot_id=shot.id, index=i, start=offset, frames=size, condition=condition,
             generate=generate, chained=chained, bridge_to=bridge_to if last else None,
-            hash=content_hash(content),
+            hash=content_hash(content), matches=matches if i == 0 else None,
         ))
         offset += size
     return segments
 
 
 def generation_order(shots: list[ShotPlan]) -> tuple[str, ...]:
-    """Shots in an order where each comes after the shots it depends on."""
+    """Shots in an order where each comes after the shots it depends on and the shot it
+    matches (the select stage walks this order, and judges a match against a take
+    already chosen)."""
     order: list[str] = []
     placed: set[str] = set()
     pending = [s for s in shots]
     while pending:
         progressed = False
         for shot in list(pending):
-            if all(d in placed for d in shot.depends_on):
+            after = (*shot.depends_on, *(s.matches for s in shot.segments if s.matches))
+            if all(d in placed for d in after):
                 order.append(shot.id)
                 placed.add(shot.id)
                 pending.remove(shot)

@@ -634,7 +634,8 @@ def _shot_records(selection: Selection) -> dict[str, ShotRecord]:
         entry = shots.setdefault(unit.shot.id, ShotRecord(
             engine=unit.shot.engine, kind=unit.shot.kind, start=unit.shot.start,
             frames=unit.shot.frames, transition_in=unit.shot.transition_in, chosen=chosen_id,
-            take=str(selection.shot_takes[unit.shot.id].video), segments=[]))
+            take=str(selection.shot_takes[unit.shot.id].video), segments=[],
+            continuity=unit.shot.continuity))
         candidates = []
         for candidate, score in zip(selection.offered[i], selection.scored[i], strict=True):
             take = candidate.take

@@ -13,6 +13,7 @@ inline SVG, and nothing needs JavaScript.
       "seam_threshold": float,                      # optional, default 0.35
       "shots": {shot_id: {                          # or a list of {"id": shot_id, ...}
           "chosen": take_id,
+          "continuity": "cut" | "chain" | "bridge" | "match",  # optional
           "segments": [{"index": int, "chosen": take_id, "candidates": [candidate],
                         "failed": [failed]}],                # optional
           # or, for a one-segment shot, "candidates" (and "failed") directly
@@ -42,6 +43,11 @@ the hosted fields) reads as it did. Text from providers and storyboards is escap
 Thumbnails of a take in the store show what the cut shows: the first and last frames come
 from its lossless head and tail, the middle one is read from its span (footage begins
 at its in-point, not at the top of the file).
+
+Every join whose seam was judged (a chained, bridged or matched one: the chosen
+candidate's ``seams.previous``, or the bridge's ``seams.next`` before it) shows, above
+the shot, the last frames of the take before beside the first frames of the chosen take,
+from the store's lossless tails and heads, with the seam's value and each scorer's part.
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ if TYPE_CHECKING:
     from .store import StoredTake, TakeStore
 
 THUMB_WIDTH = 240
+SEAM_FRAMES = 2         # frames shown on each side of a join
+SEAM_THUMB_WIDTH = 160
 DEFAULT_SEAM_THRESHOLD = 0.35
 VISIBLE_DRIFT = 10.0  # delta E beyond which a colour shift is plain to see
 
@@ -202,7 +210,8 @@ def _shots(data: Mapping[str, Any]) -> list[dict[str, Any]]:
             rows.append({"shot": str(shot_id), "label": label, "chosen": chosen,
                          "candidates": segment.get("candidates", []), "after": previous_id,
                          "failed": [f for f in segment.get("failed") or [] if isinstance(f, Mapping)],
-                         "seam": shot.get("seam") if segment is segments[0] else None})
+                         "seam": shot.get("seam") if segment is segments[0] else None,
+                         "continuity": shot.get("continuity") if segment is segments[0] else "chain"})
             previous_id = str(shot_id)
     return rows
 
@@ -216,19 +225,64 @@ def _components(candidate: Mapping[str, Any]) -> dict[str, float]:
     return {str(k): float(v) for k, v in values.items() if isinstance(v, int | float)}
 
 
-def _seam_of(row: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The seam into this row from the row before: value and per-scorer values."""
+def _seam_of(row: Mapping[str, Any], before: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The seam into this row from the row `before` it: value, per-scorer values and the
+    kind of join (chain, bridge, match; None when the manifest does not say). None at a
+    cut, where no seam was judged."""
     if row.get("seam"):
         seam = dict(row["seam"])
         return seam if seam.get("value") is not None else None
-    chosen = _chosen(row)
-    if chosen is None or row["after"] is None:
+    if before is None:
         return None
-    value = (chosen.get("seams") or {}).get("previous")
-    if value is None:
+    side, judged = "previous", _chosen(row)
+    value = ((judged or {}).get("seams") or {}).get("previous")
+    if value is None:  # a bridge ends on this row's first frame: judged from its side
+        side, judged = "next", _chosen(before)
+        value = ((judged or {}).get("seams") or {}).get("next")
+    if judged is None or not isinstance(value, int | float):
         return None
-    parts = {k.split(":")[0]: v for k, v in _components(chosen).items() if k.endswith(":previous")}
-    return {"value": float(value), "parts": parts}
+    parts = {k.split(":")[0]: v for k, v in _components(judged).items() if k.endswith(f":{side}")}
+    kind = "bridge" if side == "next" else {"chain": "chain", "bridge": "chain", "match": "match"}.get(
+        str(row.get("continuity")))
+    return {"value": float(value), "parts": parts, "kind": kind}
+
+
+def _seam_frames(before: Mapping[str, Any], row: Mapping[str, Any], store: TakeStore | None,
+                 thumbs: Mapping[str, Sequence[bytes]]) -> tuple[list[bytes], list[bytes]]:
+    """JPEGs of the last frames of the take before a join and the first frames of the
+    chosen take after it, from the store's lossless tail and head; else the takes' last
+    and first thumbnails; empty where neither is there."""
+    ends: list[list[bytes]] = []
+    for take_id, end in ((before.get("chosen"), "tail"), (row.get("chosen"), "head")):
+        frames = _stored_ends(store, str(take_id or ""), end)
+        if frames:
+            ends.append(frames)
+            continue
+        kept = list(thumbs.get(str(take_id or ""), []))
+        ends.append([kept[-1 if end == "tail" else 0]] if kept else [])
+    return ends[0], ends[1]
+
+
+def _stored_ends(store: TakeStore | None, take_id: str, end: str) -> list[bytes]:
+    """`SEAM_FRAMES` frames at one end of a stored take ("head": its first, "tail": its
+    last) as small JPEGs; none when the store does not hold it intact."""
+    from PIL import Image
+
+    from .errors import StitchError
+
+    if store is None or not take_id:
+        return []
+    try:
+        take = store.get(take_id)
+        if take is None:
+            return []
+        kept = take.head(mapped=True) if end == "head" else take.tail(mapped=True)
+        frames = kept[:SEAM_FRAMES] if end == "head" else kept[-SEAM_FRAMES:]
+    except (StitchError, OSError, ValueError):
+        return []
+    height = max(2, round(take.height * SEAM_THUMB_WIDTH / take.width / 2) * 2)
+    return [encode_jpeg(np.asarray(Image.fromarray(np.ascontiguousarray(frame)).resize(
+        (SEAM_THUMB_WIDTH, height), Image.Resampling.BILINEAR))) for frame in frames]
 
 
 def _drift(data: Mapping[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -458,15 +512,27 @@ def _fallback_panel(data: Mapping[str, Any]) -> str:
     return f'<aside class="panel"><h3>Fallbacks</h3><ul>{"".join(items)}</ul></aside>'
 
 
-def _seam_banner(row: Mapping[str, Any], seam: Mapping[str, Any], threshold: float, weak: bool) -> str:
+def _seam_banner(row: Mapping[str, Any], seam: Mapping[str, Any], threshold: float, weak: bool,
+                 frames: tuple[list[bytes], list[bytes]] = ([], [])) -> str:
+    """The join into a row: its seam's value and parts, and the frames either side."""
     value = float(seam["value"])
     tone = "bad" if weak or value < threshold else _tone(value, threshold)
     parts = " ".join(f'<span class="chip">{_e(k)} {float(v):.2f}</span>'
                      for k, v in sorted((seam.get("parts") or {}).items()) if isinstance(v, int | float))
     warning = f' <b class="weak">below threshold {threshold:.2f}</b>' if tone == "bad" else ""
-    return (f'<div class="seam {tone}"><span class="arrow">⟶</span> seam '
+    kind = f'<span class="kind">{_e(seam["kind"])}</span> ' if seam.get("kind") else ""
+    last, first = frames
+    strip = ""
+    if last or first:
+        before = "".join(_img(j, f"{row['after']} last frame") for j in last) or '<span class="nothumb">–</span>'
+        after = "".join(_img(j, f"{row['shot']} first frame") for j in first) or '<span class="nothumb">–</span>'
+        strip = (f'<div class="seamframes"><figure>{before}<figcaption>last frames of '
+                 f'<b>{_e(row["after"])}</b></figcaption></figure><span class="arrow">→</span>'
+                 f'<figure>{after}<figcaption>first frames of <b>{_e(row["label"])}</b> (chosen)'
+                 '</figcaption></figure></div>')
+    return (f'<div class="seam {tone}"><span class="arrow">⟶</span> {kind}seam '
             f'<b>{_e(row["after"])}</b> → <b>{_e(row["shot"])}</b> '
-            f'<span class="seamvalue">{value:.3f}</span>{warning} {parts}</div>')
+            f'<span class="seamvalue">{value:.3f}</span>{warning} {parts}{strip}</div>')
 
 
 def _drift_svg(points: list[dict[str, Any]]) -> str:
@@ -515,10 +581,16 @@ def render_report(data: Mapping[str, Any], thumbnails: Mapping[str, Sequence[byt
     rows = _shots(data)
     weak = {(str(w.get("after")), str(w.get("shot"))) for w in data.get("weak_seams", [])}
     made = _make_all_thumbs(data, rows, thumbnails)
+    store = _store(data)
     sections = []
-    for row in rows:
-        seam = _seam_of(row)
-        banner = _seam_banner(row, seam, threshold, (str(row["after"]), row["shot"]) in weak) if seam else ""
+    for before, row in zip([None, *rows], rows, strict=False):
+        seam = _seam_of(row, before)
+        banner = ""
+        if seam and before is not None:
+            frames = _seam_frames(before, row, store, {**made, **(thumbnails or {})})
+            banner = _seam_banner(row, seam, threshold, (str(row["after"]), row["shot"]) in weak, frames)
+        elif seam:
+            banner = _seam_banner(row, seam, threshold, (str(row["after"]), row["shot"]) in weak)
         cards = "".join(_card(c, i, c.get("id") == row["chosen"], _thumbs(c, thumbnails, made))
                         for i, c in enumerate(row["candidates"]))
         count = _plural(len(row["candidates"]), "candidate")
@@ -606,6 +678,11 @@ details { margin-top:6px; font-size:12px; } details ul { margin:4px 0 0; padding
 .seam.good { border-color:var(--good); } .seam.fair { border-color:var(--fair); }
 .seam.bad { border-color:var(--bad); background:#fdecec; }
 .seamvalue { font-weight:700; font-variant-numeric:tabular-nums; margin:0 6px; }
+.seam .kind { text-transform:uppercase; font-size:11px; font-weight:700; letter-spacing:.04em; color:var(--muted); }
+.seamframes { display:flex; align-items:center; gap:10px; margin-top:6px; }
+.seamframes figure { margin:0; display:flex; flex-wrap:wrap; gap:3px; max-width:340px; }
+.seamframes figure img { width:160px; height:auto; border-radius:3px; display:block; background:#000; }
+.seamframes figcaption { width:100%; font-size:12px; color:var(--muted); }
 .weak { color:var(--bad); }
 .chip { display:inline-block; background:#fff; border:1px solid var(--line); border-radius:999px; padding:0 8px; margin:0 2px; font-size:12px; }
 .drift { background:#fff; border:1px solid var(--line); border-radius:10px; padding:16px; margin-top:20px; }

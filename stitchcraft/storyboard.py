@@ -42,7 +42,10 @@ TRANSITIONS = (
     "circleopen", "circleclose", "radial", "smoothleft", "smoothright",
     "pixelize", "zoomin",
 )
-CONTINUITY = ("cut", "chain", "bridge")
+# How a shot joins the one before: a plain cut; generated from its last frames (chain) and
+# also ending on the next shot's first frame (bridge); or made independently and chosen
+# for how well its first frames continue the previous shot's last ones (match).
+CONTINUITY = ("cut", "chain", "bridge", "match")
 CAMERA_MOVES = ("static", "push-in", "pull-out", "pan-left", "pan-right", "tilt-up",
                 "tilt-down", "drift")
 FITS = ("cover", "contain", "blur-pad")
@@ -315,8 +318,13 @@ class Shot(Model):
             found = ", ".join(given) if given else "none"
             raise ValueError(f"a shot needs exactly one of prompt, source, image or title (found: {found}); "
                              "an image may carry a prompt saying what happens in it")
-        if self.continuity != "cut" and self.kind != "prompt":
-            raise ValueError(f"continuity: {self.continuity} needs a generated (prompt) shot")
+        if self.continuity in ("chain", "bridge") and self.kind != "prompt":
+            raise ValueError(f"continuity: {self.continuity} needs a generated (prompt) shot; "
+                             "to choose the take that best continues the previous shot, use "
+                             "'continuity: match'")
+        if self.continuity == "match" and self.kind == "title":
+            raise ValueError("continuity: match needs takes to choose between (footage, a "
+                             "prompt or an image); a title card has one")
         return self
 
     @property
@@ -447,10 +455,19 @@ def _placed(error: Any, name: str) -> dict[str, Any]:
 
 
 class Scoring(Model):
-    """How takes are scored and chosen."""
+    """How takes are scored and chosen.
+
+    Attributes:
+        beam: Partial cuts the search keeps (1 is greedy).
+        beam_generate: Of those, how many (the best) a chained or bridged segment is
+            generated from; the others are not extended by it. None: all of them. Each
+            costs the segment's candidates again, and `stitch plan` counts them.
+    """
 
     weights: dict[str, float] = Field(default_factory=dict)
     beam: int = Field(default=1, ge=1, le=16)
+    beam_generate: int | None = Field(default=None, ge=1, le=16,
+                                      description="partial cuts a chained segment is made from")
     seam_threshold: float = Field(default=0.35, ge=0, le=1)
     clip_model: FilePath | None = None
     lpips_weights: FilePath | None = None

@@ -199,3 +199,41 @@ def test_fuzz_structured_documents_never_crash(tmp_path, doc):
         load_storyboard(path)
     except StoryboardError as exc:
         assert exc.issues
+
+
+MATCHED = """
+version: 1
+output: {fps: 24, size: 320x240, path: out/test.mp4}
+defaults: {candidates: 2, transition: {type: cut}}
+shots:
+  - id: first
+    image: still.png
+    duration: 2
+  - id: second
+    image: still.png
+    duration: 2
+    continuity: match
+"""
+
+
+def test_match_is_accepted_for_footage_images_and_prompts(write_storyboard, still):
+    loaded = load_storyboard(write_storyboard(MATCHED))
+    assert [s.continuity for s in loaded.storyboard.shots] == ["cut", "match"]
+
+
+@pytest.mark.parametrize(("edit", "where", "expect"), [
+    (("    duration: 2\n  - id: second", "    duration: 2\n    continuity: match\n  - id: second"),
+     ("shots[0].continuity", 8), "the first shot has no previous shot to match with; use 'cut'"),
+    (("    image: still.png\n    duration: 2\n    continuity: match", "    title: Hi\n    duration: 2\n    continuity: match"),
+     ("shots[1]", 8), "continuity: match needs takes to choose between"),
+    (("    image: still.png\n    duration: 2\n  - id: second", "    prompt: street\n    duration: 2\n    continuity: bridge\n  - id: second"),
+     ("shots[1].continuity", 12), "cannot match shot 'first', which bridges into it"),
+    (("continuity: match", "continuity: chain"),
+     ("shots[1]", 8), "needs a generated (prompt) shot; to choose the take that best continues"),
+])
+def test_match_mistakes_are_located(write_storyboard, still, edit, where, expect):
+    path = write_storyboard(MATCHED.replace(*edit))
+    issues = issues_of(path)
+    issue = next(i for i in issues if expect in i.message)
+    assert (issue.field, issue.line) == where
+    assert str(issue).startswith(f"{path}:{where[1]}:")

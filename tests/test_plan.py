@@ -158,3 +158,76 @@ def test_gpu_time_estimate(write_storyboard):
 """), gpu=WAN_LIKE)
     assert set(p.gpu_seconds) == {"ltx-video"}
     assert p.gpu_seconds["ltx-video"] == pytest.approx(49 * 2 * 1.0 * (1280 * 720) / (1280 * 720))
+
+
+CHAIN_OF_THREE = """
+  - {id: a, prompt: street, duration: 2, candidates: 3}
+  - {id: b, prompt: face, duration: 2, continuity: chain}
+  - {id: c, prompt: rain, duration: 2, continuity: chain}
+  - {id: d, title: End, duration: 2}
+"""
+
+
+@pytest.mark.parametrize("generate, counted", [
+    (None, {"a": 3, "b": 6, "c": 6}),  # each chained shot from all three partial cuts
+    (2, {"a": 3, "b": 4, "c": 4}),
+    (1, {"a": 3, "b": 2, "c": 2}),     # from the best partial cut only: like a greedy search
+])
+def test_takes_and_gpu_time_count_what_the_beam_makes(write_storyboard, generate, counted):
+    extra = "scoring: {beam: 3" + (f", beam_generate: {generate}}}" if generate else "}")
+    p = plan(write_storyboard, board(24, CHAIN_OF_THREE, extra=extra), gpu=WAN_LIKE)
+    assert p.beam == 3
+    by_shot = {s.id: sum(p.takes[g.key] for g in s.segments) for s in p.shots}
+    assert by_shot == {**counted, "d": 2}
+    # every GPU segment generates 49 frames (4k+1) at 1 s a frame, 1280x720
+    assert p.gpu_seconds["ltx-video"] == pytest.approx(49 * 1.0 * sum(counted.values()))
+    # a narrower beam, asked for (`stitch plan --beam 1`), counts each candidate once
+    greedy = plan(write_storyboard, board(24, CHAIN_OF_THREE, extra=extra), gpu=WAN_LIKE, beam=1)
+    assert {s.id: greedy.takes[s.segments[0].key] for s in greedy.shots} == {"a": 3, "b": 2, "c": 2, "d": 2}
+    assert greedy.gpu_seconds["ltx-video"] == pytest.approx(49 * 7)
+
+
+def test_a_chain_is_made_from_no_more_partial_cuts_than_there_are(write_storyboard):
+    # Two takes of a: beam 3 holds only two partial cuts when b is made.
+    p = plan(write_storyboard, board(24, """
+  - {id: a, prompt: street, duration: 2}
+  - {id: b, prompt: face, duration: 2, continuity: chain}
+""", extra="scoring: {beam: 3}"), gpu=WAN_LIKE)
+    assert [p.takes[s.segments[0].key] for s in p.shots] == [2, 4]
+
+
+def test_match_conditions_on_nothing_and_is_ordered_after_the_shot_it_matches(write_storyboard):
+    shots = """
+  - {id: a, prompt: street, duration: 2}
+  - {id: b, prompt: face, duration: 12, continuity: match}
+  - {id: c, prompt: end, duration: 2, continuity: bridge}
+  - {id: d, title: End, duration: 2}
+"""
+    p = plan(write_storyboard, board(24, shots))
+    a, b, c, d = p.shots
+    assert b.continuity == "match" and b.depends_on == ()  # made as early as a cut
+    first, *rest = b.segments
+    assert first.matches == "a" and not first.chained and first.condition == 0
+    assert rest and all(s.chained and s.matches is None for s in rest)  # later segments chain within
+    assert p.order.index("a") < p.order.index("b")
+    # matching decides no pixels: the takes are the ones a cut would make
+    cut = plan(write_storyboard, board(24, shots.replace("continuity: match", "continuity: cut")))
+    assert [s.hash for s in cut.shots[1].segments] == [s.hash for s in b.segments]
+    assert (c.continuity, c.segments[-1].bridge_to, c.segments[0].matches) == ("bridge", "d", None)
+
+
+def test_units_judge_a_match_against_the_take_before(write_storyboard):
+    from stitchcraft.select import build_units
+
+    p = plan(write_storyboard, board(24, """
+  - {id: a, prompt: street, duration: 12}
+  - {id: b, source: clip.mp4, duration: 2, continuity: match}
+  - {id: c, prompt: face, duration: 2, continuity: chain}
+""", extra="engines: {footage: {}}"), gpu=LTX_LIKE)
+    units = build_units(p)
+    keys = [u.segment.key for u in units]
+    b, c = units[keys.index("b#0")], units[keys.index("c#0")]
+    last_of_a = keys.index(f"a#{len(p.shot('a').segments) - 1}")
+    assert (b.match, b.condition, b.bridge, b.chain_root) == (last_of_a, None, None, None)
+    assert b.joined == last_of_a and keys.index("b#0") > last_of_a
+    assert (c.condition, c.match, c.chain_root) == (keys.index("b#0"), None, keys.index("b#0"))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from lavfi import make_image, make_video
 
-from stitchcraft.media import probe, read_frames
+from stitchcraft.media import probe, read_frames, run_ffmpeg
 
 STORYBOARD = """
 version: 1
@@ -213,3 +213,55 @@ def test_paths_resolve_relative_to_the_storyboard_not_the_shell(project, tmp_pat
     result = json.loads(stitch("render", str(board), "--json", "--no-variants", cwd=elsewhere).stdout)
     assert Path(result["outputs"][0]["path"]) == project / "out" / "cut.mp4"
     assert not list(elsewhere.iterdir())
+
+
+MATCH = """
+version: 1
+output: {fps: 24, size: 320x180, path: out/cut.mp4, preset: ultrafast}
+defaults: {transition: {type: cut}}
+shots:
+  - {id: before, source: before.mp4, duration: 1.5}
+  - {id: after, source: clips, duration: 1, continuity: CONTINUITY}
+"""
+
+
+def cut_frames(source: Path, path: Path, start: int, count: int) -> Path:
+    """Frames start .. start+count-1 of a clip, as a clip of their own."""
+    run_ffmpeg(["-i", str(source), "-vf", f"trim=start_frame={start}:end_frame={start + count},"
+                "setpts=PTS-STARTPTS", "-an", "-c:v", "libx264", "-crf", "16", "-preset", "veryfast",
+                "-pix_fmt", "yuv420p", str(path)], what=f"cut {path.name}")
+    return path
+
+
+def test_match_on_action_picks_the_true_continuation_of_split_footage(tmp_path):
+    """A clip cut in two: the first half fills `before`; the second half's start is one
+    of the candidates for `after`, among other stretches of the same footage and of other
+    footage. Matching picks it by the seam; a cut judges no seam."""
+    footage = make_video(tmp_path / "footage.mp4", seconds=6, size="320x180", source="testsrc2", audio=None)
+    other = make_video(tmp_path / "other.mp4", seconds=3, size="320x180", source="mandelbrot", audio=None)
+    cut_frames(footage, tmp_path / "before.mp4", 0, 36)
+    (tmp_path / "clips").mkdir()
+    cut_frames(footage, tmp_path / "clips" / "a_earlier.mp4", 6, 24)
+    cut_frames(other, tmp_path / "clips" / "b_other.mp4", 36, 24)
+    cut_frames(footage, tmp_path / "clips" / "c_next.mp4", 36, 24)  # the true continuation
+    cut_frames(footage, tmp_path / "clips" / "d_later.mp4", 96, 24)
+    board = tmp_path / "board.yaml"
+    board.write_text(MATCH.replace("CONTINUITY", "match"))
+    plan = json.loads(stitch("plan", str(board), "--json", cwd=tmp_path).stdout)
+    assert [(s["continuity"], s["depends_on"]) for s in plan["shots"]] == [("cut", []), ("match", [])]
+    assert plan["shots"][1]["segments"][0]["matches"] == "before"
+    stitch("render", str(board), cwd=tmp_path)
+    manifest = json.loads((tmp_path / "out" / "cut.manifest.json").read_text())
+    segment = manifest["shots"]["after"]["segments"][0]
+    chosen = next(c for c in segment["candidates"] if c["id"] == segment["chosen"])
+    assert Path(chosen["source"]).name == "c_next.mp4"
+    seams = {Path(c["source"]).name: c["seams"]["previous"] for c in segment["candidates"]}
+    assert max(seams, key=lambda name: seams[name]) == "c_next.mp4" and seams["c_next.mp4"] > 0.8
+    report = (tmp_path / "out" / "cut.report.html").read_text()
+    assert '<span class="kind">match</span> seam <b>before</b> → <b>after</b>' in report
+    assert report.count('alt="before last frame"') == 2 and report.count('alt="after first frame"') == 2
+
+    board.write_text(MATCH.replace("CONTINUITY", "cut"))
+    stitch("render", str(board), cwd=tmp_path)
+    manifest = json.loads((tmp_path / "out" / "cut.manifest.json").read_text())
+    assert not any(c["seams"] for c in manifest["shots"]["after"]["segments"][0]["candidates"])

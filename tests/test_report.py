@@ -77,7 +77,8 @@ def test_report_is_self_contained(report_data, tmp_path):
     assert "<test>" not in page and "Report &lt;test&gt;" in page
     assert not re.search(r"(src|href)=\"(https?:|//)", page)
     assert "<script" not in page
-    assert page.count("data:image/jpeg;base64,") == 9
+    # three thumbnails per candidate, and the weak seam's sides: opening's last, street's first
+    assert page.count("data:image/jpeg;base64,") == 9 + 2
     assert page.count("✓ chosen") == 2
     assert "below threshold 0.35" in page        # the weak seam is flagged
     assert "<polyline" in page and "12.50" in page  # the drift curve
@@ -263,3 +264,109 @@ def test_report_reads_the_manifest_records_a_render_writes():
     assert "8 s billed" in page and "~$3.20" in page
     assert "✗ refused" in page and "withheld by Google&#x27;s safety filters" in page
     assert "~$3.20</b> for 8 s billed" in page and "<b>kling</b> → <b>veo</b>" in page
+
+
+# --- seams --------------------------------------------------------------------------------
+
+RED, BLUE, GREEN, YELLOW, GREY = (220, 30, 30), (30, 40, 220), (30, 200, 60), (230, 220, 40), (128, 128, 128)
+
+
+def stored_take(store, take_id: str, *, first=(GREY, GREY), last=(GREY, GREY), count: int = 12):
+    """A real take in the store, its first and last two frames in the colours given."""
+    from stitchcraft.engines.base import Take
+
+    frames = np.full((count, 36, 64, 3), GREY, np.uint8)
+    frames[0], frames[1] = first
+    frames[-2], frames[-1] = last
+    return store.put(take_id, Take(frames, seed=0, label=take_id[:4]), fps=FPS, engine="test", request={})
+
+
+def candidate(take_id: str, **fields) -> dict:
+    return {"id": take_id, "engine": "test", "seed": 0, "score": 0.7, "components": {}, "thumbs": [], **fields}
+
+
+def shot(take_id: str, continuity: str, **fields) -> dict:
+    return {"chosen": take_id, "continuity": continuity,
+            "segments": [{"index": 0, "chosen": take_id, "candidates": [candidate(take_id, **fields)]}]}
+
+
+@pytest.fixture
+def seam_manifest(tmp_path):
+    """Four shots from real stored takes: a cut into `a`, `b` chained from it and bridging
+    into `c`, and `d` matched to `c`; each take's ends in colours of their own."""
+    from stitchcraft.store import TakeStore
+
+    store = TakeStore(tmp_path / "cache")
+    ids = {name: name * 40 for name in "abcd"}
+    stored_take(store, ids["a"], last=(RED, BLUE))
+    stored_take(store, ids["b"], first=(GREEN, YELLOW), last=(BLUE, RED))
+    stored_take(store, ids["c"], first=(YELLOW, GREEN), last=(GREEN, BLUE))
+    stored_take(store, ids["d"], first=(RED, YELLOW))
+    return {"title": "Seams", "cache": str(store.root), "seam_threshold": 0.35, "shots": {
+        "a": shot(ids["a"], "cut"),
+        "b": shot(ids["b"], "bridge", seams={"previous": 0.82, "next": 0.61},
+                  components={"stability": 0.9, "seam:previous": 0.82, "seam:next": 0.61,
+                              "seam_lpips:next": 0.58}),
+        "c": shot(ids["c"], "cut"),
+        "d": shot(ids["d"], "match", seams={"previous": 0.3},
+                  components={"stability": 0.9, "seam:previous": 0.3}),
+    }}
+
+
+def seam_blocks(page: str) -> list[str]:
+    return re.findall(r'<div class="seam .*?</div></div>', page, re.S)
+
+
+def colours(block: str) -> list[tuple[int, ...]]:
+    """The mean colour of every image in a block, in order."""
+    import base64
+    from io import BytesIO
+
+    from PIL import Image
+
+    found = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', block)
+    return [tuple(int(v) for v in np.asarray(Image.open(BytesIO(base64.b64decode(b)))).reshape(-1, 3).mean(axis=0))
+            for b in found]
+
+
+def near(found: list[tuple[int, ...]], expected: list[tuple[int, int, int]]) -> bool:
+    return len(found) == len(expected) and all(max(abs(a - b) for a, b in zip(f, e, strict=True)) < 20
+                                               for f, e in zip(found, expected, strict=True))
+
+
+def test_report_shows_each_judged_join_with_the_frames_either_side(seam_manifest):
+    page = render_report(seam_manifest)
+    chain, bridge, match = seam_blocks(page)  # the cut into a shows nothing
+    assert '<span class="kind">chain</span> seam <b>a</b> → <b>b</b>' in chain and "0.820" in chain
+    assert '<span class="chip">seam 0.82</span>' in chain
+    assert near(colours(chain), [RED, BLUE, GREEN, YELLOW])  # a's last two, then b's first two
+    # a bridge's join is judged from the bridge's side: b's "next" seam, into c
+    assert '<span class="kind">bridge</span> seam <b>b</b> → <b>c</b>' in bridge and "0.610" in bridge
+    assert '<span class="chip">seam 0.61</span>' in bridge and '<span class="chip">seam_lpips 0.58</span>' in bridge
+    assert near(colours(bridge), [BLUE, RED, YELLOW, GREEN])
+    assert '<span class="kind">match</span> seam <b>c</b> → <b>d</b>' in match
+    assert "below threshold 0.35" in match and 'class="seam bad"' in match
+    assert near(colours(match), [GREEN, BLUE, RED, YELLOW])
+    assert "last frames of <b>c</b>" in match and "first frames of <b>d</b> (chosen)" in match
+
+
+def test_a_seam_without_stored_takes_shows_the_takes_thumbnails_or_none(seam_manifest, tmp_path):
+    from stitchcraft.report import encode_jpeg
+
+    del seam_manifest["cache"]
+    given = {"a" * 40: [encode_jpeg(np.full((36, 64, 3), c, np.uint8)) for c in (GREY, GREY, RED)],
+             "b" * 40: [encode_jpeg(np.full((36, 64, 3), c, np.uint8)) for c in (GREEN, GREY, GREY)]}
+    chain, bridge, match = seam_blocks(render_report(seam_manifest, given))
+    assert near(colours(chain), [RED, GREEN])  # a's last thumbnail, b's first
+    assert "–" in bridge and near(colours(bridge), [GREY])  # b's last; c has no thumbnails
+    assert '<div class="seamframes">' not in match and "0.300" in match
+
+
+def test_seam_text_is_escaped(seam_manifest):
+    shots = seam_manifest["shots"]
+    shots["<i>d</i>"] = shots.pop("d")
+    shots["<i>d</i>"]["segments"][0]["candidates"][0]["components"]["<b>x</b>:previous"] = 0.5
+    page = render_report(seam_manifest)
+    match = seam_blocks(page)[-1]
+    assert "<i>d</i>" not in page and "<b>x</b>" not in page
+    assert "&lt;i&gt;d&lt;/i&gt;" in match and "&lt;b&gt;x&lt;/b&gt; 0.50" in match

@@ -131,3 +131,27 @@ def test_engine_failure_is_reported_and_nothing_hangs(board, tmp_path):
     with pytest.raises(EngineError, match="engine 'broken' failed on shot 'c': RuntimeError: the model fell over"):
         render(load_storyboard(board), RenderOptions(cache=tmp_path / "c", variants=[]))
     assert time.monotonic() - began < 60
+
+
+def test_beam_generate_makes_exactly_the_takes_the_plan_counts(board, tmp_path):
+    from typer.testing import CliRunner
+
+    from stitchcraft.cli import app
+
+    board.write_text(BOARD.replace("scoring: {beam: 2}", "scoring: {beam: 3, beam_generate: 1}"))
+    planned = CliRunner().invoke(app, ["plan", str(board), "--json"])
+    assert planned.exit_code == 0, planned.output
+    counted = json.loads(planned.output)
+    # b and d (chained) are made from the best partial cut only: their candidates once
+    assert counted["beam"] == 3 and sum(counted["takes"].values()) == 6 * 3
+    table = CliRunner().invoke(app, ["plan", str(board)], env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "at most 1" in table.output
+    Sleepy.order = 5
+    result = render(load_storyboard(board), RenderOptions(cache=tmp_path / "one", variants=[]))
+    assert result.generated == 6 * 3
+    # from every partial cut instead, the plan counts the most the render can make
+    board.write_text(BOARD.replace("scoring: {beam: 2}", "scoring: {beam: 3}"))
+    wide = json.loads(CliRunner().invoke(app, ["plan", str(board), "--json"]).output)
+    assert wide["takes"] == {**counted["takes"], "b#0": 9, "d#0": 9}
+    made = render(load_storyboard(board), RenderOptions(cache=tmp_path / "all", variants=[])).generated
+    assert 6 * 3 < made <= sum(wide["takes"].values())

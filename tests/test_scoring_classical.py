@@ -111,7 +111,8 @@ def test_stability_finds_frozen_second_and_duplicate(tmp_path):
     assert score.parts["frozen_seconds"] == pytest.approx(1.0, abs=1 / 24)
     assert score.parts["duplicates"] == 1
     assert "frozen 24-47" in score.note
-    assert score.value == pytest.approx(1 - 24 / 72 - 3 / 72, abs=0.05)
+    # 1.5 x the frozen share of the take, then 3 x the duplicated share.
+    assert score.value == pytest.approx((1 - 1.5 * 24 / 72) * (1 - 3 / 72), abs=0.05)
 
 
 def test_stability_finds_hard_cut(tmp_path):
@@ -119,6 +120,98 @@ def test_stability_finds_hard_cut(tmp_path):
     score = StabilityScorer().score(encode(frames, tmp_path / "cut.mp4"))
     assert score.parts["cuts"] == 1 and "cut at frame 24" in score.note
     assert score.value <= 0.5
+
+
+def glide(seed: int, count: int, *, speed: float, width: int = 160, soft: float = 0) -> np.ndarray:
+    """`count` frames panning across texture `seed` at `speed` pixels a frame, sub-pixel
+    smooth (bilinear), as slow camera moves and push-ins on stills look; `soft` blurs
+    the texture first (Gaussian sigma, pixels), like a soft-gradient still."""
+    import cv2
+
+    base = cv2.GaussianBlur(texture(seed), (0, 0), soft).astype(np.float32) if soft else \
+        texture(seed).astype(np.float32)
+    frames = []
+    for t in range(count):
+        shift = np.float32([[1, 0, -t * speed], [0, 1, 0]])
+        moved = cv2.warpAffine(base, shift, (base.shape[1], base.shape[0]), flags=cv2.INTER_LINEAR)
+        frames.append(np.clip(moved[:, :width] + 0.5, 0, 255).astype(np.uint8))
+    return np.stack(frames)
+
+
+def stability(frames: np.ndarray) -> Score:
+    return StabilityScorer().score(FrameSource("take", Path("take.mp4"), len(frames), FPS, pixels=frames))
+
+
+def test_slow_smooth_pan_is_motion_not_a_freeze():
+    frames = glide(15, 48, speed=0.2, soft=8)
+    gray = to_gray(frames)
+    # So slow that consecutive frames differ by well under the old freeze threshold ...
+    assert np.abs(np.diff(gray, axis=0)).mean() < 0.35
+    # ... yet it moves: no frozen span, no duplicate, full marks.
+    assert find_frozen(gray, 24.0) == ([], [])
+    score = stability(frames)
+    assert score.parts["frozen_seconds"] == 0 and score.parts["duplicates"] == 0
+    assert score.parts["jitter"] < 0.03 and score.parts["colour_drift"] < 0.75  # dead zones
+    assert score.value > 0.95
+
+
+def test_repeated_frames_are_frozen():
+    moving = glide(16, 48, speed=0.5)
+    held = np.concatenate([moving[:12], np.repeat(moving[11:12], 18, axis=0), moving[12:30]])
+    # Near-exact repeats, as an encoder re-codes a held frame: a few pixels off by 1.
+    rng = np.random.default_rng(0)
+    for index in range(12, 30):
+        spots = rng.integers(0, held[index].size, 20)
+        held[index].reshape(-1)[spots] = np.clip(held[index].reshape(-1)[spots].astype(int) + 1, 0, 255)
+    spans, duplicates = find_frozen(to_gray(held), 24.0)
+    assert spans == [(11, 29)] and duplicates == []
+    score = stability(held)
+    assert score.parts["frozen_seconds"] == pytest.approx(19 / 24)
+    assert score.value < 0.7
+    # A whole take with no motion at all is one frozen span.
+    assert find_frozen(to_gray(np.repeat(moving[:1], 24, axis=0)), 24.0) == ([(0, 23)], [])
+
+
+def _defect(name: str, frames: np.ndarray) -> np.ndarray:
+    damaged = frames.copy()
+    count = len(frames)
+    if name == "flash":
+        damaged[20:22] = 255
+    elif name == "cut":
+        damaged[24:] = glide(18, count - 24, speed=0.3)
+    elif name == "flicker":
+        wobble = 8 * np.sin(2.3 * np.arange(count))
+        damaged = np.clip(frames.astype(float) + wobble[:, None, None, None], 0, 255).astype(np.uint8)
+    elif name == "jitter":
+        order = np.arange(count).reshape(-1, 4)[:, [0, 2, 1, 3]].reshape(-1)
+        damaged = frames[order]
+    elif name == "drift":
+        ramp = np.linspace(0, 1, count)[:, None, None, None]
+        cast = np.array([18.0, 0.0, -18.0])
+        damaged = np.clip(frames.astype(float) + ramp * cast, 0, 255).astype(np.uint8)
+    return damaged
+
+
+@pytest.mark.parametrize(("defect", "part", "least"), [
+    ("flash", "flashes", 1), ("cut", "cuts", 1), ("flicker", "luma_flicker", 3.0),
+    ("jitter", "jitter", 0.06), ("drift", "colour_drift", 5.0),
+])
+def test_each_defect_lowers_stability(defect, part, least):
+    clean_frames = glide(17, 48, speed=0.3)
+    clean = stability(clean_frames)
+    damaged = stability(_defect(defect, clean_frames))
+    assert clean.value > 0.95 and clean.parts[part] < least / 3
+    assert damaged.parts[part] >= least
+    assert damaged.value < clean.value - 0.1
+    # Only the defect's own part fires.
+    others = {"flashes": 0, "cuts": 0, "frozen_seconds": 0}
+    assert all(damaged.parts[k] == v for k, v in others.items() if k != part)
+
+
+def test_stability_is_deterministic():
+    frames = _defect("jitter", glide(19, 48, speed=0.4))
+    first, second = stability(frames), stability(frames.copy())
+    assert first.value == second.value and first.parts == second.parts
 
 
 def test_seam_scores_continuation_above_cut(tmp_path):

@@ -7,7 +7,7 @@ name            shape   what it judges                                         w
 ==============  ======  =====================================================  =======
 ``prompt``      take    CLIP text-image similarity to the shot's prompt        CLIP
 ``reference``   take    CLIP image similarity to the shot's reference image    CLIP
-``stability``   take    flashes, cuts, frozen spans, duplicates, luma flicker  none
+``stability``   take    flashes, cuts, freezes, flicker, jitter, colour drift  none
 ``flicker``     take    LPIPS between consecutive frames                       LPIPS
 ``seam``        seam    SSIM, histogram, colour/luma and motion jump           none
 ``seam_clip``   seam    CLIP image similarity across the join                  CLIP

@@ -11,7 +11,9 @@ Measures (each documented with its units):
 - `delta_e`: CIE76 colour difference of two CIE Lab colours (D65); 1 is about a
   just-noticeable difference, above 10 a plainly different colour.
 - `find_flashes`, `find_cuts`, `find_frozen`: frame indices of one- or two-frame
-  flashes, hard cuts, and runs of repeated frames.
+  flashes, hard cuts, and runs of repeated frames (held frames, not slow motion).
+- `luma_flicker` (levels), `find_backsteps` (frame-order jitter, 0..1) and
+  `colour_drift` (a cast creeping in within a take, delta E).
 
 Scorers built on them: ``stability`` (a take on its own), ``seam`` (the join between
 the previous chosen take and this one) and ``drift`` (a chained take against its
@@ -31,11 +33,18 @@ ANALYSIS_WIDTH = 256
 SEAM_FRAMES = 4
 DRIFT_SAMPLES = 8
 
-# A pair of frames is "still" (a repeat) when they differ by less than this on
-# average and almost nowhere by more than a few levels: decoded repeats of the same
-# source frame are identical or nearly so, while even slow real motion is not.
-STILL_MEAN = 0.35
-STILL_P99 = 3.0
+# A frame repeats another (`find_frozen`) when they differ by less than STILL_MEAN
+# levels on average and fewer than STILL_CHANGED of the pixels differ by more than
+# STILL_LEVELS. Measured on lavfi scenes and the demo's footage, encoded with libx264:
+# a held frame re-coded by the encoder stays within 0.13 levels and 0.2 % of pixels
+# of the frame it repeats however long it holds, while even the slowest smooth motion
+# (a parallax pan of 0.05 levels a frame) moves 1.2 % of pixels or more in two frames.
+STILL_MEAN = 0.25
+STILL_LEVELS = 2.0
+STILL_CHANGED = 0.005
+# A short repeat is a duplicate only where the take around it moves this many times
+# more (zoompan's stair-stepping pauses come to about 0.3).
+DUPLICATE_RATIO = 0.15
 
 
 # ----------------------------------------------------------------------------------
@@ -157,10 +166,15 @@ def find_flashes(gray: np.ndarray, *, floor: float = 12.0) -> list[int]:
 
     A flash at i means frames i (and maybe i+1) differ from both i-1 and the frame after
     the flash by more than max(`floor`, 4 x the median frame difference) levels, while
-    the frames either side of it are closer to each other than half the smaller jump.
+    the frames either side of it are closer to each other than half the smaller jump;
+    or its mean luma jumps that way (by more than max(`floor`, 4 x the median luma
+    change) into and out of the flash, and back within half of that), which finds a
+    white or black frame in footage whose every frame differs a lot in pixels.
     """
     diffs = frame_differences(gray)
     threshold = _spike_threshold(diffs, floor, 4.0)
+    luma = gray.mean(axis=(1, 2))
+    luma_threshold = _spike_threshold(np.abs(np.diff(luma)), floor, 4.0)
     found: list[int] = []
     count = len(gray)
     i = 1
@@ -172,9 +186,13 @@ def find_flashes(gray: np.ndarray, *, floor: float = 12.0) -> list[int]:
                 break
             into = diffs[i - 1]
             out_of = diffs[after - 1]
-            if into > threshold and out_of > threshold:
+            luma_into = abs(luma[i] - luma[i - 1])
+            luma_out = abs(luma[after - 1] - luma[after])
+            by_luma = (min(luma_into, luma_out) > luma_threshold
+                       and abs(luma[after] - luma[i - 1]) < min(luma_into, luma_out) / 2)
+            if into > threshold and out_of > threshold or by_luma:
                 across = float(np.abs(gray[after] - gray[i - 1]).mean())
-                if across < min(into, out_of) / 2:
+                if across < min(into, out_of) / 2 or by_luma:
                     found.append(i)
                     i = after
                     hit = True
@@ -184,56 +202,184 @@ def find_flashes(gray: np.ndarray, *, floor: float = 12.0) -> list[int]:
     return found
 
 
-def find_cuts(gray: np.ndarray, *, floor: float = 20.0, flashes: list[int] | None = None) -> list[int]:
+def find_cuts(gray: np.ndarray, *, floor: float = 20.0, flashes: list[int] | None = None,
+              histograms: np.ndarray | None = None) -> list[int]:
     """Hard cuts: frames i whose difference from i-1 exceeds max(`floor`, 3 x the median
     frame difference) and 2.5 x the differences just before and after it (so speeding
-    motion is no cut), and that are not part of a flash. Returns the first frame after
-    each cut.
+    motion is no cut), and that are not part of a flash. With `histograms` (one
+    normalised colour histogram per frame, `colour_histograms`), a frame whose colour
+    distribution jumps (Bhattacharyya distance above max(0.3, 4 x the median) and 2.5 x
+    the distances either side) while its pixels jump too (over `floor` / 2 levels and
+    1.5 x the difference on its calmer side) is a cut too: that finds cuts into or out of
+    busy footage whose every frame differs a lot in pixels. Returns the first frame
+    after each cut.
     """
     diffs = frame_differences(gray)
     threshold = _spike_threshold(diffs, floor, 3.0)
     flashes = find_flashes(gray) if flashes is None else flashes
     inside = {j for f in flashes for j in (f, f + 1, f + 2)}
+    jumps = _histogram_jumps(histograms) if histograms is not None else np.zeros(len(diffs))
+    jump_threshold = _spike_threshold(jumps, 0.3, 4.0)
     cuts = []
     for i, jump in enumerate(diffs):
         around = max(diffs[i - 1] if i > 0 else 0.0, diffs[i + 1] if i + 1 < len(diffs) else 0.0)
-        if jump > threshold and jump > 2.5 * around and i + 1 not in inside:
+        by_pixels = jump > threshold and jump > 2.5 * around
+        colour_around = max(jumps[i - 1] if i > 0 else 0.0, jumps[i + 1] if i + 1 < len(jumps) else 0.0)
+        calmer_side = min(diffs[i - 1] if i > 0 else jump, diffs[i + 1] if i + 1 < len(diffs) else jump)
+        by_colour = (jumps[i] > jump_threshold and jumps[i] > 2.5 * colour_around
+                     and jump > floor / 2 and jump > 1.5 * calmer_side)
+        if (by_pixels or by_colour) and i + 1 not in inside:
             cuts.append(i + 1)
     return cuts
 
 
+def colour_histograms(frames: np.ndarray, size: tuple[int, int] = (64, 36)) -> np.ndarray:
+    """One normalised 8x8x8 RGB histogram (512 values) per frame, from a `size`
+    thumbnail."""
+    import cv2
+
+    out = []
+    for frame in frames:
+        thumb = cv2.resize(np.ascontiguousarray(frame), size, interpolation=cv2.INTER_AREA)
+        hist = cv2.calcHist([thumb], [0, 1, 2], None, [8, 8, 8], [0, 256, 0, 256, 0, 256]).flatten()
+        out.append(hist / max(1.0, float(hist.sum())))
+    return np.stack(out) if out else np.zeros((0, 512), np.float32)
+
+
+def _histogram_jumps(histograms: np.ndarray) -> np.ndarray:
+    """Bhattacharyya distance between consecutive frames' histograms, 0..1."""
+    if len(histograms) < 2:
+        return np.zeros(0)
+    overlap = np.sqrt(histograms[:-1] * histograms[1:]).sum(axis=1)
+    return np.sqrt(np.clip(1.0 - overlap, 0.0, 1.0))
+
+
+def _still(first: np.ndarray, second: np.ndarray) -> bool:
+    delta = np.abs(second - first)
+    return bool(delta.mean() < STILL_MEAN and (delta > STILL_LEVELS).mean() < STILL_CHANGED)
+
+
 def find_frozen(gray: np.ndarray, fps: float, *, min_seconds: float = 0.25
                 ) -> tuple[list[tuple[int, int]], list[int]]:
-    """Repeated frames.
+    """Repeated frames: the picture holding exactly still, not slow motion.
+
+    A frame repeats frame a when it is `_still` against it: a mean difference under
+    `STILL_MEAN` levels with fewer than `STILL_CHANGED` of its pixels more than
+    `STILL_LEVELS` levels away. Runs grow from an anchor frame and every frame of a
+    run is compared with the anchor, not with its neighbour, so slow smooth motion
+    (a push-in moving 0.05-0.3 levels a frame) breaks a run within a few frames as
+    its changes add up, while a held frame (a decoder's repeats, an encoder's
+    re-coded copies) never drifts from the anchor.
 
     Returns:
         (spans, duplicates): `spans` are (first, last) frame indices of runs that hold
         still for at least `min_seconds` (and 3 frames); `duplicates` are frames that
-        repeat their predecessor in shorter runs (dropped or doubled frames).
+        repeat their predecessor in shorter runs (dropped or doubled frames) where the
+        take around them moves at least 1/`DUPLICATE_RATIO` times as much.
     """
-    if len(gray) < 2:
+    count = len(gray)
+    if count < 2:
         return [], []
-    deltas = np.abs(np.diff(gray, axis=0)).reshape(len(gray) - 1, -1)
-    # "Under STILL_P99 at the 99th percentile": fewer than 1 % of pixels move that much.
-    still = (deltas.mean(axis=1) < STILL_MEAN) & ((deltas >= STILL_P99).mean(axis=1) < 0.01)
+    diffs = frame_differences(gray)
     min_run = max(3, math.ceil(min_seconds * fps))
     spans: list[tuple[int, int]] = []
     duplicates: list[int] = []
-    i = 0
-    while i < len(still):
-        if not still[i]:
-            i += 1
-            continue
-        j = i
-        while j + 1 < len(still) and still[j + 1]:
-            j += 1
-        repeats = j - i + 1  # frames i+1 .. j+1 repeat frame i
-        if repeats + 1 >= min_run:
-            spans.append((i, j + 1))
+    anchor = 0
+    while anchor < count - 1:
+        last = anchor
+        while last + 1 < count and _still(gray[anchor], gray[last + 1]):
+            last += 1
+        if last - anchor + 1 >= min_run:
+            spans.append((anchor, last))
         else:
-            duplicates.extend(range(i + 1, j + 2))
-        i = j + 1
+            for frame in range(anchor + 1, last + 1):
+                pair = frame - 1
+                around = np.concatenate([diffs[max(0, pair - 4):pair], diffs[pair + 1:pair + 5]])
+                if len(around) and diffs[pair] < DUPLICATE_RATIO * float(np.median(around)):
+                    duplicates.append(frame)
+        anchor = last + 1
     return spans, duplicates
+
+
+def find_backsteps(gray: np.ndarray, skip: set[int] | frozenset[int] = frozenset()) -> float:
+    """Frame-order jitter: how much the picture steps back in time, 0..1.
+
+    For every three consecutive frames i, i+1, i+2 (their mean luma removed, so
+    flicker does not count), r = |f(i+2) - f(i)| / max(|f(i+1) - f(i)|,
+    |f(i+2) - f(i+1)|), with |.| the mean absolute difference. Footage that moves
+    forward, smoothly or not, changes more over two frames than over one (r about 1-2;
+    even chaotic content keeps r >= 1); frames shown out of order (0 2 1 3, a field or
+    pulldown error, a sampler that wobbles in time) come back towards where they were
+    (r about 0.5-0.8). Returns the mean of max(0, 1 - r) over the triples that move
+    (more than 0.02 levels) and touch no frame in `skip` (flashes, cuts, repeats): 0
+    for forward motion, about 0.06-0.25 for every fourth frame swapped.
+    """
+    if len(gray) < 3:
+        return 0.0
+    centred = gray - gray.mean(axis=(1, 2), keepdims=True)
+    step = np.abs(np.diff(centred, axis=0)).mean(axis=(1, 2))
+    across = np.abs(centred[2:] - centred[:-2]).mean(axis=(1, 2))
+    larger = np.maximum(step[:-1], step[1:])
+    moving = larger > 0.02
+    clean = np.array([not ({i, i + 1, i + 2} & skip) for i in range(len(across))])
+    use = moving & clean
+    if not use.any():
+        return 0.0
+    ratio = across[use] / larger[use]
+    return float(np.maximum(0.0, 1.0 - ratio).mean())
+
+
+def luma_flicker(gray: np.ndarray, skip: set[int] | frozenset[int] = frozenset()) -> float:
+    """Mean absolute second difference of per-frame mean luma, levels, over the triples
+    of frames that touch no frame in `skip` (flashes and cuts, judged on their own).
+    A steady or smoothly changing exposure gives about 0-0.3; a visible flicker 3 and
+    more."""
+    luma = gray.mean(axis=(1, 2))
+    if len(luma) < 3:
+        return 0.0
+    second = np.abs(np.diff(luma, n=2))
+    keep = [i for i in range(len(second)) if not ({i, i + 1, i + 2} & skip)]
+    return float(second[keep].mean()) if keep else 0.0
+
+
+def colour_drift(frames: np.ndarray, fps: float) -> float:
+    """Colour drift inside a take, CIE76 delta E: how far a colour cast moves (a*, b*)
+    from the take's first quarter second to its last (each averaged, on a 64x36
+    thumbnail).
+
+    A cast moves every colour the same way, so two readings must both see it, and the
+    smaller is returned: the median over pixels of each pixel's (a*, b*) change (motion
+    changes some pixels and leaves most), and the mean, over bands of 10 L*, of the
+    change in each band's median (a*, b*) (content whose colours come and go, like an
+    animated palette or a zoom, keeps the colour each lightness has). 0 for a steady
+    look, about 1 for a just-noticeable cast, 10 for a plain one.
+    """
+    import cv2
+
+    count = len(frames)
+    if count < 2:
+        return 0.0
+    span = max(1, min(count // 4, math.ceil(0.25 * fps)))
+
+    def look(part: np.ndarray) -> np.ndarray:
+        thumbs = [cv2.resize(np.ascontiguousarray(f), (64, 36), interpolation=cv2.INTER_AREA)
+                  for f in part]
+        return rgb_to_lab(np.mean(thumbs, axis=0)).reshape(-1, 3)
+
+    first, last = look(frames[:span]), look(frames[-span:])
+    per_pixel = float(np.linalg.norm(np.median((last - first)[:, 1:], axis=0)))
+    shifts, weights = [], []
+    for band in range(10):
+        in_first = (first[:, 0] >= 10 * band) & (first[:, 0] < 10 * band + 10)
+        in_last = (last[:, 0] >= 10 * band) & (last[:, 0] < 10 * band + 10)
+        weight = min(int(in_first.sum()), int(in_last.sum()))
+        if weight >= 20:
+            shifts.append(np.median(last[in_last, 1:], axis=0) - np.median(first[in_first, 1:], axis=0))
+            weights.append(weight)
+    if not weights:
+        return per_pixel
+    by_lightness = float(np.linalg.norm(np.average(shifts, axis=0, weights=weights)))
+    return min(per_pixel, by_lightness)
 
 
 def _fps(source: FrameSource) -> float:
@@ -245,37 +391,63 @@ def _fps(source: FrameSource) -> float:
 
 
 class StabilityScorer(Scorer):
-    """Temporal stability inside one take, from every frame at analysis size.
+    """Temporal stability inside one take, from every frame of its scan at analysis size.
 
-    ``value`` is 1 minus penalties, clamped to 0..1: 0.35 per flash, 0.5 per hard cut,
-    the fraction of the take spent frozen, up to 0.3 for duplicated frames and up to
-    0.3 for luma flicker. Parts: ``ssim_mean`` / ``ssim_min`` (consecutive frames,
-    -1..1), ``motion`` (mean frame difference, levels), ``flashes``, ``cuts``,
-    ``duplicates`` (counts), ``frozen_seconds``, ``luma_flicker`` (mean absolute second
-    difference of per-frame mean luma, levels).
+    It tells defects from motion: slow smooth motion (a push-in, a drifting camera)
+    scores like a locked-off shot, while these lower the value, each by its own factor
+    (``value`` is the product of the factors, 0..1, 1 = no defect found):
+
+    - flashes (`find_flashes`): 0.35 each, at most 0.7;
+    - hard cuts inside the take (`find_cuts`, pixels or colour): 0.5 each, at most 0.8;
+    - frozen spans (`find_frozen`): 1.5 x the fraction of the take held still, at most
+      1 (a take frozen for two thirds or more scores 0);
+    - duplicated frames: 3 x their share of the take, at most 0.3;
+    - luma flicker (`luma_flicker`): (flicker - 0.5) / 10, at most 0.5;
+    - jitter (`find_backsteps`, frames out of order): 2 x (backstep - 0.03), at most
+      0.5 (ffmpeg zoompan's stair-stepping reads about 0.02-0.07);
+    - colour drift (`colour_drift`): (drift - 0.75) / 15, at most 0.5.
+
+    Parts, with their ranges: ``motion`` (mean frame difference, levels 0..255; slow
+    smooth motion about 0.05-0.5, busy footage 2-60), ``flashes``, ``cuts`` and
+    ``duplicates`` (counts), ``frozen_seconds`` (0..take length), ``luma_flicker``
+    (levels, 0..255; steady 0-0.3, visible flicker 3+), ``jitter`` (0..1; forward
+    motion 0-0.02, swapped frames 0.06+), ``colour_drift`` (CIE76 delta E; steady 0-1,
+    a plain cast 5+), and ``ssim_min`` (the least SSIM of consecutive frames, -1..1,
+    over every fourth pair: a reading, not part of the value).
     """
 
     NAME = "stability"
     SHAPE = "take"
     DEFAULT_WEIGHT = 1.0
-    DESCRIPTION = "temporal stability: flashes, cuts, frozen spans, duplicated frames, flicker"
-    VERSION = "1"
+    DESCRIPTION = "temporal stability: flashes, cuts, freezes, flicker, jitter, colour drift"
+    VERSION = "2"
 
     def score(self, take: FrameSource, previous: FrameSource | None = None) -> Score:
-        gray = to_gray(take.scan())
+        scan = take.scan()
+        gray = to_gray(scan)
         count = len(gray)
         if count < 3:
             return Score(1.0, {"frames": float(count)}, note="too short to judge")
         fps = _fps(take)
         flashes = find_flashes(gray)
-        cuts = find_cuts(gray, flashes=flashes)
+        cuts = find_cuts(gray, flashes=flashes, histograms=colour_histograms(scan))
         spans, duplicates = find_frozen(gray, fps)
         frozen_frames = sum(last - first + 1 for first, last in spans)
-        similarity = [ssim(gray[i], gray[i + 1]) for i in range(count - 1)]
-        luma = gray.mean(axis=(1, 2))
-        flicker = float(np.abs(np.diff(luma, n=2)).mean()) if count > 2 else 0.0
-        penalty = (0.35 * len(flashes) + 0.5 * len(cuts) + frozen_frames / count
-                   + min(0.3, 3 * len(duplicates) / count) + min(0.3, flicker / 20))
+        events = {j for f in flashes for j in (f, f + 1, f + 2)} | set(cuts)
+        held = {j for first, last in spans for j in range(first + 1, last + 1)} | set(duplicates)
+        flicker = luma_flicker(gray, events)
+        jitter = find_backsteps(gray, events | held)
+        drift = colour_drift(scan, fps)
+        penalties = [
+            min(0.7, 0.35 * len(flashes)),
+            min(0.8, 0.5 * len(cuts)),
+            min(1.0, 1.5 * frozen_frames / count),
+            min(0.3, 3 * len(duplicates) / count),
+            min(0.5, max(0.0, flicker - 0.5) / 10),
+            min(0.5, 2 * max(0.0, jitter - 0.03)),
+            min(0.5, max(0.0, drift - 0.75) / 15),
+        ]
+        value = float(np.prod([1.0 - p for p in penalties]))
         notes = []
         if flashes:
             notes.append(f"flash at frame {', '.join(map(str, flashes))}")
@@ -283,14 +455,21 @@ class StabilityScorer(Scorer):
             notes.append(f"cut at frame {', '.join(map(str, cuts))}")
         if spans:
             notes.append("frozen " + ", ".join(f"{a}-{b}" for a, b in spans))
+        if flicker > 2:
+            notes.append(f"luma flicker {flicker:.1f}")
+        if jitter > 0.05:
+            notes.append(f"jitter {jitter:.2f}")
+        if drift > 3:
+            notes.append(f"colour drift {drift:.1f} delta E")
+        similarity = [ssim(gray[i], gray[i + 1]) for i in range(0, count - 1, 4)]
         return Score(
-            value=float(min(1.0, max(0.0, 1.0 - penalty))),
+            value=min(1.0, max(0.0, value)),
             parts={
-                "ssim_mean": float(np.mean(similarity)), "ssim_min": float(np.min(similarity)),
                 "motion": float(frame_differences(gray).mean()),
                 "flashes": float(len(flashes)), "cuts": float(len(cuts)),
                 "duplicates": float(len(duplicates)), "frozen_seconds": frozen_frames / fps,
-                "luma_flicker": flicker,
+                "luma_flicker": flicker, "jitter": jitter, "colour_drift": drift,
+                "ssim_min": float(np.min(similarity)),
             },
             note="; ".join(notes),
         )

@@ -6,7 +6,8 @@ The stage, in order:
    at once, so the engines work through them while the search waits on others.
 2. The beam search walks the units in generation order. Before extending its partial
    cuts with a unit it asks for that unit's candidates under every partial cut's
-   conditioning (chained units are on the critical path, so they jump the queue),
+   conditioning (chained units are on the critical path, so they jump the queue; they
+   extend only the best ``scoring.beam_generate`` partial cuts when it is set),
    then scores each candidate: take scores were mostly made on a CPU worker while the
    frames were still in memory; seams and drift need the chosen neighbours.
 3. Weak chained seams are rerolled (more candidates) up to ``--reroll`` rounds.
@@ -109,7 +110,8 @@ class CutChooser:
         self._ask_independent()
         rounds = 0
         while True:
-            best = beam_search(len(self.units), self._options, self.width, self._ask_for_beams)
+            best = beam_search(len(self.units), self._options, self.width, self._ask_for_beams,
+                               extended=self._extended())
             chosen = [self._candidates[t] for t in best.takes]
             gains = [self._details[(best.takes[:i], t)] for i, t in enumerate(best.takes)]
             weak = self._weak_seams(gains)
@@ -149,9 +151,11 @@ class CutChooser:
                 self.generator.request(unit.shot, unit.segment, Conditioning(), (INDEPENDENT, index))
                 roots.append(index)
         if self.width == 1 and not self.generator.extra_seeds:
-            chained = {u.condition for u in self.units if u.condition is not None and u.bridge is None}
+            continued = {u.joined for u in self.units if u.joined is not None and u.bridge is None}
             for index in roots:
-                if index in chained or self.on_decided is not None:
+                if self.units[index].match is not None:
+                    continue  # its choice waits on the take it matches: that one's walk goes on to it
+                if index in continued or self.on_decided is not None:
                     threading.Thread(target=self._walk_chain, args=(index,), daemon=True,
                                      name=f"chain-{self.units[index].shot.id}").start()
 
@@ -162,8 +166,10 @@ class CutChooser:
         With a beam of 1 the search keeps, at every unit, its best candidate given the
         takes chosen before; a chain's first unit judges no seam, and each later one only
         its chain's, so the chain's choices are known from its own candidates: the same
-        choices the search makes (it then finds these requests already made). Stops at a
-        pin, a bridge, or any failure, which the search meets and reports itself.
+        choices the search makes (it then finds these requests already made). A unit
+        that matches the one just walked (``continuity: match``) judges only that seam, so
+        the walk goes on into it and the chain after it. Stops at a pin, a bridge, or any
+        failure, which the search meets and reports itself.
         """
         chosen: dict[int, Candidate] = {}
         index = root
@@ -179,7 +185,7 @@ class CutChooser:
                 if self.on_decided is not None and self.reroll == 0:
                     self.on_decided(index, chosen[index])
                 following = unit.following
-                if following is None or self.units[following].condition != index \
+                if following is None or self.units[following].joined != index \
                         or self.units[following].bridge is not None:
                     return
                 index = following
@@ -196,8 +202,17 @@ class CutChooser:
         pick = self.picks.get(unit.shot.id)
         return apply_pick(candidates, pick, unit) if pick is not None else candidates
 
+    def _extended(self) -> list[int | None]:
+        """Per unit, how many of the beam's best partial cuts it extends: a unit whose
+        takes depend on the cut so far (chained, bridged) is made from at most
+        ``scoring.beam_generate`` of them; the rest are not extended by it."""
+        most = self.loaded.storyboard.scoring.beam_generate
+        return [most if unit.condition is not None or unit.bridge is not None else None
+                for unit in self.units]
+
     def _ask_for_beams(self, beams: Sequence[Partial], index: int) -> None:
-        """Queues a unit's candidates under every partial cut before waiting for any."""
+        """Queues a unit's candidates under every partial cut it extends (the beam
+        search passes only those) before waiting for any."""
         unit = self.units[index]
         for partial in beams:
             self.generator.request(unit.shot, unit.segment, self._conditioning(partial, unit),
@@ -243,15 +258,15 @@ class CutChooser:
     def _score(self, chosen: dict[int, Candidate], unit: Unit, candidate: Candidate,
                alone: bool) -> tuple[dict[str, Any], dict[str, Any]]:
         """A candidate's scores given the takes chosen for other units (by unit index)."""
-        judged = [(n, ahead) for n, ahead in ((unit.condition, False), (unit.bridge, True)) if n in chosen]
+        judged = [(n, ahead) for n, ahead in ((unit.joined, False), (unit.bridge, True)) if n in chosen]
         drift = unit.chain_root is not None and unit.chain_root in chosen
         if alone and not judged and not drift:
             return {}, {}  # nothing to choose between and no seam to judge: not scored
         current = self._source(unit, candidate.take)
         scores = dict(self.book.take_scores(current))
         seams: dict[str, Any] = {}
-        # Seams are judged only where the picture is meant to continue: a chained start,
-        # or a bridge's end. A cut to other content is supposed to differ.
+        # Seams are judged only where the picture is meant to continue: a chained or
+        # matched start, or a bridge's end. A cut to other content is supposed to differ.
         for neighbour, ahead in judged:
             assert neighbour is not None
             other = self._source(self.units[neighbour], chosen[neighbour].take)
@@ -289,7 +304,7 @@ class CutChooser:
     @staticmethod
     def _alone(unit: Unit, offered: int) -> bool:
         """A unit offered one candidate that judges no seam: never scored."""
-        return offered == 1 and unit.condition is None and unit.bridge is None
+        return offered == 1 and unit.joined is None and unit.bridge is None
 
     def _score_in_memory(self, segment: SegmentPlan, take: StoredTake, frames: np.ndarray | None,
                          scan: np.ndarray | None = None) -> None:

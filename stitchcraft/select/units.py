@@ -1,7 +1,8 @@
 """Units: the storyboard's segments in generation order, linked to their neighbours.
 
 Pure code: the select stage walks units in this order, and each unit knows which units
-it continues from (chain), must end on (bridge), and which chain it belongs to (drift).
+it continues from (chain), must end on (bridge), is chosen to continue without being
+made from it (match), and which chain it belongs to (drift).
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ class Unit:
     condition: int | None     # unit whose take it continues from
     bridge: int | None        # unit whose first frame it must end on
     chain_root: int | None    # first unit of the chain it belongs to
+    match: int | None = None  # unit whose chosen take its first frames should continue
+
+    @property
+    def joined(self) -> int | None:
+        """The unit before whose chosen take this one's seam is judged against (a chain
+        or a match), None at a cut."""
+        return self.condition if self.condition is not None else self.match
 
 
 def build_units(plan: Plan) -> list[Unit]:
@@ -39,7 +47,13 @@ def build_units(plan: Plan) -> list[Unit]:
         following = index_of[timeline[t + 1][1].key] if t + 1 < len(timeline) else None
         condition = previous if seg.chained else None
         bridge = index_of[first_of[seg.bridge_to]] if seg.bridge_to else None
-        units.append(Unit(shot, seg, previous, following, condition, bridge, None))
+        match = None
+        if seg.matches:
+            if previous is None or previous >= len(units) or timeline[t - 1][0].id != seg.matches:
+                raise ValueError(f"segment {key} matches shot '{seg.matches}', which is not "
+                                 "placed just before it and walked first")
+            match = previous
+        units.append(Unit(shot, seg, previous, following, condition, bridge, None, match))
     for unit in units:
         root = unit
         while root.condition is not None:
