@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import ConfigError, ShotFailed
+from .errors import ConfigError, ShotFailed, StitchError
 from .executor import LocalExecutor
 from .generate import Generator, default_cache, engine_fingerprints, storyboard_digests
 from .load import LoadedStoryboard
@@ -457,18 +457,25 @@ class _EarlyAssembly:
         self.takes: dict[str, StoredTake | None] = {s.id: None for s in plan.shots}
         self.started: set[tuple[int, int, int, bool]] = set()
         self.lock = threading.Lock()
+        self.given_up = False
 
     def decided(self, index: int, candidate: Candidate) -> None:
         from .assemble import prerender
 
         shot = self.units[index].shot
-        if len(shot.segments) != 1:
+        if len(shot.segments) != 1 or self.given_up:
             return
         with self.lock:
             self.takes[shot.id] = candidate.take
             cut, _ = _cut_spec(self.loaded, None, self.loaded, self.plan, self.takes, self.quality)
             known = [self.takes[s.id] is not None for s in self.plan.shots]
-            prerender(cut, known, workdir=self.work, started=self.started, submit=self.pool.submit)
+            try:
+                prerender(cut, known, workdir=self.work, started=self.started,
+                          submit=self.pool.submit)
+            except (StitchError, OSError, ValueError):
+                # Working ahead is an optimisation: the assembly meets the same problem
+                # and reports it where it belongs. The chain's walk goes on.
+                self.given_up = True
 
     def close(self) -> None:
         """Drops the pieces not started (the assembly renders them) and waits for the

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -155,3 +156,41 @@ def test_beam_generate_makes_exactly_the_takes_the_plan_counts(board, tmp_path):
     assert wide["takes"] == {**counted["takes"], "b#0": 9, "d#0": 9}
     made = render(load_storyboard(board), RenderOptions(cache=tmp_path / "all", variants=[])).generated
     assert 6 * 3 < made <= sum(wide["takes"].values())
+
+
+def test_pieces_are_assembled_ahead_and_the_cut_uses_them(board, tmp_path, monkeypatch):
+    # With beam 1 each chain's pieces are rendered while the rest is chosen, on the
+    # low-priority thread; the assembly then finds them in its cache (same keys) and
+    # encodes only the others.
+    from stitchcraft import assemble
+
+    encoded: list[tuple[str, str]] = []
+    original = assemble.encode_graph
+
+    def recording(inputs, graph, output, **kwargs):
+        found = re.search(r"seg-[0-9a-f]+", Path(output).name)  # written under a temporary name
+        encoded.append((threading.current_thread().name, found.group(0) if found else Path(output).name))
+        return original(inputs, graph, output, **kwargs)
+
+    monkeypatch.setattr(assemble, "encode_graph", recording)
+    result = render(load_storyboard(board), RenderOptions(cache=tmp_path / "c", variants=[], beam=1))
+    ahead = {piece for thread, piece in encoded if thread.startswith("assemble-ahead")}
+    later = [piece for thread, piece in encoded if not thread.startswith("assemble-ahead")]
+    assert ahead, encoded
+    assert not ahead & set(later)  # nothing made ahead was encoded again
+    assert result.outputs[0].frames == 6 * 12
+
+
+def test_a_failure_while_assembling_ahead_never_stops_the_render(board, tmp_path, monkeypatch):
+    # Working ahead is an optimisation: if it fails, the chains are still walked and the
+    # assembly makes the cut (or reports the problem itself).
+    from stitchcraft import assemble
+    from stitchcraft.errors import MediaError
+
+    def broken(*args, **kwargs):
+        raise MediaError(tmp_path / "font.ttf", "font file not found")
+
+    monkeypatch.setattr(assemble, "prerender", broken)
+    result = render(load_storyboard(board), RenderOptions(cache=tmp_path / "c", variants=[], beam=1))
+    assert result.outputs[0].frames == 6 * 12
+    assert result.generated == 6 * 3  # the chains were walked ahead all the same
