@@ -333,10 +333,14 @@ class HostedEngine(Engine):
 
     @classmethod
     def wanted_seconds(cls, frames: int, fps: float, condition: int = 0) -> float:
-        """Seconds of video a take of `frames` timeline frames needs from the provider:
-        one frame more when it starts from a conditioning frame the video shows first."""
-        lead = 1 if condition and cls.FIRST_FRAME_START else 0
-        return (frames + lead) / fps
+        """Seconds of video to ask of the provider for a take of `frames` timeline frames.
+
+        A chained take starts one frame in (the video shows the conditioning frame
+        first), so it would need one frame more than its shot: a chained 5 s shot on a
+        5/10 s model would be billed 10 s. Instead it asks for the shot's own length and
+        holds its last frame for that one frame (`_take`): one repeated frame at the
+        end of a shot, rather than paying for the next duration."""
+        return frames / fps
 
     @classmethod
     def fit_duration(cls, model: str, seconds: float) -> float:
@@ -621,6 +625,7 @@ class HostedEngine(Engine):
         start = 1 / float(info.fps) if request.condition_frames is not None and self.FIRST_FRAME_START \
             and info.fps else 0.0
         needed = start + request.frames / fps
+        held = max(0, math.ceil((needed - info.duration) * fps - 1e-6))
         if info.duration + SHORT_SLACK_SECONDS < needed:
             jobs.failed(seed, "the video is shorter than asked")
             return TakeFailure(seed, f"{self.PROVIDER} job {entry.get('job')} returned "
@@ -630,6 +635,8 @@ class HostedEngine(Engine):
         meta = {"provider": self.PROVIDER, "model": self.model, "job": entry.get("job"),
                 "billed_seconds": bill.billed_seconds, "cost": bill.usd,
                 "aspect": job.aspect, "native": f"{info.width}x{info.height}@{info.fps}"}
+        if held:  # the assembly holds the last frame for these (a chained take, `wanted_seconds`)
+            meta["held_frames"] = held
         label = f"{self.model} {job.seconds:g} s, seed {seed}"
         return Take.from_file(path, start=start, frames=request.frames,
                               size=(request.width, request.height), seed=seed, label=label,
