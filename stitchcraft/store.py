@@ -52,7 +52,7 @@ from .errors import MediaError, RenderError, StorageError, VerificationError, os
 from .housekeeping import owner_tag, remove_stale
 
 if TYPE_CHECKING:
-    from .media import Input
+    from .media import Input, MediaInfo
 
 HEAD_FRAMES = 8
 TAIL_FRAMES = 16
@@ -215,31 +215,32 @@ def read_span(path: Path, start: float, first: int, count: int, *, fps: Fraction
 
 
 def _save_ends(folder: Path, path: Path, start: float, count: int, *, fps: Fraction,
-               size: tuple[int, int], scan_size: tuple[int, int] | None = None) -> np.ndarray | None:
+               size: tuple[int, int], info: MediaInfo,
+               scan_size: tuple[int, int] | None = None) -> np.ndarray | None:
     """The span's head, tail and middle frame (`read_span`) saved to ``head.npy``,
     ``tail.npy`` and ``middle.npy`` in `folder` by one ffmpeg run, and never held in
     memory (a render's footage takes would otherwise leave them in the heap).
 
     Args:
+        info: The file's probe (a copy's is its source's).
         scan_size: Also read the whole span at this size in the same run, and return
             it (what scoring reads of a take: `FrameSource.scan`).
     """
-    from .media import Input, probe, write_raw_frames
+    from .media import Input, write_raw_frames
     from .normalize import Grid, clip_chain
 
     ends = [("head", 0, min(HEAD_FRAMES, count), size),
             ("tail", count - min(TAIL_FRAMES, count), min(TAIL_FRAMES, count), size),
             ("middle", (count - 1) // 2, 1, size)]
     inputs, chains = [], []
-    if scan_size is None:  # each end read from its own seek: two short decodes
+    if scan_size is None:  # each read from its own seek: three short decodes
         for index, (label, first, frames, at) in enumerate(ends):
             source, chain = _span_chain(path, start, first, frames, fps, at, index=index,
-                                        label=label)
+                                        label=label, info=info)
             inputs.append(replace(source, threads=1))
             chains.append(chain)
-    else:  # the whole span is decoded anyway: one decode, split three ways
+    else:  # the whole span is decoded anyway: one decode, split four ways
         ends.append(("scan", 0, count, scan_size))
-        info = probe(path)
         inputs.append(Input(Path(path), start, threads=1))
         chains.append(f"[0:v:0]split={len(ends)}" + "".join(f"[in{i}]" for i in range(len(ends))))
         for index, (label, first, frames, at) in enumerate(ends):
@@ -270,12 +271,14 @@ def _save_ends(folder: Path, path: Path, start: float, count: int, *, fps: Fract
 
 
 def _span_chain(path: Path, start: float, first: int, count: int, fps: Fraction,
-                size: tuple[int, int], *, index: int, label: str) -> tuple[Input, str]:
-    """The ffmpeg input and filter chain (input `index`, output `label`) of `read_span`."""
+                size: tuple[int, int], *, index: int, label: str,
+                info: MediaInfo | None = None) -> tuple[Input, str]:
+    """The ffmpeg input and filter chain (input `index`, output `label`) of `read_span`
+    (`info`: the file's probe, when the caller has it)."""
     from .media import Input, probe
     from .normalize import Grid, clip_chain, seek_seconds
 
-    info = probe(path)
+    info = info or probe(path)
     seek = seek_seconds(info, first, fps)
     chain = clip_chain(f"{index}:v:0", label, info, Grid(size[0], size[1], fps), "cover",
                        start=first, end=first + count, seek=seek)
@@ -464,7 +467,7 @@ class TakeStore:
             else:
                 facts.update(path=str(source), **before)
             scan = _save_ends(work, path, start, count, fps=fps, size=(width, height),
-                              scan_size=scan_size)
+                              info=info, scan_size=scan_size)
             if not copy and _file_facts(source) != before:
                 raise MediaError(source, "changed while its take was being stored")
             self._finish(work, take_id, take, frames=count, size=(width, height), fps=fps,
