@@ -261,14 +261,14 @@ class HostedEngine(Engine):
 
     @property
     def model(self) -> str:
-        return self.hosted.model or self.DEFAULT_MODEL
+        return self.model_for(self.settings)
 
     # -- what the provider offers --------------------------------------------------------
 
     @classmethod
     def model_for(cls, settings: EngineSettings | None = None) -> str:
-        chosen = cls.settings_for(settings)
-        return chosen.model or cls.DEFAULT_MODEL if isinstance(chosen, HostedSettings) else cls.DEFAULT_MODEL
+        """The model these settings name, else the engine's default."""
+        return cls.settings_for(settings).model or cls.DEFAULT_MODEL
 
     @classmethod
     def durations(cls, model: str) -> tuple[float, ...]:
