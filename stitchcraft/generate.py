@@ -358,7 +358,7 @@ class Generator:
             image=self.loaded.resolve(spec.image) if spec.image else None,
             title=self.loaded.with_font_resolved(spec.title_card), camera=spec.camera,
             condition_frames=condition_frames, last_frame=last_frame,
-            reference=self.loaded.resolve(spec.reference) if spec.reference else None,
+            references=[self.loaded.resolve(spec.reference)] if spec.reference else [],
             steps=steps, settings=self._settings(shot.engine), hold_short=self._hold_short(shot.id),
         )
 

@@ -457,7 +457,7 @@ def _check_engines(loaded: LoadedStoryboard) -> list[Issue]:
         if shot.kind == "prompt" and shot.continuity in ("cut", "match") and not caps.text_to_video:
             issues.append(at(("shots", index, "prompt"),
                              f"engine '{name}' needs a starting image: give `image:` or `continuity: chain`"))
-        if shot.reference and not caps.reference_image:
+        if shot.reference and not caps.references:
             issues.append(at(("shots", index, "reference"),
                              f"engine '{name}' takes no reference image"))
         for position, fallback in enumerate(shot.fallback):

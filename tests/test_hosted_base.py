@@ -294,7 +294,7 @@ def test_the_estimate_and_the_job_bill_alike(write_storyboard, tmp_path, engine,
         shot_id="a", segment=0, kind="image" if spec.image else "prompt", frames=36, width=320,
         height=180, fps=Fraction(24), seeds=[0], prompt="a pier", jobs=book,
         image=loaded.resolve(spec.image) if spec.image else None,
-        reference=loaded.resolve(spec.reference) if spec.reference else None)
+        references=[loaded.resolve(spec.reference)] if spec.reference else [])
     job = made.job_for(request, 0)
     assert job.seconds == seconds and job.bill is not None
     assert job.bill.billed_seconds == seconds and job.bill.usd == pytest.approx(usd)

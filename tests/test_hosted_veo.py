@@ -255,7 +255,7 @@ def test_first_and_last_frame_and_negative_prompt_are_sent(service: VeoService, 
 def test_reference_image_asks_eight_seconds(service: VeoService, tmp_path: Path):
     reference = tmp_path / "ref.png"
     reference.write_bytes(png(frame(3)))
-    made = make(engine_for(service), tmp_path / "jobs", reference=reference)
+    made = make(engine_for(service), tmp_path / "jobs", references=[reference])
     assert isinstance(made[1], Take)
     assert made[1].meta["billed_seconds"] == 8.0 and made[1].meta["cost"] == pytest.approx(3.2)
     [sent] = service.received

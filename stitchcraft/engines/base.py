@@ -60,7 +60,7 @@ class Capabilities:
         image_to_video: Starts from given first frame(s) (needed by ``chain``).
         first_last_frame: Also honours a last frame (needed by ``bridge``).
         condition_frames: How many tail frames of the previous take it can condition on.
-        reference_image: Takes an identity/style reference image.
+        references: Most identity or style reference images it takes (0: none).
         frame_rule: Allowed frame counts per call.
         max_frames: Most frames in one call (longer shots are split), None for no limit.
         size_multiple: Width and height must be multiples of this.
@@ -77,7 +77,7 @@ class Capabilities:
     image_to_video: bool = False
     first_last_frame: bool = False
     condition_frames: int = 0
-    reference_image: bool = False
+    references: int = 0
     frame_rule: FrameRule = FrameRule()
     max_frames: int | None = None
     size_multiple: int = 2
@@ -129,7 +129,8 @@ class SegmentRequest:
         condition_frames: Tail frames of the previous chosen take (uint8, k x H x W x 3),
             held losslessly; the take's first frame continues from the last of these.
         last_frame: A frame the take must end on (``bridge``), H x W x 3 uint8.
-        reference: An identity or style reference image.
+        references: Identity and style reference images, in order of priority, at
+            most the engine's `Capabilities.references`.
         steps: Denoising steps, None for the engine's default.
         settings: The storyboard's settings for this engine.
         hold_short: Footage shorter than the shot may be used, its last frame held
@@ -154,7 +155,7 @@ class SegmentRequest:
     camera: str | None = None
     condition_frames: np.ndarray | None = None
     last_frame: np.ndarray | None = None
-    reference: Path | None = None
+    references: list[Path] = field(default_factory=list)
     steps: int | None = None
     settings: EngineSettings | None = None
     hold_short: bool = False

@@ -495,7 +495,7 @@ class DiffusionEngine(Engine):
         }
         if call.window.dropped_inside:
             meta["dropped_inside"] = call.window.dropped_inside
-        if request.reference is not None and not self.CAPABILITIES.reference_image:
+        if request.references and not self.CAPABILITIES.references:
             meta["reference"] = "not used: this model takes no reference image"
         label = f"{self.NAME} seed {seed}" + (f", {call.label}" if call.label else "")
         return Take(frames=frames, seed=seed, label=label, meta=meta)

@@ -462,7 +462,7 @@ class HostedEngine(Engine):
         elif request.image is not None:
             first = request.image.read_bytes() if request.image.suffix.lower() == ".png" else \
                 png_file(request.image)
-        references = [png_file(request.reference)] if request.reference is not None else []
+        references = [png_file(path) for path in request.references]
         wanted = self.wanted_seconds(request.frames, float(request.fps), int(conditioned))
         bill = self.bill(self.settings, wanted, image=first is not None, references=bool(references))
         return Job(

@@ -52,8 +52,8 @@ from .base import (
 API_VERSION = "v1beta"
 
 _FULL = Capabilities(kinds=frozenset({"prompt", "image"}), text_to_video=True, image_to_video=True,
-                     first_last_frame=True, reference_image=True, condition_frames=1)
-_FAST = dataclasses.replace(_FULL, reference_image=False)
+                     first_last_frame=True, references=3, condition_frames=1)
+_FAST = dataclasses.replace(_FULL, references=0)
 _FIRST_FRAME = Capabilities(kinds=frozenset({"prompt", "image"}), text_to_video=True,
                             image_to_video=True, condition_frames=1)
 
@@ -214,7 +214,7 @@ class VeoEngine(HostedEngine):
         if known is not None:
             if job.last_frame is not None and not known.capabilities.first_last_frame:
                 raise Refused(f"{job.model} takes no last frame through the Gemini API")
-            if job.references and not known.capabilities.reference_image:
+            if job.references and not known.capabilities.references:
                 raise Refused(f"{job.model} takes no reference images through the Gemini API")
         instance: dict[str, Any] = {}
         if job.prompt:
