@@ -140,12 +140,18 @@ def _load(path: Path):
 @handled
 def validate(storyboard: StoryboardArg, as_json: JsonOpt = False) -> None:
     """Check a storyboard without rendering: exit 0 if valid, 2 with the problems."""
+    from .cast import describe_routes
+
     loaded = _load(storyboard)
     sb = loaded.storyboard
+    routes = describe_routes(loaded)
     if as_json:
-        typer.echo(json.dumps({"ok": True, "shots": len(sb.shots), "variants": len(sb.variants)}))
+        typer.echo(json.dumps({"ok": True, "shots": len(sb.shots), "variants": len(sb.variants),
+                               "routes": routes}))
     else:
         typer.echo(f"{storyboard}: ok ({len(sb.shots)} shots, {len(sb.variants)} variants)")
+        for line in routes:
+            typer.echo(f"  {line}")
 
 
 @app.command()

@@ -3,6 +3,12 @@
 A take's id is the hash of its segment, its seed and the takes it conditions on, so a
 take that was ever finished is found again and never regenerated. Engines are
 created once per render and reused across shots (a diffusion pipeline loads once).
+
+A chained take's colours are anchored to its chain's first take (`colour.anchor_colours`,
+unless the shot says ``colour_anchor: false``): the engine's take is stored as made, and
+the anchored take beside it, with an id of its own made from the made take's and the
+anchor's. The anchored take is the candidate: what is scored, chosen, shown and chained
+from.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from .plan import Plan, SegmentPlan, ShotPlan, take_id
 from .store import StoredTake, TakeStore
 
 if TYPE_CHECKING:
+    from .colour import Look
     from .executor import Executor, Priority
     from .storyboard import EngineSettings
 
@@ -42,14 +49,44 @@ class Candidate:
 
 @dataclass
 class Conditioning:
-    """What a segment's takes start from and end on, by take."""
+    """What a segment's takes start from and end on, by take.
+
+    Attributes:
+        previous: The take it continues (chain).
+        bridge: The take whose first frame it ends on.
+        anchor: The first take of its chain, whose colours a chained take keeps.
+    """
 
     previous: StoredTake | None = None
     bridge: StoredTake | None = None
+    anchor: StoredTake | None = None
 
     @property
-    def key(self) -> tuple[str | None, str | None]:
-        return (self.previous.id if self.previous else None, self.bridge.id if self.bridge else None)
+    def key(self) -> tuple[str | None, str | None, str | None]:
+        return (self.previous.id if self.previous else None, self.bridge.id if self.bridge else None,
+                self.anchor.id if self.anchor else None)
+
+
+@dataclass(frozen=True)
+class Anchoring:
+    """How a segment's takes are colour-anchored (see `colour.anchor_colours`).
+
+    Attributes:
+        start: The look of the frames shown just before (the previous take's last).
+        target: The look to end on: the chain's first take's, or the shot's reference's.
+        key: What the target was measured from (a take id, or a reference's digest).
+    """
+
+    start: Look
+    target: Look
+    key: str
+
+    def take_id(self, made: str) -> str:
+        """The anchored take's id, from the id of the take as its engine made it."""
+        from .colour import METHOD
+        from .plan import content_hash
+
+        return content_hash({"anchored": made, "to": self.key, "method": METHOD})
 
 
 @dataclass
@@ -64,6 +101,8 @@ class PendingCandidates:
         generation: The engine call making the missing ones, None if none are missing.
         asked: How many takes that call was asked for.
         failed: Seed -> a candidate the engine could not make, and why.
+        anchoring: Seed -> the CPU work anchoring a take found in the store as made
+            but not yet anchored.
     """
 
     shot: ShotPlan
@@ -74,6 +113,7 @@ class PendingCandidates:
     generation: Future[int] | None = None
     asked: int = 0
     failed: dict[int, TakeFailure] = field(default_factory=dict)
+    anchoring: dict[int, Future[Candidate]] = field(default_factory=dict)
 
     def result(self) -> list[Candidate]:
         """Waits for every candidate; in seed order whatever order they finished in,
@@ -103,6 +143,9 @@ class PendingCandidates:
                 raise EngineError(f"engine '{self.shot.engine}' made {made} of {self.asked} takes "
                                   f"for shot '{self.shot.id}'")
             self.generation = None
+        for seed, work in self.anchoring.items():
+            self.found[seed] = work.result()
+        self.anchoring.clear()
         if not self.found:
             reasons = "; ".join(f"seed {seed}: {f.reason}" for seed, f in sorted(self.failed.items()))
             raise ShotFailed(f"shot '{self.shot.id}': engine '{self.shot.engine}' made none of its "
@@ -147,6 +190,7 @@ class Generator:
     journal: JobJournal | None = None
     _engines: dict[str, Engine] = field(default_factory=dict)
     _memo: dict[tuple[Any, ...], PendingCandidates] = field(default_factory=dict)
+    _looks: dict[str, Look] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
@@ -220,7 +264,7 @@ class Generator:
                 warnings += [f"shot '{shot_id}': {p.name} has only {s:.2f} s of the {seconds:.2f} s "
                              "the shot lasts, so it is not a candidate" for p, s in short]
         for shot in self.loaded.storyboard.shots:
-            for value in (shot.image, shot.reference):
+            for value in (shot.image_file, shot.reference):
                 if value:
                     read_image(self.loaded.resolve(value))
         return warnings
@@ -264,21 +308,27 @@ class Generator:
         seeds = engine.candidate_seeds(request, wanted, seed_base(shot, segment))
         ids = {seed: take_id(segment.hash, seed, condition=conditioning.key[0],
                              bridge=conditioning.key[1]) for seed in seeds}
+        anchoring = self._anchoring(shot, segment, conditioning)
         pending = PendingCandidates(shot=shot, segment=segment, seeds=seeds)
+        score = self.on_stored is not None and (self.scored is None or self.scored(segment, len(seeds)))
         for seed, tid in ids.items():
-            stored = self.store.get(tid)
+            stored = self.store.get(anchoring.take_id(tid) if anchoring else tid)
             if stored is not None:
                 pending.found[seed] = Candidate(stored, seed, reused=True)
-                self._count(tid, reused=True)
+                self._count(stored.id, reused=True)
                 self._announce(segment, stored, True)
-        missing = [seed for seed in seeds if seed not in pending.found]
+                continue
+            made = self.store.get(tid) if anchoring else None
+            if made is not None:  # made before, anchored now
+                pending.anchoring[seed] = self.executor.cpu(
+                    self._store_anchored, made, None, segment, anchoring, score, priority=priority)
+        missing = [seed for seed in seeds if seed not in pending.found and seed not in pending.anchoring]
         if not missing:
             return pending
         request.seeds = missing
         assert self.journal is not None
         request.jobs = JobBook(self.journal, {seed: ids[seed] for seed in missing}, shot.engine)
         describe = {seed: _describe(request, seed, segment) for seed in missing}
-        score = self.on_stored is not None and (self.scored is None or self.scored(segment, len(seeds)))
 
         def on_take(take: Take | TakeFailure) -> Future[Any]:
             # On the engine's lane: check the take, then hand it to a CPU worker.
@@ -297,7 +347,7 @@ class Generator:
                 raise EngineError(f"engine '{shot.engine}' returned {take.frame_count} frames "
                                   f"for shot '{shot.id}', expected {segment.frames}")
             stored = self.executor.cpu(self._store, ids[take.seed], take, shot, segment,
-                                       describe[take.seed], score, priority=priority)
+                                       describe[take.seed], score, anchoring, priority=priority)
             pending.storing[take.seed] = stored
             return stored
 
@@ -306,23 +356,81 @@ class Generator:
         return pending
 
     def _store(self, tid: str, take: Take, shot: ShotPlan, segment: SegmentPlan,
-               request: dict[str, Any], score: bool) -> Candidate:
-        """On a CPU worker: stores a take, then lets `on_stored` look at its frames while
-        they are still in memory (scoring them without decoding the file)."""
+               request: dict[str, Any], score: bool, anchoring: Anchoring | None = None) -> Candidate:
+        """On a CPU worker: stores a take (and its anchored take), then lets `on_stored`
+        look at its frames while they are still in memory (scoring them without decoding
+        the file)."""
         from .scoring.base import scan_size
 
         scans: list[np.ndarray] = []
-        wanted = score and take.frames is None
+        wanted = score and take.frames is None and anchoring is None
         stored = self.store.put(tid, take, fps=self.plan.fps, engine=shot.engine, request=request,
                                 scan_size=scan_size(*take.span_size) if wanted else None,
                                 on_scan=scans.append if wanted else None)
         if take.meta.get("job") and self.journal is not None:
             self.journal.remove(tid)  # the download is in the store now
+        if anchoring is not None:
+            return self._store_anchored(stored, take, segment, anchoring, score)
         self._count(stored.id, reused=False)
         if score and self.on_stored is not None:
             self.on_stored(segment, stored, take.frames, scans[0] if scans else None)
         self._announce(segment, stored, False)
         return Candidate(stored, take.seed, reused=False)
+
+    def _store_anchored(self, made: StoredTake, take: Take | None, segment: SegmentPlan,
+                        anchoring: Anchoring, score: bool) -> Candidate:
+        """On a CPU worker: the anchored take of a take stored as its engine made it
+        (`take`: its frames in memory, when at hand), stored and handed to `on_stored`."""
+        from .colour import METHOD, anchor_colours
+
+        frames = take.frames if take is not None and take.frames is not None else made.span.read()
+        lead = take.lead if take is not None and take.lead is not None else made.lead()
+        anchored, anchored_lead = anchor_colours(frames, start=anchoring.start,
+                                                 anchor=anchoring.target, lead=lead)
+        meta = dict(made.meta.get("meta", {}))
+        meta["colour_anchor"] = {"made": made.id, "to": anchoring.key, "method": METHOD,
+                                 "start": anchoring.start.to_json(), "target": anchoring.target.to_json()}
+        result = Take(frames=anchored, seed=made.seed, label=f"{made.label}, colour anchored",
+                      meta=meta, lead=anchored_lead)
+        if made.has_audio:  # the take's own sound goes with it
+            result.audio, result.audio_start = made.span.path, made.span.start or 0.0
+        request = dict(made.meta.get("request", {}), anchored=made.id)
+        stored = self.store.put(anchoring.take_id(made.id), result, fps=made.fps, engine=made.engine,
+                                request=request)
+        self._count(stored.id, reused=False)
+        if score and self.on_stored is not None:
+            self.on_stored(segment, stored, anchored, None)
+        self._announce(segment, stored, False)
+        return Candidate(stored, made.seed, reused=False)
+
+    def _anchoring(self, shot: ShotPlan, segment: SegmentPlan, conditioning: Conditioning
+                   ) -> Anchoring | None:
+        """How a chained segment's takes are anchored; None when they are not (not
+        chained, or ``colour_anchor: false``)."""
+        from .colour import look_of
+        from .media import read_image
+
+        previous = conditioning.previous
+        if previous is None or not segment.condition:
+            return None
+        if not self.loaded.colour_anchor(shot.id):
+            return None
+        spec = next(s for s in self.loaded.storyboard.shots if s.id == shot.id)
+        start = look_of(previous.tail()[-ANCHOR_START_FRAMES:])
+        if spec.reference:
+            path = self.loaded.resolve(spec.reference)
+            key = "reference:" + file_digest(path)
+            with self._lock:
+                if key not in self._looks:
+                    self._looks[key] = look_of(read_image(path))
+            return Anchoring(start, self._looks[key], key)
+        root = conditioning.anchor or previous
+        with self._lock:
+            if root.id not in self._looks:
+                middle = root.middle()
+                sampled = [root.head(), *([middle] if middle is not None else []), root.tail()]
+                self._looks[root.id] = look_of(np.concatenate(sampled))
+        return Anchoring(start, self._looks[root.id], root.id)
 
     def _count(self, tid: str, *, reused: bool) -> None:
         with self._lock:
@@ -353,18 +461,23 @@ class Generator:
         return SegmentRequest(
             shot_id=shot.id, segment=segment.index, kind=shot.kind, frames=segment.frames,
             width=shot.width, height=shot.height, fps=self.plan.fps, seeds=[],
-            prompt=spec.prompt, negative_prompt=spec.negative_prompt,
+            prompt=self.loaded.prompt(shot.id), negative_prompt=spec.negative_prompt,
             sources=list(self.loaded.sources.get(shot.id, [])),
-            image=self.loaded.resolve(spec.image) if spec.image else None,
+            image=self.loaded.resolve(spec.image_file) if spec.image_file else None,
             title=self.loaded.with_font_resolved(spec.title_card), camera=spec.camera,
             condition_frames=condition_frames, last_frame=last_frame,
-            references=[self.loaded.resolve(spec.reference)] if spec.reference else [],
+            references=list(self.loaded.reference_route(shot.id, quality=self.plan.quality)
+                            .engine_references),
             steps=steps, settings=self._settings(shot.engine), hold_short=self._hold_short(shot.id),
         )
 
     def _settings(self, engine: str) -> EngineSettings:
         """The engine's settings with storyboard-relative paths made absolute."""
         return self.loaded.engine_settings(engine)
+
+
+# The previous take's last frames whose look a chained take starts from.
+ANCHOR_START_FRAMES = 4
 
 
 def seed_base(shot: ShotPlan, segment: SegmentPlan) -> int:
@@ -414,9 +527,10 @@ def storyboard_digests(loaded: LoadedStoryboard) -> dict[Path, str]:
     sb = loaded.storyboard
     paths: set[Path] = set()
     for shot in sb.shots:
-        for value in (shot.image, shot.reference):
+        for value in (shot.image_file, shot.reference):
             if value:
                 paths.add(loaded.resolve(value))
+        paths.update(loaded.references(shot.id))  # its cast's and the style's images
     for files in loaded.sources.values():
         paths.update(files)
     for variant in sb.variants:
@@ -444,79 +558,6 @@ def engine_fingerprints(loaded: LoadedStoryboard, quality: str = "final") -> dic
             fingerprint["inputs"] = [file_digest(p) for p in inputs]
         fingerprints[name] = fingerprint
     return fingerprints
-
-
-def concatenate_segments(store: TakeStore, shot: ShotPlan, takes: list[StoredTake]) -> StoredTake:
-    """One take for a shot made of several chained segments (stored like any take)."""
-    from .engines.base import Take
-    from .plan import content_hash
-
-    if len(takes) == 1:
-        return takes[0]
-    joined_id = content_hash({"joined": [t.id for t in takes]})
-    existing = store.get(joined_id)
-    if existing is not None:
-        return existing
-    frames = np.concatenate([t.span.read() for t in takes])
-    take = Take(frames=frames, seed=takes[0].seed, label=" + ".join(t.label or t.id[:8] for t in takes),
-                meta={"segments": [t.id for t in takes]})
-    return store.put(joined_id, take, fps=takes[0].fps, engine=shot.engine,
-                     request={"shot": shot.id, "segments": [t.id for t in takes]})
-
-
-def blend_overlap(tail: np.ndarray, lead: np.ndarray, length: int | None = None) -> np.ndarray:
-    """Cross-fades the end of a take into the lead of the chained take after it.
-
-    A chained take's engine conditions on the previous take's last k frames and makes
-    them again at its start (its `lead`): the same k instants twice. Shown in place of
-    the previous take's last k frames, this blend hands over from one to the other
-    without a hard join, and adds no frame: the timeline keeps the plan's frame count.
-
-    Frame j of the fade (0-based, `length` frames, ending on the seam) is
-    ``(tail * (length + 1 - (j + 1)) + lead * (j + 1)) / (length + 1)``, rounded half up
-    in integers (exact, the same on every machine): weights 1/(L+1) .. L/(L+1), so the
-    last frame shown purely from the earlier take comes just before the fade and the
-    first shown purely from the later one just after it. Frames of `tail` before the
-    fade are returned as they are.
-
-    Design (not wired in yet; see the report of issue 11, item 4): engines keep their
-    lead frames (`frames.Window.kept` from 0 instead of ``lead``; hosted engines stop
-    skipping the first frame) and say how many in the take; the store keeps them beside
-    the take, losslessly like its head and tail, while the take's span (what scoring,
-    seams and the assembly read) stays the segment's frames, so take ids do not change
-    and takes cached without a lead simply join hard. The join, `concatenate_segments`
-    within a shot and the assembly's piece of the shot before a chained shot, replaces
-    the earlier take's last k frames with this blend, over a length a storyboard sets
-    (``blend:`` frames or seconds, default the lead, 0 for a hard join); the joined
-    take's id adds the length.
-
-    Args:
-        tail: The earlier take's last k frames, k x H x W x 3 uint8.
-        lead: The later take's first k frames, which re-create those instants.
-        length: Frames the fade spans, at most k (default: k); 0 returns `tail`.
-
-    Returns:
-        k frames (uint8) to show in place of `tail`.
-
-    Raises:
-        ValueError: the shapes differ, or `length` is outside 0..k.
-    """
-    if tail.shape != lead.shape or tail.ndim != 4:
-        raise ValueError(f"a blend needs two k x H x W x 3 runs of frames of one shape, "
-                         f"got {tail.shape} and {lead.shape}")
-    count = len(tail)
-    length = count if length is None else length
-    if not 0 <= length <= count:
-        raise ValueError(f"a blend of {length} frames does not fit the {count} that overlap")
-    blended = tail.copy()
-    if length == 0:
-        return blended
-    steps = length + 1
-    later = np.arange(1, steps, dtype=np.uint32)[:, None, None, None]  # j + 1
-    fade = (tail[-length:].astype(np.uint32) * (steps - later) + lead[-length:].astype(np.uint32) * later
-            + steps // 2) // steps
-    blended[-length:] = fade.astype(np.uint8)
-    return blended
 
 
 def default_cache(loaded: LoadedStoryboard) -> Path:

@@ -19,7 +19,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -28,6 +28,9 @@ from .media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from .storyboard import DraftSettings, EngineSettings, Shot, Storyboard, Transition
 from .timeline import seconds_to_frames
 from .yamlsource import FieldPath, Located, load_yaml, shown, spelled
+
+if TYPE_CHECKING:
+    from .cast import KeyframeSpec, ReferenceRoute
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 AUDIO_EXTENSIONS = (".mp3", ".wav", ".m4a", ".aac", ".flac", ".ogg", ".opus", *VIDEO_EXTENSIONS)
@@ -70,10 +73,94 @@ class LoadedStoryboard:
         """
         return self.storyboard.engine_settings(name).with_paths_resolved(self.resolve)
 
+    def blend(self, shot_id: str) -> int | None:
+        """Frames cross-faded where the shot's chained takes join (None: the whole lead)."""
+        spec = next(s for s in self.storyboard.shots if s.id == shot_id)
+        return self.storyboard.defaults.blend if spec.blend is None else spec.blend
+
+    def colour_anchor(self, shot_id: str) -> bool:
+        """Whether the shot's chained takes are colour-anchored to their chain's start."""
+        spec = next(s for s in self.storyboard.shots if s.id == shot_id)
+        return self.storyboard.defaults.colour_anchor if spec.colour_anchor is None else spec.colour_anchor
+
     def for_quality(self, quality: str) -> LoadedStoryboard:
         """This storyboard as a render at `quality` sees it (`Storyboard.for_quality`)."""
         routed = self.storyboard.for_quality(quality)
         return self if routed is self.storyboard else dataclasses.replace(self, storyboard=routed)
+
+    # --- cast, style and keyframes (the rules live in `stitchcraft.cast`) -------------
+
+    def shot(self, shot_id: str) -> Shot:
+        """The shot with id `shot_id`.
+
+        Raises:
+            KeyError: no shot has that id.
+        """
+        for shot in self.storyboard.shots:
+            if shot.id == shot_id:
+                return shot
+        raise KeyError(shot_id)
+
+    def prompt(self, shot_id: str) -> str | None:
+        """The prompt the shot's engine gets (`cast.fill_prompt`: cast descriptions for
+        ``{name}``, the style's description appended), or None for a shot without one."""
+        from .cast import fill_prompt
+
+        shot = self.shot(shot_id)
+        sb = self.storyboard
+        return None if shot.prompt is None else fill_prompt(shot.prompt, sb.cast, sb.style)
+
+    def cast_of(self, shot_id: str) -> list[str]:
+        """The cast members in a shot: its ``cast:`` list, then those its prompts name."""
+        from .cast import shot_cast
+
+        return shot_cast(self.storyboard, self.shot(shot_id))
+
+    def references(self, shot_id: str) -> list[Path]:
+        """A shot's reference images by priority (`cast.shot_references`): its own
+        ``reference:``, its cast's images in turns, the style's images."""
+        from .cast import shot_references
+
+        return shot_references(self, self.shot(shot_id))
+
+    def cast_images(self, shot_id: str) -> dict[str, list[Path]]:
+        """Cast member -> images, for the members in a shot who have any (the style's
+        images are `style_images`)."""
+        from .cast import cast_images
+
+        return cast_images(self, self.shot(shot_id))
+
+    def style_images(self) -> list[Path]:
+        """The style's reference images, resolved."""
+        style = self.storyboard.style
+        return [self.resolve(p) for p in style.images] if style else []
+
+    def reference_route(self, shot_id: str, *, quality: str = "final") -> ReferenceRoute:
+        """Where a shot's reference images go, and the keyframe it starts from
+        (`cast.route_references`).
+
+        Raises:
+            ConfigError: the shot cannot be made as written at this quality (validation
+                catches that for ``final``), or its engine cannot be loaded.
+        """
+        from .cast import route_references
+
+        return route_references(self, self.shot(shot_id), quality=quality).checked()
+
+    def keyframe(self, shot_id: str, *, quality: str = "final") -> KeyframeSpec | None:
+        """The still a shot starts from, made by an image engine first: its
+        ``keyframe:``, its ``image: {prompt}``, or an implicit one carrying its
+        references; None when it starts from none.
+
+        Raises:
+            ConfigError: as `reference_route`.
+        """
+        return self.reference_route(shot_id, quality=quality).keyframe
+
+    def keyframe_prompt(self, shot_id: str, *, quality: str = "final") -> str | None:
+        """The final prompt of the shot's keyframe, or None when it has none."""
+        keyframe = self.keyframe(shot_id, quality=quality)
+        return keyframe.prompt if keyframe else None
 
     def with_font_resolved(self, styled: Any) -> Any:
         """A caption or title card whose `font` path is resolved like any other."""
@@ -357,6 +444,9 @@ def check_storyboard(loaded: LoadedStoryboard, *, check_files: bool = True) -> l
     issues += _check_engines(loaded)
     issues += _check_timing(loaded)
     issues += _check_continuity(loaded)
+    from .cast import check_cast
+
+    issues += check_cast(loaded)
     for index, variant in enumerate(sb.variants):
         for shot_id in variant.shots:
             if shot_id not in seen:
@@ -445,7 +535,7 @@ def _check_engines(loaded: LoadedStoryboard) -> list[Issue]:
             issues.append(at(path, str(exc)))
             continue
         if shot.kind not in caps.kinds:
-            issues.append(at(path, f"engine '{name}' cannot make a {shot.kind} shot "
+            issues.append(at(path, f"engine '{name}' cannot make {_article(shot.kind)} shot "
                                    f"(it makes: {', '.join(sorted(caps.kinds))})"))
             continue
         if shot.continuity == "chain" and not caps.image_to_video:
@@ -454,12 +544,11 @@ def _check_engines(loaded: LoadedStoryboard) -> list[Issue]:
         if shot.continuity == "bridge" and not caps.first_last_frame:
             issues.append(at(("shots", index, "continuity"),
                              f"engine '{name}' cannot bridge: it does not take a first and a last frame"))
-        if shot.kind == "prompt" and shot.continuity in ("cut", "match") and not caps.text_to_video:
+        if shot.kind == "prompt" and shot.continuity in ("cut", "match") and not caps.text_to_video \
+                and not _starts_from_keyframe(loaded, shot):
             issues.append(at(("shots", index, "prompt"),
-                             f"engine '{name}' needs a starting image: give `image:` or `continuity: chain`"))
-        if shot.reference and not caps.references:
-            issues.append(at(("shots", index, "reference"),
-                             f"engine '{name}' takes no reference image"))
+                             f"engine '{name}' needs a starting image: give `image:`, `keyframe:` "
+                             "or `continuity: chain`"))
         for position, fallback in enumerate(shot.fallback):
             where = ("shots", index, "fallback", position)
             if not has_engine(fallback):
@@ -475,6 +564,23 @@ def _check_engines(loaded: LoadedStoryboard) -> list[Issue]:
                 issues.append(at(where, f"fallback engine '{fallback}' cannot make this shot "
                                         f"({shot.kind}, continuity {shot.continuity})"))
     return issues
+
+
+def _starts_from_keyframe(loaded: LoadedStoryboard, shot: Shot) -> bool:
+    """Whether a prompt shot starts from a keyframe (its own, or one carrying its
+    references); whether that keyframe can be made is `cast.check_cast`'s to say."""
+    from .cast import PromptError, route_references
+    from .errors import ConfigError
+
+    if shot.keyframe is not None:
+        return True
+    try:
+        route = route_references(loaded, shot)
+    except PromptError:
+        return True  # the prompt is wrong already; `check_cast` says how
+    except ConfigError:
+        return False
+    return route.keyframe is not None or (route.to is None and bool(route.references))
 
 
 def transition_frames(transition: Transition, fps: Any) -> int:
@@ -623,7 +729,7 @@ def _check_files(loaded: LoadedStoryboard) -> list[Issue]:
                                f"({', '.join(VIDEO_EXTENSIONS[:4])}, ...)"))
 
     def shot_files(prefix: FieldPath, shot: Any) -> None:
-        need(prefix + ("image",), shot.image, IMAGE_EXTENSIONS, "image", image_problem)
+        need(prefix + ("image",), shot.image_file, IMAGE_EXTENSIONS, "image", image_problem)
         need(prefix + ("reference",), getattr(shot, "reference", None), IMAGE_EXTENSIONS,
              "reference image", image_problem)
         text = shot.text
@@ -642,6 +748,11 @@ def _check_files(loaded: LoadedStoryboard) -> list[Issue]:
             need(("variants", vindex, "audio", "music"), variant.audio.music, AUDIO_EXTENSIONS, "music")
             need(("variants", vindex, "audio", "voiceover"), variant.audio.voiceover, AUDIO_EXTENSIONS,
                  "voice-over")
+    for name, member in sb.cast.items():
+        for position, image in enumerate(member.images):
+            need(("cast", name, "images", position), image, IMAGE_EXTENSIONS, "cast image", image_problem)
+    for position, image in enumerate(sb.style.images if sb.style else []):
+        need(("style", "images", position), image, IMAGE_EXTENSIONS, "style image", image_problem)
     need(("audio", "music"), sb.audio.music, AUDIO_EXTENSIONS, "music")
     need(("audio", "voiceover"), sb.audio.voiceover, AUDIO_EXTENSIONS, "voice-over")
     need(("subtitles",), sb.subtitles, SUBTITLE_EXTENSIONS, "subtitle", subtitle_problem)

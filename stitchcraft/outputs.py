@@ -107,7 +107,7 @@ def input_files(loaded: LoadedStoryboard) -> dict[Path, FieldPath]:
             found.setdefault(_same(loaded.resolve(value)), path)
 
     def shot_files(prefix: FieldPath, shot: Any) -> None:
-        add(shot.image, prefix + ("image",))
+        add(shot.image_file, prefix + ("image",))
         add(getattr(shot, "reference", None), prefix + ("reference",))
         for key in ("text", "title"):
             styled = getattr(shot, key, None)

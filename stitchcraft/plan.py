@@ -237,14 +237,17 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
             fingerprint["steps"] = sb.draft_steps
         base = {
             "plan": PLAN_VERSION, "engine": engine, "engine_fingerprint": fingerprint,
-            "kind": shot.kind, "prompt": shot.prompt, "negative_prompt": shot.negative_prompt,
+            "kind": shot.kind, "prompt": loaded.prompt(shot.id), "negative_prompt": shot.negative_prompt,
             "size": [gen_w, gen_h], "fps": str(fps), "camera": shot.camera,
             "steps": shot.steps or sb.defaults.steps,
             "title": shot.title_card.model_dump() if shot.title_card else None,
-            "image": _digest(loaded, shot.image, digests),
+            "image": _digest(loaded, shot.image_file, digests),
             "reference": _digest(loaded, shot.reference, digests),
             "sources": [digests.get(p, str(p)) for p in loaded.sources.get(shot.id, [])],
         }
+        sent = loaded.reference_route(shot.id, quality=quality).engine_references
+        if sent and list(sent) != [loaded.resolve(shot.reference)] if shot.reference else sent:
+            base["references"] = [digests.get(p, str(p)) for p in sent]  # a cast's, a style's
         if shot.kind == "source":  # holding a short clip's last frame changes its pixels
             base["short_source"] = shot.short_source or sb.defaults.short_source
         bridge_to = None

@@ -455,18 +455,33 @@ class _EarlyAssembly:
                                        initializer=_lower_priority)
         self.units = build_units(plan)
         self.takes: dict[str, StoredTake | None] = {s.id: None for s in plan.shots}
+        self.waiting: dict[int, StoredTake] = {}  # unit -> its take, until the chained one after it
         self.started: set[tuple[int, int, int, bool]] = set()
         self.lock = threading.Lock()
         self.given_up = False
 
     def decided(self, index: int, candidate: Candidate) -> None:
         from .assemble import prerender
+        from .join import blend_length
 
-        shot = self.units[index].shot
-        if len(shot.segments) != 1 or self.given_up:
+        unit = self.units[index]
+        if len(unit.shot.segments) != 1 or self.given_up:
             return
         with self.lock:
-            self.takes[shot.id] = candidate.take
+            # A shot a chained shot continues shows its end cross-faded into that shot's
+            # first frames (`join.shot_takes`): it waits for them, and is left to the
+            # assembly when there is a fade.
+            condition = unit.condition
+            earlier = self.waiting.pop(condition, None) if condition is not None else None
+            if earlier is not None and not blend_length(candidate.take, self.loaded.blend(unit.shot.id),
+                                                        earlier.frames):
+                assert condition is not None
+                self.takes[self.units[condition].shot.id] = earlier
+            following = unit.following
+            if following is not None and self.units[following].condition == index:
+                self.waiting[index] = candidate.take
+            else:
+                self.takes[unit.shot.id] = candidate.take
             cut, _ = _cut_spec(self.loaded, None, self.loaded, self.plan, self.takes, self.quality)
             known = [self.takes[s.id] is not None for s in self.plan.shots]
             try:

@@ -5,6 +5,8 @@ Layout under the cache root::
     takes/ab/abcdef.../take.mp4     the take (visually lossless h264, with its own audio)
                       head.npy      first frames, lossless (seams, scoring)
                       tail.npy      last frames, lossless (chaining, seams)
+                      lead.npy      a chained take's re-made conditioning frames, lossless
+                                    (the overlap a join cross-fades), when its engine kept them
                       meta.json     engine, seed, label, frames, size, fps, request, and
                                     the size and sha256 of each file above
                       scores.json   cached per-take scores
@@ -135,6 +137,20 @@ class StoredTake:
             return None
         return self._frames("middle.npy", True)
 
+    @property
+    def lead_frames(self) -> int:
+        """How many frames the engine made again before the take's first (see `lead`)."""
+        return int(self.meta.get("lead_frames", 0))
+
+    def lead(self) -> np.ndarray | None:
+        """A chained take's re-made conditioning frames (lossless), the overlap its join
+        cross-fades; None when its engine kept none.
+
+        Raises:
+            RenderError: as `head`.
+        """
+        return self._frames("lead.npy") if self.lead_frames else None
+
     def last_frames(self, count: int) -> np.ndarray:
         tail = self.tail()
         return tail[-count:]
@@ -148,7 +164,7 @@ class StoredTake:
         except (ValueError, EOFError) as exc:
             problem = f"{name} cannot be read ({exc})"
         else:
-            expected = _frames_shape(name, self.frames, self.height, self.width)
+            expected = _frames_shape(name, self.frames, self.height, self.width, self.lead_frames)
             if frames.shape == expected and frames.dtype == np.uint8:
                 return frames
             problem = f"{name} holds {frames.shape} {frames.dtype}, expected {expected} uint8"
@@ -418,7 +434,8 @@ class TakeStore:
             middle = (count - 1) // 2
             np.save(work / "middle.npy", np.ascontiguousarray(frames[middle:middle + 1]))
             self._finish(work, take_id, take, frames=count, size=(width, height), fps=fps,
-                         engine=engine, audio=info.has_audio, request=request, files=_FILES)
+                         engine=engine, audio=info.has_audio, request=request,
+                         files=_FILES + _save_lead(work, take, engine, (width, height)))
         except OSError as exc:
             raise self._storage_error(exc, f"take {take_id[:12]}") from exc
         finally:
@@ -472,7 +489,8 @@ class TakeStore:
                 raise MediaError(source, "changed while its take was being stored")
             self._finish(work, take_id, take, frames=count, size=(width, height), fps=fps,
                          engine=engine, audio=take.audio is not None and info.has_audio,
-                         request=request, files=files, source=facts)
+                         request=request, files=[*files, *_save_lead(work, take, engine, (width, height))],
+                         source=facts)
         except OSError as exc:
             raise self._storage_error(exc, f"take {take_id[:12]}") from exc
         finally:
@@ -495,6 +513,9 @@ class TakeStore:
         }
         if source is not None:
             meta["source"] = source
+        if "lead.npy" in files:
+            assert take.lead is not None
+            meta["lead_frames"] = len(take.lead)
         _write_json(work / "meta.json", meta)
         os.chmod(work, 0o755)
         self._publish(take_id, work)
@@ -674,10 +695,25 @@ class TakeStore:
                             f"{os_cause(exc, self.root)} (storing {what} in the cache {self.root})")
 
 
-def _frames_shape(name: str, frames: int, height: int, width: int) -> tuple[int, ...]:
-    """The shape a take's head.npy, tail.npy or middle.npy must have."""
+def _save_lead(work: Path, take: Take, engine: str, size: tuple[int, int]) -> tuple[str, ...]:
+    """Saves a take's lead frames (``lead.npy``) when it has some; the names saved."""
+    lead = take.lead
+    if lead is None or not len(lead):
+        return ()
+    if lead.ndim != 4 or lead.shape[1:] != (size[1], size[0], 3) or lead.dtype != np.uint8:
+        raise VerificationError(f"engine {engine} returned lead frames of shape {lead.shape} "
+                                f"{lead.dtype}; expected k x {size[1]} x {size[0]} x 3 uint8")
+    np.save(work / "lead.npy", np.ascontiguousarray(lead))
+    return ("lead.npy",)
+
+
+def _frames_shape(name: str, frames: int, height: int, width: int, lead: int = 0
+                  ) -> tuple[int, ...]:
+    """The shape a take's head.npy, tail.npy, middle.npy or lead.npy must have."""
     if name == "middle.npy":
         return (1, height, width, 3)
+    if name == "lead.npy":
+        return (lead, height, width, 3)
     kept = HEAD_FRAMES if name == "head.npy" else TAIL_FRAMES
     return (min(kept, frames), height, width, 3)
 
@@ -713,7 +749,8 @@ def _check_entry(take_id: str, directory: Path, *, deep: bool = False
     recorded = meta.get("files")
     recorded = recorded if isinstance(recorded, dict) else {}
     # Entries stored before middles were kept have none; one that records it must have it.
-    names = tuple(n for n in (*names, "middle.npy") if n != "middle.npy" or n in recorded)
+    names = tuple(n for n in (*names, "middle.npy", "lead.npy")
+                  if n not in ("middle.npy", "lead.npy") or n in recorded)
     for name in names:
         path = directory / name
         try:
@@ -727,7 +764,7 @@ def _check_entry(take_id: str, directory: Path, *, deep: bool = False
             return meta, f"{name} does not match its recorded sha256"
         if name.endswith(".npy"):
             problem = _check_array(path, size, _frames_shape(name, meta["frames"], meta["height"],
-                                                              meta["width"]))
+                                                              meta["width"], meta.get("lead_frames", 0)))
         elif not isinstance(facts, dict):
             problem = _check_video(path, meta["frames"])
         if problem is not None:

@@ -50,6 +50,7 @@ CAMERA_MOVES = ("static", "push-in", "pull-out", "pan-left", "pan-right", "tilt-
                 "tilt-down", "drift")
 FITS = ("cover", "contain", "blur-pad")
 SHORT_SOURCE = ("refuse", "hold")  # footage shorter than its shot: refuse it, or hold its last frame
+MAX_BLEND_FRAMES = 48  # a cross-fade at a chained join, at most two seconds at 24 fps
 CODECS = ("h264", "h265", "av1", "prores")
 POSITIONS = ("top", "center", "bottom", "top-left", "top-right", "bottom-left", "bottom-right")
 
@@ -81,6 +82,7 @@ TITLE_CHARACTERS = 500
 CAPTION_CHARACTERS = 2000
 PROMPT_CHARACTERS = 4000
 PATH_CHARACTERS = 1024
+CAST_IMAGES = 16
 
 
 def check_color(value: str) -> str:
@@ -112,6 +114,19 @@ def check_path(value: str) -> str:
     return value
 
 
+def check_cast_name(value: str) -> str:
+    """Accepts a cast member's name: the word written ``{name}`` in prompts.
+
+    Raises:
+        ValueError: not a letter or underscore followed by letters, digits and
+            underscores (at most 64 in all).
+    """
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", value):
+        raise ValueError(f"'{shown(value)}' is not a cast name: use letters, digits and _, "
+                         "starting with a letter (prompts write it as {name})")
+    return value
+
+
 PositiveSeconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
 Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
 Color = Annotated[str, AfterValidator(check_color)]
@@ -119,6 +134,8 @@ FilePath = Annotated[str, AfterValidator(check_path)]
 TitleText = Annotated[str, Field(min_length=1, max_length=TITLE_CHARACTERS)]
 CaptionText = Annotated[str, Field(min_length=1, max_length=CAPTION_CHARACTERS)]
 PromptText = Annotated[str, Field(min_length=1, max_length=PROMPT_CHARACTERS)]
+CastName = Annotated[str, AfterValidator(check_cast_name)]
+EngineName = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class Model(BaseModel):
@@ -260,11 +277,19 @@ class OutputOverride(Model):
 
 class Defaults(Model):
     engine: str = "ltx-video"
+    keyframe_engine: EngineName = Field(
+        default="flux", description="the image engine that makes keyframes a shot does not "
+                                    "give an engine of its own")
     candidates: int = Field(default=3, ge=1, le=64)
     transition: Transition = Transition()
     seed: int = Field(default=0, ge=0, lt=2**32)
     steps: int | None = Field(default=None, ge=1, le=500)
     short_source: Literal[SHORT_SOURCE] = "refuse"  # type: ignore[valid-type]
+    colour_anchor: bool = Field(default=True, description=(
+        "hold chained takes' colours to their chain's first take (or the shot's reference)"))
+    blend: int | None = Field(default=None, ge=0, le=MAX_BLEND_FRAMES, description=(
+        "frames cross-faded where a chained take joins the one before (default: the frames "
+        "the engine made again from the conditioning; 0: a hard join)"))
 
 
 class Audio(Model):
@@ -280,15 +305,62 @@ class Audio(Model):
     take_audio: bool = True
 
 
+class CastMember(Model):
+    """A character who appears in several shots: the words ``{name}`` stands for in a
+    prompt, and pictures of them that condition the engines which take references."""
+
+    description: PromptText
+    images: list[FilePath] = Field(default_factory=list, max_length=CAST_IMAGES)
+
+
+class Style(Model):
+    """The look of the whole programme: words appended to every generated prompt, and
+    pictures that condition the engines which take references."""
+
+    description: PromptText | None = None
+    images: list[FilePath] = Field(default_factory=list, max_length=CAST_IMAGES)
+
+    @model_validator(mode="after")
+    def _says_something(self) -> Style:
+        if self.description is None and not self.images:
+            raise ValueError("a style needs a description, images or both")
+        return self
+
+
+class Keyframe(Model):
+    """A still made by an image engine before a shot, which the shot's engine animates.
+
+    Attributes:
+        prompt: What the still shows (default: the shot's prompt); may name the cast
+            as ``{name}``.
+        engine: The image engine (default: ``defaults.keyframe_engine``).
+        candidates: Stills to make and choose from (default: the shot's candidates).
+    """
+
+    prompt: PromptText | None = None
+    engine: EngineName | None = None
+    candidates: int | None = Field(default=None, ge=1, le=64)
+
+
+class ImagePrompt(Keyframe):
+    """``image: {prompt: ...}``: an image shot whose still is generated (a keyframe)."""
+
+    prompt: PromptText
+
+
 class Shot(Model):
     """One shot of the storyboard: exactly one of prompt, source, image or title (an
-    image may also carry a prompt, passed to image-to-video engines)."""
+    image may also carry a prompt, passed to image-to-video engines).
+
+    ``image:`` is a file, or an `ImagePrompt` for a still an image engine makes first;
+    ``keyframe:`` (a prompt, or a `Keyframe`) makes a prompt shot start from such a still.
+    """
 
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     duration: PositiveSeconds
     prompt: PromptText | None = None
     source: FilePath | None = None
-    image: FilePath | None = None
+    image: FilePath | ImagePrompt | None = None
     title: TitleText | Title | None = None
     negative_prompt: Annotated[str, Field(max_length=PROMPT_CHARACTERS)] | None = None
     engine: str | None = None
@@ -297,6 +369,9 @@ class Shot(Model):
     steps: int | None = Field(default=None, ge=1, le=500)
     continuity: Literal[CONTINUITY] = "cut"  # type: ignore[valid-type]
     reference: FilePath | None = None
+    cast: list[CastName] = Field(default_factory=list, max_length=64,
+                                 description="cast members who appear, besides those the prompt names")
+    keyframe: PromptText | Keyframe | None = None
     camera: Literal[CAMERA_MOVES] | None = None  # type: ignore[valid-type]
     text: CaptionText | Text | None = None
     transition: Transition | None = None
@@ -304,6 +379,8 @@ class Shot(Model):
     fit: Literal[FITS] | None = None  # type: ignore[valid-type]
     volume: float = Field(default=0.0, ge=-60, le=12, description="dB applied to the take's own audio")
     short_source: Literal[SHORT_SOURCE] | None = None  # type: ignore[valid-type]
+    colour_anchor: bool | None = None
+    blend: int | None = Field(default=None, ge=0, le=MAX_BLEND_FRAMES)
     fallback: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
         default_factory=list, max_length=8,
         description="engines to use, in order, when the shot's engine cannot run here or "
@@ -335,6 +412,21 @@ class Shot(Model):
         raise AssertionError("validated shot has no content")
 
     @property
+    def image_file(self) -> str | None:
+        """The still an image shot starts from when it is a file, else None."""
+        return self.image if isinstance(self.image, str) else None
+
+    @property
+    def keyframe_spec(self) -> Keyframe | None:
+        """The shot's own keyframe as a `Keyframe`: ``keyframe:`` in either form, or
+        ``image: {prompt: ...}``; None when it asks for none."""
+        if isinstance(self.image, ImagePrompt):
+            return self.image
+        if isinstance(self.keyframe, str):
+            return Keyframe(prompt=self.keyframe)
+        return self.keyframe
+
+    @property
     def title_card(self) -> Title | None:
         if self.title is None:
             return None
@@ -356,6 +448,10 @@ class ShotOverride(Model):
     title: TitleText | Title | None = None
     text: CaptionText | Text | None = None
     fit: Literal[FITS] | None = None  # type: ignore[valid-type]
+
+    @property
+    def image_file(self) -> str | None:
+        return self.image
 
 
 class Variant(Model):
@@ -488,6 +584,8 @@ class Storyboard(Model):
     title: Annotated[str, Field(max_length=TITLE_CHARACTERS)] = "Untitled"
     output: Output = Output()
     defaults: Defaults = Defaults()
+    cast: dict[CastName, CastMember] = Field(default_factory=dict, max_length=64)
+    style: Style | None = None
     audio: Audio = Audio()
     ending: Ending | None = None
     subtitles: FilePath | None = None

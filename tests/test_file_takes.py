@@ -32,7 +32,7 @@ import stitchcraft.engines.footage as footage
 from stitchcraft.assemble import CutClip, CutSpec, CutTransition, assemble
 from stitchcraft.engines.base import SegmentRequest, Take
 from stitchcraft.engines.footage import FootageEngine, decode_span
-from stitchcraft.generate import concatenate_segments
+from stitchcraft.join import concatenate_segments
 from stitchcraft.media import encode_graph, probe, read_frames, run_ffmpeg
 from stitchcraft.report import make_thumbnails, render_report, take_thumbnails
 from stitchcraft.scoring.base import FrameSource

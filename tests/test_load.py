@@ -237,3 +237,20 @@ def test_match_mistakes_are_located(write_storyboard, still, edit, where, expect
     issue = next(i for i in issues if expect in i.message)
     assert (issue.field, issue.line) == where
     assert str(issue).startswith(f"{path}:{where[1]}:")
+
+
+@pytest.mark.parametrize(("edit", "where", "expect"), [
+    (("    camera: push-in", "    camera: push-in\n    keyframe: a lighthouse"), ("shots[1].keyframe", 14),
+     "an image shot starts from its image; remove `keyframe:`"),
+    (("    camera: push-in", "    camera: push-in\n    cast: [keeper]"), ("shots[1].cast[0]", 14),
+     "'keeper' names no cast member: the storyboard has no `cast:`"),
+    (("    title: Hello", "    title: Hello\n    keyframe: {prompt: a sea}"), ("shots[0].keyframe", 8),
+     "a title card has no frames to generate; `keyframe:` is for prompt shots"),
+    (("shots:", "cast: {keeper: {images: [keeper.png]}}\nshots:"), ("cast.keeper.description", 5),
+     "missing required field 'description'"),
+    (("shots:", "style: {}\nshots:"), ("style", 5), "a style needs a description, images or both"),
+])
+def test_cast_and_keyframe_mistakes_are_located(write_storyboard, still, edit, where, expect):
+    text = GOOD.replace(*edit)
+    issue = next(i for i in issues_of(write_storyboard(text)) if expect in i.message)
+    assert (issue.field, issue.line) == where

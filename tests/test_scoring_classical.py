@@ -270,7 +270,7 @@ def test_drift_flat_grey_delta_e(tmp_path):
 
 def test_registry_and_defaults():
     assert set(SCORERS) == {"prompt", "reference", "stability", "flicker", "seam", "seam_clip",
-                            "seam_lpips", "drift"}
+                            "seam_lpips", "drift", "still", "identity"}
     assert all(0 < w <= 1 for w in DEFAULT_WEIGHTS.values())
     assert {cls.SHAPE for cls in SCORERS.values()} == {"take", "seam", "drift"}
 
@@ -283,7 +283,7 @@ def test_scorebook_without_models_warns_once_per_model(tmp_path, monkeypatch):
     monkeypatch.delenv("STITCHCRAFT_CLIP_MODEL", raising=False)
     monkeypatch.delenv("STITCHCRAFT_LPIPS_WEIGHTS", raising=False)
     book = ScoreBook(Scoring())
-    assert set(book.scorers) == {"stability", "seam", "drift"}
+    assert set(book.scorers) == {"stability", "seam", "drift", "still", "identity"}
     assert len(book.warnings) == 2
     clip_line = next(w for w in book.warnings if w.startswith("CLIP"))
     lpips_line = next(w for w in book.warnings if w.startswith("LPIPS"))

@@ -21,7 +21,7 @@ pytest.importorskip("lpips")
 from tiny_clip import make_alexnet_backbone, make_tiny_clip  # noqa: E402
 
 FPS = Fraction(24)
-ONLY_MODELS = {"stability": 0, "seam": 0, "drift": 0}
+ONLY_MODELS = {"stability": 0, "seam": 0, "drift": 0, "still": 0, "identity": 0}
 
 
 @pytest.fixture(scope="module")

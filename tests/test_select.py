@@ -145,7 +145,7 @@ class Pan(Engine):
 MATCH_BOARD = """
 version: 1
 output: {fps: 12, size: 64x36, path: out/cut.mp4, preset: ultrafast}
-defaults: {engine: pan, candidates: 3, seed: 0, transition: {type: cut}}
+defaults: {engine: pan, candidates: 3, seed: 0, transition: {type: cut}, colour_anchor: false}
 scoring:
   weights: {prompt: 0, reference: 0, stability: 0, flicker: 0, seam_clip: 0, seam_lpips: 0}
 shots:

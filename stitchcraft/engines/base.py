@@ -204,6 +204,9 @@ class Take:
         span_size: (width, height) the span is fitted to (cover).
         copy_source: Keep a copy of `source` in the take store (a download whose address
             expires) rather than refer to it where it is (a user's footage).
+        lead: For a chained take, the frames the engine made again before its first one,
+            re-creating the conditioning frames (k x H x W x 3 uint8): the overlap the
+            join cross-fades (`join.blend_overlap`). None when not kept.
     """
 
     frames: np.ndarray | None
@@ -217,6 +220,7 @@ class Take:
     span_frames: int = 0
     span_size: tuple[int, int] = (0, 0)
     copy_source: bool = False
+    lead: np.ndarray | None = None
 
     @classmethod
     def from_file(cls, source: Path, *, start: float, frames: int, size: tuple[int, int],

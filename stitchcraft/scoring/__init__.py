@@ -6,14 +6,20 @@ Scorers (value 0..1, higher better; parts in their own units, see each class):
 name            shape   what it judges                                         weights
 ==============  ======  =====================================================  =======
 ``prompt``      take    CLIP text-image similarity to the shot's prompt        CLIP
-``reference``   take    CLIP image similarity to the shot's reference image    CLIP
+``reference``   take    CLIP image similarity to the reference, style images   CLIP
 ``stability``   take    flashes, cuts, freezes, flicker, jitter, colour drift  none
 ``flicker``     take    LPIPS between consecutive frames                       LPIPS
 ``seam``        seam    SSIM, histogram, colour/luma and motion jump           none
 ``seam_clip``   seam    CLIP image similarity across the join                  CLIP
 ``seam_lpips``  seam    LPIPS distance across the join                         LPIPS
 ``drift``       drift   delta E, saturation and contrast against chain start   none
+``still``       take    a keyframe as a picture: sharpness, exposure, framing  none
+``identity``    take    the cast's faces against the take's (CLIP if found)    none
 ==============  ======  =====================================================  =======
+
+A take of one frame is a still (a keyframe candidate): ``stability`` and ``flicker``
+judge motion and leave it out; ``still`` judges nothing else; the rest judge both
+(`Scorer.APPLIES_TO`). ``identity`` reads `FrameSource.cast`.
 
 Model-backed scorers whose weights are missing are left out; the book says so once
 per model in `ScoreBook.warnings`, naming what to install or where to put the file.
@@ -31,7 +37,9 @@ from typing import TYPE_CHECKING, Any
 from .base import FrameSource, Score, Scorer
 from .classical import DriftScorer, SeamScorer, StabilityScorer
 from .clip import PromptScorer, ReferenceScorer, SeamClipScorer
+from .faces import IdentityScorer
 from .perceptual import FlickerScorer, SeamLpipsScorer
+from .still import StillScorer
 
 if TYPE_CHECKING:
     from ..store import TakeStore
@@ -39,7 +47,8 @@ if TYPE_CHECKING:
 
 SCORERS: dict[str, type[Scorer]] = {
     cls.NAME: cls for cls in (PromptScorer, ReferenceScorer, StabilityScorer, FlickerScorer,
-                              SeamScorer, SeamClipScorer, SeamLpipsScorer, DriftScorer)
+                              SeamScorer, SeamClipScorer, SeamLpipsScorer, DriftScorer,
+                              StillScorer, IdentityScorer)
 }
 DEFAULT_WEIGHTS: dict[str, float] = {name: cls.DEFAULT_WEIGHT for name, cls in SCORERS.items()}
 
@@ -169,7 +178,7 @@ class ScoreBook:
         results: dict[str, Score] = {}
         fresh: dict[str, Any] = {}
         for name, scorer in self.scorers.items():
-            if scorer.SHAPE != shape:
+            if scorer.SHAPE != shape or not scorer.applies(take):
                 continue
             key = self._cache_key(scorer, take, previous)
             memo_key = f"{shape}:{previous.take_id if previous else ''}:{take.take_id}:{key}"

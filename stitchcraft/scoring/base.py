@@ -10,11 +10,15 @@ Scorers come in three shapes, by what they look at:
 
 Every scorer returns a `Score` whose ``value`` lies in [0, 1], higher is better, plus
 its parts in their own documented units for the report.
+
+A take of one frame is a still (a keyframe candidate): scorers that judge motion
+(freezes, flicker) do not apply to it, and each scorer says which takes it judges in
+`Scorer.APPLIES_TO`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -64,6 +68,12 @@ class FrameSource:
         fps: Its frame rate.
         prompt: The shot's prompt, if generated.
         reference: The shot's reference image, if any.
+        cast: The characters who appear in the shot, each by name with their reference
+            images (any number; the likeness the ``identity`` scorer judges). Empty
+            when the shot names none.
+        style: Style reference images for the shot (the look, not a character), which
+            the ``reference`` scorer compares the take with besides `reference`; kept
+            apart from `cast` so no face in a style frame is taken for a character.
         decoded: Frames decoded so far through this source (for cost reports).
     """
 
@@ -73,7 +83,8 @@ class FrameSource:
                  prompt: str | None = None, reference: Path | None = None,
                  head: Frames | None = None, tail: Frames | None = None,
                  size: tuple[int, int] | None = None, pixels: np.ndarray | None = None,
-                 start: float | None = None, scan: np.ndarray | None = None):
+                 start: float | None = None, scan: np.ndarray | None = None,
+                 cast: Mapping[str, Sequence[Path]] | None = None, style: Sequence[Path] = ()):
         self.take_id = take_id
         self.path = path
         self.start = start
@@ -81,6 +92,9 @@ class FrameSource:
         self.fps = fps
         self.prompt = prompt
         self.reference = reference
+        self.cast: dict[str, list[Path]] = {name: list(images)
+                                            for name, images in (cast or {}).items()}
+        self.style: list[Path] = list(style)
         self.decoded = 0
         if pixels is not None:  # the take's frames, still in memory: nothing to decode
             head = pixels if head is None else head
@@ -94,6 +108,11 @@ class FrameSource:
         self._samples: dict[int, np.ndarray] = {}
         if scan is not None:  # read already, with the store's head and tail (`scan_size`)
             self._cache[("scan", 0)] = scan
+
+    @property
+    def is_still(self) -> bool:
+        """Whether the take is a still: one frame (a keyframe candidate), no motion."""
+        return self.frames == 1
 
     def head(self, count: int) -> np.ndarray:
         """The first `count` frames, uint8 count x H x W x 3."""
@@ -200,6 +219,19 @@ def _loaded(frames: Frames | None) -> np.ndarray | None:
     return frames() if callable(frames) else frames
 
 
+def file_stamp(paths: Iterable[Path]) -> str:
+    """A short hash naming files by path, size and modification time, for cache keys
+    of scores that read them (a reference image replaced in place changes it)."""
+    import hashlib
+
+    stamps = []
+    for path in paths:
+        path = Path(path)
+        stat = path.stat() if path.is_file() else None
+        stamps.append(f"{path}:{stat.st_size}:{int(stat.st_mtime)}" if stat else str(path))
+    return hashlib.sha1("|".join(stamps).encode()).hexdigest()[:16]
+
+
 def _resized(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Frames scaled to `size` (width, height) by area averaging, as a scan reads them."""
     import cv2
@@ -230,6 +262,9 @@ class Scorer:
     # How many frames sampled across a take a pair-shape scorer reads of it (its
     # `FrameSource.sample` count), so a source can keep just those; 0 for none.
     PAIR_SAMPLES: ClassVar[int] = 0
+    # Which takes it judges: "still" (one frame, `FrameSource.is_still`) and "moving"
+    # (the rest). Measures of motion leave stills out: one frame is no freeze.
+    APPLIES_TO: ClassVar[frozenset[Literal["still", "moving"]]] = frozenset({"still", "moving"})
 
     def __init__(self, settings: Scoring | None = None):
         from ..storyboard import Scoring
@@ -242,6 +277,10 @@ class Scorer:
         from ..engines.base import Availability
 
         return Availability(True)
+
+    def applies(self, take: FrameSource) -> bool:
+        """Whether this scorer judges `take` at all (see `APPLIES_TO`)."""
+        return ("still" if take.is_still else "moving") in self.APPLIES_TO
 
     def identity(self) -> str:
         """What besides VERSION decides this scorer's numbers (a weights file, a

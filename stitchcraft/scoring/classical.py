@@ -421,6 +421,7 @@ class StabilityScorer(Scorer):
     DEFAULT_WEIGHT = 1.0
     DESCRIPTION = "temporal stability: flashes, cuts, freezes, flicker, jitter, colour drift"
     VERSION = "2"
+    APPLIES_TO = frozenset({"moving"})  # a still is no frozen take
 
     def score(self, take: FrameSource, previous: FrameSource | None = None) -> Score:
         scan = take.scan()

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .base import FrameSource, Score, Scorer
+from .base import FrameSource, Score, Scorer, file_stamp
 
 if TYPE_CHECKING:
     from ..engines.base import Availability
@@ -386,33 +386,36 @@ class PromptScorer(ClipScorer):
 
 
 class ReferenceScorer(ClipScorer):
-    """Identity/style likeness to the shot's reference image: CLIP image cosine
-    similarity of sampled frames to the reference. Parts: ``similarity``, ``min``.
-    Value: mean similarity mapped from 0.50..0.95 to 0..1.
+    """Identity/style likeness to the shot's reference image and its style images
+    (`FrameSource.style`): CLIP image cosine similarity of sampled frames to each, the
+    mean over frames and images. Parts: ``similarity``, ``min`` (the least of any frame
+    to any image). Value: mean similarity mapped from 0.50..0.95 to 0..1.
     """
 
     NAME = "reference"
     SHAPE = "take"
     DEFAULT_WEIGHT = 1.0
-    DESCRIPTION = "identity/style likeness to the reference image (CLIP)"
+    DESCRIPTION = "identity/style likeness to the reference and style images (CLIP)"
 
     def inputs_key(self, take: FrameSource, previous: FrameSource | None = None) -> str:
-        if take.reference is None:
-            return ""
-        reference = Path(take.reference)
-        stat = reference.stat() if reference.is_file() else None
-        stamp = f"{reference}:{stat.st_size}:{int(stat.st_mtime)}" if stat else str(reference)
-        return hashlib.sha1(stamp.encode()).hexdigest()[:16]
+        images = _reference_images(take)
+        return file_stamp(images) if images else ""
 
     def score(self, take: FrameSource, previous: FrameSource | None = None) -> Score | None:
-        if take.reference is None:
+        images = _reference_images(take)
+        if not images:
             return None
         from ..media import read_image
 
-        reference = self.model.encode_images([read_image(take.reference)])[0]
-        similarity = self.model.encode_images(list(take.sample(REFERENCE_SAMPLES))) @ reference
+        references = self.model.encode_images([read_image(path) for path in images])
+        similarity = self.model.encode_images(list(take.sample(REFERENCE_SAMPLES))) @ references.T
         mean = float(similarity.mean())
         return Score(_rescale(mean, 0.50, 0.95), {"similarity": mean, "min": float(similarity.min())})
+
+
+def _reference_images(take: FrameSource) -> list[Path]:
+    """The reference image, then the style images: what `ReferenceScorer` compares with."""
+    return ([take.reference] if take.reference is not None else []) + take.style
 
 
 class SeamClipScorer(ClipScorer):

@@ -210,6 +210,7 @@ class FlickerScorer(LpipsScorer):
     SHAPE = "take"
     DEFAULT_WEIGHT = 0.5
     DESCRIPTION = "temporal flicker (LPIPS between consecutive frames)"
+    APPLIES_TO = frozenset({"moving"})
 
     def score(self, take: FrameSource, previous: FrameSource | None = None) -> Score | None:
         scanned = take.scan()

@@ -28,7 +28,8 @@ import numpy as np
 
 from ..engines.base import TakeFailure
 from ..errors import ConfigError
-from ..generate import Candidate, Conditioning, Generator, concatenate_segments
+from ..generate import Candidate, Conditioning, Generator
+from ..join import shot_takes
 from ..plan import Plan, SegmentPlan
 from ..store import StoredTake
 from .beam import Partial, beam_search
@@ -130,15 +131,11 @@ class CutChooser:
         for seam in weak:
             self.log.warn(f"weak seam {seam['after']} -> {seam['shot']}: {seam['score']} "
                           f"(threshold {sb.scoring.seam_threshold}); try --reroll 2 or pin a take")
-        shot_takes: dict[str, StoredTake] = {}
-        for shot in self.plan.shots:
-            # build_units keeps a shot's segments in order
-            takes = [chosen[i].take for i, u in enumerate(self.units) if u.shot.id == shot.id]
-            shot_takes[shot.id] = concatenate_segments(self.generator.store, shot, takes)
+        shown = shot_takes(self.generator.store, self.plan, self.units, [c.take for c in chosen],
+                           self.loaded.blend)
         failed = [sorted(self.generator.failures.get(u.segment.key, {}).values(), key=lambda f: f.seed)
                   for u in self.units]
-        return Selection(self.plan, self.units, chosen, offered, scored, gains, shot_takes, weak,
-                         failed)
+        return Selection(self.plan, self.units, chosen, offered, scored, gains, shown, weak, failed)
 
     # -- asking for candidates -----------------------------------------------------------
 
@@ -195,7 +192,9 @@ class CutChooser:
     def _offered_under(self, chosen: dict[int, Candidate], index: int) -> list[Candidate]:
         unit = self.units[index]
         previous = chosen[unit.condition].take if unit.condition is not None else None
-        candidates = self.generator.candidates(unit.shot, unit.segment, Conditioning(previous=previous),
+        root = chosen[unit.chain_root].take if unit.chain_root is not None else None
+        candidates = self.generator.candidates(unit.shot, unit.segment,
+                                               Conditioning(previous=previous, anchor=root),
                                                self._priority(unit, index))
         for candidate in candidates:
             self._candidates[candidate.take.id] = candidate
@@ -229,7 +228,8 @@ class CutChooser:
         def chosen(index: int | None) -> StoredTake | None:
             return self._candidates[partial.takes[index]].take if index is not None else None
 
-        return Conditioning(previous=chosen(unit.condition), bridge=chosen(unit.bridge))
+        return Conditioning(previous=chosen(unit.condition), bridge=chosen(unit.bridge),
+                            anchor=chosen(unit.chain_root))
 
     @staticmethod
     def _priority(unit: Unit, index: int) -> tuple[int, int]:
@@ -294,8 +294,9 @@ class CutChooser:
         from ..scoring.base import FrameSource
 
         spec = self._specs[unit.shot.id]
-        return FrameSource(take.id, take.video, take.frames, take.fps, prompt=spec.prompt,
+        return FrameSource(take.id, take.video, take.frames, take.fps, prompt=self.loaded.prompt(spec.id),
                            reference=self.loaded.resolve(spec.reference) if spec.reference else None,
+                           cast=self.loaded.cast_images(spec.id), style=self.loaded.style_images(),
                            head=take.head if pixels is None else None,
                            tail=take.tail if pixels is None else None,
                            size=(take.width, take.height), start=take.span.start, pixels=pixels,

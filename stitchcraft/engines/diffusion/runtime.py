@@ -397,7 +397,7 @@ class DiffusionEngine(Engine):
 
     def check(self, request: SegmentRequest) -> None:
         """Raises EngineError when the request breaks this model's rules."""
-        caps = self.CAPABILITIES
+        caps = self.capabilities_for(self.settings)
         where = f"{self.NAME}: shot '{request.shot_id}' segment {request.segment}"
         if request.kind not in caps.kinds:
             raise EngineError(f"{where}: cannot make a '{request.kind}' shot "
@@ -424,7 +424,7 @@ class DiffusionEngine(Engine):
     def generate(self, request: SegmentRequest) -> Iterator[Take]:
         self.check(request)
         call = self.plan(request)
-        caps = self.CAPABILITIES
+        caps = self.capabilities_for(self.settings)
         if caps.max_frames and call.window.total > caps.max_frames:
             raise EngineError(
                 f"{self.NAME}: shot '{request.shot_id}' segment {request.segment}: "
@@ -458,8 +458,12 @@ class DiffusionEngine(Engine):
                                   f"frames and got {videos.shape[1]}")
             pending = pending[len(chunk):]
             kept = call.window.kept()
+            lead = call.window.lead
             for seed, video in zip(chunk, videos, strict=True):
-                yield self._take(request, call, seed, to_uint8(video[kept]), len(chunk), seconds)
+                take = self._take(request, call, seed, to_uint8(video[kept]), len(chunk), seconds)
+                if lead:  # the conditioning frames made again: the join cross-fades them
+                    take.lead = to_uint8(video[:lead])
+                yield take
 
     def _invoke(self, call: Call, seeds: list[int]) -> tuple[np.ndarray, float]:
         """Runs one batch; returns float frames (takes x frames x H x W x 3) and seconds."""
@@ -473,9 +477,15 @@ class DiffusionEngine(Engine):
         # CPU generators: a seed gives the same starting noise on any device.
         arguments["generator"] = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         started = time.perf_counter()
-        videos = pipe(**arguments, output_type="np", return_dict=True).frames
+        output = pipe(**arguments, output_type="np", return_dict=True)
         seconds = time.perf_counter() - started
-        return np.asarray(videos), seconds
+        return self._frames_of(output), seconds
+
+    @staticmethod
+    def _frames_of(output: Any) -> np.ndarray:
+        """A pipeline output's float frames, takes x frames x H x W x 3 (an image
+        pipeline's ``images`` are takes x H x W x 3: its engine overrides this)."""
+        return np.asarray(output.frames)
 
     def _take(self, request: SegmentRequest, call: Call, seed: int, frames: np.ndarray,
               batch: int, seconds: float) -> Take:
@@ -495,7 +505,7 @@ class DiffusionEngine(Engine):
         }
         if call.window.dropped_inside:
             meta["dropped_inside"] = call.window.dropped_inside
-        if request.references and not self.CAPABILITIES.references:
+        if request.references and not self.capabilities_for(self.settings).references:
             meta["reference"] = "not used: this model takes no reference image"
         label = f"{self.NAME} seed {seed}" + (f", {call.label}" if call.label else "")
         return Take(frames=frames, seed=seed, label=label, meta=meta)

@@ -1,0 +1,123 @@
+"""Colour anchoring: a chained take's look held to its chain's, smoothly in time.
+
+Chained extensions drift: hue, saturation and contrast creep a little in every take and
+the creep adds up along a chain. `anchor_colours` moves a chained take's colours toward
+an anchor look (the chain's first take, or a reference image) without a visible step at
+the seam and without flicker. Pure numpy.
+
+How:
+
+- A look is the mean and standard deviation of Y, Cb and Cr (BT.601, full range, on the
+  gamma-encoded values), measured on a subsample of each frame (`look_of`, `measure`).
+- The take's own per-frame looks are fitted with a straight line over its frames (least
+  squares), so one odd frame (a flash, a dark object passing) moves nothing and the
+  correction changes smoothly from frame to frame.
+- The target starts, at the take's first frame, at the look of the frames shown just
+  before it (the previous take's last frames, themselves anchored) and moves in a
+  straight line to the anchor's look at its last frame: the seam shows no step, and the
+  take ends on the chain's look.
+- Each frame's channels are shifted and scaled from the fitted look to the target (scale
+  kept within 0.5-2x); in RGB that is one 3x3 matrix and offset per frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# RGB -> Y, Cb, Cr (BT.601, full range), chroma centred on 0.
+_TO_YCC = np.array([[0.299, 0.587, 0.114],
+                    [-0.168736, -0.331264, 0.5],
+                    [0.5, -0.418688, -0.081312]])
+_FROM_YCC = np.linalg.inv(_TO_YCC)
+_SCALE_LIMITS = (0.5, 2.0)
+_STD_FLOOR = 1.0       # a flat channel is not stretched from nothing
+_SAMPLE_WIDTH = 96     # columns a frame is measured at
+METHOD = "ycbcr-ramp-1"  # recorded with anchored takes; change it when the transfer changes
+
+
+@dataclass(frozen=True)
+class Look:
+    """Mean and standard deviation of Y, Cb, Cr over some frames (0-255 scale)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {"mean": [round(float(v), 2) for v in self.mean],
+                "std": [round(float(v), 2) for v in self.std]}
+
+
+def measure(frames: np.ndarray) -> np.ndarray:
+    """Per-frame looks of uint8 RGB frames (F x H x W x 3): F x 2 x 3 (mean, std)."""
+    step = max(1, frames.shape[2] // _SAMPLE_WIDTH)
+    sample = frames[:, ::step, ::step].reshape(len(frames), -1, 3).astype(np.float32)
+    ycc = sample @ _TO_YCC.T.astype(np.float32)
+    return np.stack([ycc.mean(axis=1), ycc.std(axis=1)], axis=1).astype(np.float64)
+
+
+def look_of(frames: np.ndarray) -> Look:
+    """The pooled look of frames (or of one image, H x W x 3)."""
+    if frames.ndim == 3:
+        frames = frames[None]
+    looks = measure(frames)
+    mean = looks[:, 0].mean(axis=0)
+    second = (looks[:, 1] ** 2 + looks[:, 0] ** 2).mean(axis=0)
+    return Look(mean=mean, std=np.sqrt(np.maximum(second - mean ** 2, 0.0)))
+
+
+def anchor_colours(frames: np.ndarray, *, start: Look, anchor: Look,
+                   lead: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A take's frames with their colours anchored (see the module docstring).
+
+    Args:
+        frames: The take, F x H x W x 3 uint8.
+        start: The look of the frames shown just before the take.
+        anchor: The look the take should end on.
+        lead: Frames the engine made again before the take's first (they re-create the
+            previous take's last frames); corrected as the first frame is.
+
+    Returns:
+        The anchored frames and the anchored lead (None when `lead` is None).
+    """
+    count = len(frames)
+    fitted = _line_fit(measure(frames))
+    ramp = np.linspace(0.0, 1.0, count) if count > 1 else np.ones(1)
+    start_look = np.stack([start.mean, start.std])
+    target = start_look + (np.stack([anchor.mean, anchor.std]) - start_look) * ramp[:, None, None]
+    anchored = np.empty_like(frames)
+    for index in range(count):
+        anchored[index] = _apply(frames[index], *_transfer(fitted[index], target[index]))
+    anchored_lead = None
+    if lead is not None:
+        matrix, offset = _transfer(fitted[0], target[0])
+        anchored_lead = np.stack([_apply(frame, matrix, offset) for frame in lead]) if len(lead) else lead.copy()
+    return anchored, anchored_lead
+
+
+def _line_fit(looks: np.ndarray) -> np.ndarray:
+    """Each statistic fitted with a straight line over the frames (least squares)."""
+    count = len(looks)
+    if count < 3:
+        return np.repeat(looks.mean(axis=0, keepdims=True), count, axis=0)
+    t = np.arange(count, dtype=np.float64)
+    flat = looks.reshape(count, -1)
+    slope, intercept = np.polyfit(t, flat, 1)
+    return (intercept + slope * t[:, None]).reshape(looks.shape)
+
+
+def _transfer(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The RGB matrix and offset that take look `source` (2 x 3) to look `target`."""
+    scale = np.clip(np.maximum(target[1], _STD_FLOOR) / np.maximum(source[1], _STD_FLOOR),
+                    *_SCALE_LIMITS)
+    matrix = _FROM_YCC @ np.diag(scale) @ _TO_YCC
+    offset = _FROM_YCC @ (target[0] - scale * source[0])
+    return matrix.astype(np.float32), offset.astype(np.float32)
+
+
+def _apply(frame: np.ndarray, matrix: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    out = frame.reshape(-1, 3).astype(np.float32) @ matrix.T
+    out += offset + 0.5
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8).reshape(frame.shape)
