@@ -339,3 +339,36 @@ def _image(data: bytes | None):
 
     assert data is not None
     return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def test_reference_images_go_as_multi_image2video_on_kling_v1_6(tmp_path, kling):
+    from stitchcraft.engines.hosted.base import png
+
+    rng = np.random.default_rng(9)
+    pictures = [rng.integers(0, 256, (320 + 20 * i, 400, 3), dtype=np.uint8) for i in range(3)]
+    paths = []
+    for i, picture in enumerate(pictures):
+        paths.append(tmp_path / f"ref{i}.png")
+        paths[-1].write_bytes(png(picture))
+    v16 = engine(kling, model="kling-v1-6")
+    assert KlingEngine.capabilities_for(v16.settings).references == 4
+    assert KlingEngine.capabilities_for(engine(kling).settings).references == 0  # v2.5 turbo
+    take = only(list(v16.generate(request(tmp_path, references=paths))))
+    assert not isinstance(take, TakeFailure), take
+    [job] = kling.jobs.values()
+    assert kling.kinds[job.id] == "multi-image2video"
+    assert job.params["model_name"] == "kling-v1-6" and job.params["aspect_ratio"] == "16:9"
+    assert len(job.params["image_list"]) == 3
+    for sent, path, picture in zip(job.references, paths, pictures, strict=True):
+        assert sent == path.read_bytes()  # at least 300 px a side: sent as they are
+        np.testing.assert_array_equal(np.asarray(_image(sent)), picture)
+
+    # References and a first frame do not go together; other models take none.
+    first = rng.integers(0, 256, (1, 360, 640, 3), dtype=np.uint8)
+    chained = only(list(v16.generate(request(tmp_path / "chained", condition=first,
+                                             references=paths))))
+    assert isinstance(chained, TakeFailure) and "not both" in chained.reason
+    other = only(list(engine(kling, model="kling-v2-1-master").generate(
+        request(tmp_path / "other", references=paths))))
+    assert isinstance(other, TakeFailure) and "kling-v1-6" in other.reason
+    assert kling.submissions == 1

@@ -406,3 +406,18 @@ def test_storyboard_validation_names_the_bad_input(write_storyboard: Any, tmp_pa
                           env={**os.environ, "STITCHCRAFT_DEBUG": "1"})
     assert done.returncode != 0
     assert "audio" in done.stderr + done.stdout and "Traceback" not in done.stderr
+
+
+def test_video_models_take_no_references_and_refuse_them(make_service: Any, key: str,
+                                                         tmp_path: Path) -> None:
+    """runwayml 5.24: none of gen4.5, gen4_turbo, veo3.x takes reference images (only
+    text_to_image does, through runway-image)."""
+    service = make_service()
+    for model in ("gen4.5", "gen4_turbo", "veo3.1"):
+        assert RunwayEngine.capabilities_for(RunwaySettings(model=model)).references == 0
+    engine = engine_for(service)
+    job = Job(prompt="a harbour", negative_prompt=None, seconds=5.0, aspect="1280:720",
+              references=[b"\x89PNG..."], model="gen4.5")
+    with pytest.raises(Refused, match="runway-image"):
+        engine.request_body(job)
+    assert service.submissions == 0

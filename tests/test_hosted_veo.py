@@ -264,6 +264,27 @@ def test_reference_image_asks_eight_seconds(service: VeoService, tmp_path: Path)
     assert sent["parameters"]["durationSeconds"] == 8
 
 
+def test_three_reference_images_reach_reference_images_in_order(service: VeoService,
+                                                               tmp_path: Path):
+    paths = []
+    for seed in (3, 4, 5):
+        paths.append(tmp_path / f"ref{seed}.png")
+        paths[-1].write_bytes(png(frame(seed)))
+    engine = engine_for(service)
+    assert VeoEngine.capabilities_for(engine.settings).references == 3
+    made = make(engine, tmp_path / "jobs", references=paths)
+    assert isinstance(made[1], Take)
+    [sent] = service.received
+    refs = sent["instances"][0]["referenceImages"]
+    assert [ref["referenceType"] for ref in refs] == ["asset"] * 3
+    for ref, path, seed in zip(refs, paths, (3, 4, 5), strict=True):
+        assert base64.b64decode(ref["image"]["bytesBase64Encoded"]) == path.read_bytes()
+        assert np.array_equal(decoded(ref["image"]), frame(seed))
+    # The Fast model takes none (a strict reading of the docs): its limit is 0.
+    assert VeoEngine.capabilities_for(VeoEngine.settings_for(
+        {"model": "veo-3.1-fast-generate-preview"})).references == 0
+
+
 def test_model_without_last_frame_refuses_before_submitting(service: VeoService, tmp_path: Path):
     made = make(engine_for(service, model="veo-3.0-fast-generate-001"), tmp_path / "jobs",
                 condition_frames=frame(1)[None], last_frame=frame(2))

@@ -43,12 +43,20 @@ BUILTIN_ENGINES = {
     "wan": "stitchcraft.engines.diffusion:WanEngine",
     "svd": "stitchcraft.engines.diffusion:StableVideoDiffusionEngine",
     "cogvideox": "stitchcraft.engines.diffusion:CogVideoXEngine",
+    "flux": "stitchcraft.engines.diffusion:FluxEngine",
+    "sdxl": "stitchcraft.engines.diffusion:SDXLEngine",
+    "sd3": "stitchcraft.engines.diffusion:SD3Engine",
     "veo": "stitchcraft.engines.hosted.veo:VeoEngine",
     "runway": "stitchcraft.engines.hosted.runway:RunwayEngine",
     "luma": "stitchcraft.engines.hosted.luma:LumaEngine",
     "kling": "stitchcraft.engines.hosted.kling:KlingEngine",
     "fal": "stitchcraft.engines.hosted.fal:FalEngine",
     "replicate": "stitchcraft.engines.hosted.replicate:ReplicateEngine",
+    "imagen": "stitchcraft.engines.hosted.imagen:ImagenEngine",
+    "runway-image": "stitchcraft.engines.hosted.runway_image:RunwayImageEngine",
+    "luma-image": "stitchcraft.engines.hosted.luma_image:LumaImageEngine",
+    "fal-image": "stitchcraft.engines.hosted.fal_image:FalImageEngine",
+    "replicate-image": "stitchcraft.engines.hosted.replicate_image:ReplicateImageEngine",
 }
 
 # The engine that serves a shot kind when the storyboard names none.

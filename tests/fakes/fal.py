@@ -15,6 +15,13 @@ What it reproduces:
 - ``PUT .../requests/{id}/cancel``: 202 ``CANCELLATION_REQUESTED``, or 400
   ``ALREADY_COMPLETED``.
 - Images as data URIs (fal accepts them wherever it takes a file URL).
+- Image apps (FLUX schnell, dev): ``image_size`` an enum name or ``{width, height}``
+  (1..14142), ``seed``, ``num_images`` 1-4, ``num_inference_steps``,
+  ``enable_safety_checker``, ``output_format`` jpeg|png (jpeg by default); the result is
+  ``{images: [{url, width, height, content_type}], seed, has_nsfw_concepts, timings,
+  prompt}``. A flagged image (the Nth request in ``flagged_seeds``, or a prompt holding
+  REFUSED_AFTER_RUN) comes back *completed*, black, with ``has_nsfw_concepts: [true]``
+  while the safety checker is on, as fal's FLUX apps do.
 - Result URLs are stable for the request and stop serving after `url_ttl`.
 - 429 with Retry-After.
 """
@@ -55,6 +62,23 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "defaults": {"num_frames": 81, "frames_per_second": 16},
     },
 }
+SIZE = "image_size"
+SIZE_NAMES = {"square_hd": (1024, 1024), "square": (512, 512), "portrait_4_3": (768, 1024),
+              "portrait_16_9": (576, 1024), "landscape_4_3": (1024, 768),
+              "landscape_16_9": (1024, 576)}
+IMAGE_COMMON = {"prompt": str, "image_size": SIZE, "seed": int, "num_images": range(1, 5),
+                "enable_safety_checker": bool, "output_format": ("jpeg", "png"),
+                "sync_mode": bool, "acceleration": ("none", "regular", "high")}
+IMAGE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "fal-ai/flux/schnell": {"required": ("prompt",), "kind": "image",
+                            "fields": {**IMAGE_COMMON, "num_inference_steps": range(1, 13)},
+                            "defaults": {"image_size": "landscape_4_3"}},
+    "fal-ai/flux/dev": {"required": ("prompt",), "kind": "image",
+                        "fields": {**IMAGE_COMMON, "num_inference_steps": range(1, 51),
+                                   "guidance_scale": (1.0, 20.0)},
+                        "defaults": {"image_size": "landscape_4_3"}},
+}
+SCHEMAS.update(IMAGE_SCHEMAS)
 GENERIC = {"required": ("prompt",), "fields": {"prompt": str, "image_url": IMAGE, "duration": str},
            "defaults": {"duration": "5"}}
 
@@ -138,6 +162,8 @@ class FakeFal(FakeService):
             raise _invalid("prompt", "The prompt was flagged by the content checker",
                            "content_policy_violation")
         values = {**schema["defaults"], **inputs}
+        if schema.get("kind") == "image":
+            return self.submit_image(app, inputs, values)
         if "num_frames" in schema["fields"]:
             seconds = values["num_frames"] / values["frames_per_second"]
         else:
@@ -165,6 +191,8 @@ class FakeFal(FakeService):
                 if not isinstance(value, str):
                     raise _invalid(name, "Input should be a valid string", "string_type")
                 images[name] = decode_data_uri(value)
+            elif allowed == SIZE:
+                _image_size(value)
             elif isinstance(allowed, type):
                 if not isinstance(value, allowed) or (allowed is int and isinstance(value, bool)):
                     raise _invalid(name, f"Input should be a valid {allowed.__name__}", "type_error")
@@ -176,6 +204,20 @@ class FakeFal(FakeService):
                     else f"{allowed.start}..{allowed.stop - 1}"
                 raise _invalid(name, f"Input should be {shown}", "enum")
         return images
+
+    def submit_image(self, app: str, inputs: dict[str, Any], values: dict[str, Any]) -> Reply:
+        prompt = str(inputs["prompt"])
+        with self.lock:
+            self.bodies.append(inputs)
+            number = self.submissions + 1
+            job = self.new_job(dict(inputs, _app=app), seconds=0.0, aspect=(1, 1), prompt=prompt,
+                               seed=int(inputs.get("seed", number)))
+            job.kind, job.size = "image", _image_size(values["image_size"])
+            job.image_format = "PNG" if values.get("output_format") == "png" else "JPEG"
+            if job.outcome == "failed" and "moderation" in job.reason \
+                    and values.get("enable_safety_checker", True):
+                job.outcome, job.reason, job.flagged = "succeeded", "", True
+        return Reply.json(200, {"request_id": job.id, **self.addresses(job), "queue_position": 0})
 
     def status(self, job: FakeJob) -> Reply:
         state = self.state(job)
@@ -212,6 +254,12 @@ class FakeFal(FakeService):
         with self.lock:
             url = self.outputs.setdefault(job.id, self.result_url(job))
         assert job.video is not None
+        if job.kind == "image":
+            kind = "image/png" if job.image_format == "PNG" else "image/jpeg"
+            return Reply.json(200, {"images": [{"url": url, "width": job.size[0],
+                                                "height": job.size[1], "content_type": kind}],
+                                    "seed": job.seed, "has_nsfw_concepts": [job.flagged],
+                                    "timings": {"inference": 0.1}, "prompt": job.params["prompt"]})
         return Reply.json(200, {"video": {"url": url, "content_type": "video/mp4",
                                           "file_name": "output.mp4",
                                           "file_size": job.video.stat().st_size},
@@ -224,6 +272,18 @@ class FakeFal(FakeService):
                 job.cancelled = True
                 return Reply.json(202, {"status": "CANCELLATION_REQUESTED"})
         return Reply.json(400, {"status": "ALREADY_COMPLETED"})
+
+
+def _image_size(value: Any) -> tuple[int, int]:
+    """The (width, height) an ``image_size`` names (an enum name or {width, height})."""
+    if isinstance(value, str) and value in SIZE_NAMES:
+        return SIZE_NAMES[value]
+    if isinstance(value, dict) and set(value) == {"width", "height"} and all(
+            isinstance(value[k], int) and not isinstance(value[k], bool) and 1 <= value[k] <= 14142
+            for k in ("width", "height")):
+        return value["width"], value["height"]
+    raise _invalid("image_size", "Input should be one of the size names or {width, height} "
+                                 "from 1 to 14142", "union_tag_invalid")
 
 
 def _body(body: bytes) -> dict[str, Any]:

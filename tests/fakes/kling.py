@@ -20,6 +20,11 @@ Info", "Text to Video", "Image to Video").
   aspect 1:2.5 .. 2.5:1; ``image_tail`` only where the capability map allows it.
 - Moderation: a prompt holding REFUSED_AT_SUBMIT gets 1301 at once; the Nth submission
   (``flagged_seeds``, from 1) or a prompt holding REFUSED_AFTER_RUN fails after running.
+- ``POST /v1/videos/multi-image2video`` (Kling's "Multi-Image to Video"): ``model_name``
+  kling-v1-6 only, ``image_list`` of 1 to 4 ``{image}`` (each checked as ``image`` is),
+  ``prompt`` required, ``negative_prompt``, ``mode``, ``duration``, ``aspect_ratio``,
+  ``callback_url``, ``external_task_id``; no ``image``/``image_tail``/``cfg_scale``.
+  The images received are kept on the job (``references``).
 - ``parallel``: tasks not yet finished beyond this many make a submission fail with
   1303 (0: no limit).
 """
@@ -45,7 +50,10 @@ CFG_MODELS = {"kling-v1", "kling-v1-5", "kling-v1-6"}
 COMMON = {"model_name", "prompt", "negative_prompt", "cfg_scale", "mode", "camera_control",
           "duration", "callback_url", "external_task_id", "watermark_info", "sound"}
 FIELDS = {"text2video": COMMON | {"aspect_ratio"},
-          "image2video": COMMON | {"image", "image_tail", "static_mask", "dynamic_masks"}}
+          "image2video": COMMON | {"image", "image_tail", "static_mask", "dynamic_masks"},
+          "multi-image2video": {"model_name", "image_list", "prompt", "negative_prompt", "mode",
+                                "duration", "aspect_ratio", "callback_url", "external_task_id"}}
+MULTI_MODELS = {"kling-v1-6"}
 STATUS = {0: 200, 1000: 401, 1001: 401, 1002: 401, 1003: 401, 1004: 401, 1100: 429,
           1101: 429, 1102: 429, 1103: 403, 1200: 400, 1201: 400, 1202: 404, 1203: 404,
           1300: 400, 1301: 400, 1302: 429, 1303: 429, 1304: 429, 5000: 500, 5001: 503,
@@ -197,7 +205,22 @@ class FakeKling(FakeService):
             if text in params and (not isinstance(params[text], str) or len(params[text]) > 2500):
                 raise Invalid(1201, f"{text} must be a string of at most 2500 characters")
         first = last = None
-        if kind == "text2video":
+        references: list[bytes] = []
+        if kind == "multi-image2video":
+            if model not in MULTI_MODELS:
+                raise Invalid(1201, f"{model} does not support multi-image2video")
+            images = params.get("image_list")
+            if not isinstance(images, list) or not 1 <= len(images) <= 4 or not all(
+                    isinstance(item, dict) and set(item) == {"image"} for item in images):
+                raise Invalid(1201, "image_list must hold 1 to 4 {image} objects")
+            references = [self.image(item, "image") or b"" for item in images]
+            aspect = params.get("aspect_ratio", "16:9")
+            if aspect not in ("16:9", "9:16", "1:1"):
+                raise Invalid(1201, "aspect_ratio must be 16:9, 9:16 or 1:1")
+            size = tuple(int(x) for x in aspect.split(":"))
+            if not params.get("prompt"):
+                raise Invalid(1201, "prompt must not be empty")
+        elif kind == "text2video":
             aspect = params.get("aspect_ratio", "16:9")
             if aspect not in ("16:9", "9:16", "1:1"):
                 raise Invalid(1201, "aspect_ratio must be 16:9, 9:16 or 1:1")
@@ -226,6 +249,7 @@ class FakeKling(FakeService):
             self.bodies.append(params)
             job = self.new_job(params, seconds=float(duration), aspect=size, prompt=prompt,
                                first_frame=first, last_frame=last, seed=self.submissions + 1)
+            job.references = references
             self.kinds[job.id] = kind
         return self.answer(0, "SUCCEED", {"task_id": job.id, "task_status": "submitted",
                                           "task_info": {}, "created_at": int(time.time() * 1000),

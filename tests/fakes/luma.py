@@ -17,6 +17,13 @@
   dreaming; a prompt holding REFUSED_AT_SUBMIT is refused at once (400), one holding
   REFUSED_AFTER_RUN fails after dreaming.
 
+- ``POST /generations/image`` (``lumaai`` ``generations.image.create``) for photon-1 and
+  photon-flash-1: ``prompt`` (required), ``aspect_ratio``, ``format`` jpg/png,
+  ``image_ref`` (up to 4 ``{url, weight?}``), ``style_ref`` (1), ``character_ref``
+  (``{identity0: {images: [up to 4 urls]}}``), each address fetched as Luma would;
+  no seed, no negative prompt (unknown keys, 400). A completed image generation holds
+  ``assets.image`` (a JPEG unless png was asked), sized by the aspect ratio.
+
 `FakeImageHost` is the user's image host: PUT (with a Bearer token) stores an image,
 GET serves it publicly.
 """
@@ -37,6 +44,10 @@ MODELS = ("ray-2", "ray-flash-2", "ray-1-6")
 ASPECTS = ("1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21")
 DURATIONS = {"5s": 5.0, "9s": 9.0}
 RESOLUTIONS = ("540p", "720p", "1080p", "4k")
+IMAGE_MODELS = ("photon-1", "photon-flash-1")
+IMAGE_FIELDS = {"model", "prompt", "aspect_ratio", "callback_url", "character_ref", "format",
+                "generation_type", "image_ref", "modify_image_ref", "style_ref", "sync",
+                "sync_timeout"}
 FIELDS = {"model", "prompt", "aspect_ratio", "duration", "resolution", "loop", "keyframes",
           "callback_url", "concepts", "generation_type"}
 
@@ -94,6 +105,8 @@ class FakeLuma(FakeService):
             return Reply.json(401, {"detail": "Invalid API key provided"})
         if method == "POST" and path in ("/generations", "/generations/video"):
             return self.create(body)
+        if method == "POST" and path == "/generations/image":
+            return self.create_image(body)
         if path.startswith("/generations/") and path.count("/") == 2:
             job_id = path.rsplit("/", 1)[-1]
             job = self.jobs.get(job_id)
@@ -149,6 +162,61 @@ class FakeLuma(FakeService):
                                last_frame=images.get("frame1"), seed=number)
         return Reply.json(201, self.generation(job))
 
+    def create_image(self, body: bytes) -> Reply:
+        try:
+            params = json.loads(body)
+        except ValueError:
+            raise BadRequest("body is not JSON") from None
+        if not isinstance(params, dict):
+            raise BadRequest("body must be a JSON object")
+        unknown = sorted(set(params) - IMAGE_FIELDS)
+        if unknown:
+            raise BadRequest(f"unknown fields: {', '.join(unknown)}")
+        if params.get("model") not in IMAGE_MODELS:
+            raise BadRequest(f"model must be one of {', '.join(IMAGE_MODELS)}")
+        aspect = params.get("aspect_ratio", "16:9")
+        if aspect not in ASPECTS:
+            raise BadRequest(f"aspect_ratio must be one of {', '.join(ASPECTS)}")
+        if params.get("format", "jpg") not in ("jpg", "png"):
+            raise BadRequest("format must be jpg or png")
+        prompt = params.get("prompt")
+        if not isinstance(prompt, str) or not prompt:
+            raise BadRequest("prompt is required")
+        references = self.image_refs(params)
+        if REFUSED_AT_SUBMIT in prompt:
+            return Reply.json(400, {"detail": "Prompt not allowed because advanced moderation failed"})
+        with self.lock:
+            self.bodies.append(params)
+            job = self.new_job(params, seconds=0.0, aspect=parse_aspect(aspect), prompt=prompt,
+                               seed=self.submissions + 1)
+            job.kind, job.references = "image", references
+            job.image_format = "PNG" if params.get("format") == "png" else "JPEG"
+        return Reply.json(201, self.generation(job))
+
+    def image_refs(self, params: dict[str, Any]) -> list[bytes]:
+        """The images of ``image_ref``, ``style_ref`` and ``character_ref``, fetched."""
+        found: list[bytes] = []
+        for name, most in (("image_ref", 4), ("style_ref", 1)):
+            refs = params.get(name)
+            if refs is None:
+                continue
+            if not isinstance(refs, list) or not 1 <= len(refs) <= most:
+                raise BadRequest(f"{name} takes 1 to {most} images")
+            for i, ref in enumerate(refs):
+                if not isinstance(ref, dict) or set(ref) - {"url", "weight"} or "url" not in ref:
+                    raise BadRequest(f"{name}[{i}] must be {{url, weight?}}")
+                found.append(self.fetch_image(f"{name}[{i}]", ref["url"]))
+        character = params.get("character_ref")
+        if character is not None:
+            images = character.get("identity0", {}).get("images") if isinstance(character, dict) \
+                and set(character) == {"identity0"} and isinstance(character["identity0"], dict) \
+                else None
+            if not isinstance(images, list) or not 1 <= len(images) <= 4:
+                raise BadRequest("character_ref must be {identity0: {images: [1 to 4 urls]}}")
+            found += [self.fetch_image(f"character_ref.identity0.images[{i}]", url)
+                      for i, url in enumerate(images)]
+        return found
+
     def keyframe(self, name: str, frame: Any) -> bytes | None:
         """The image a keyframe names, fetched as Luma would (None for a generation)."""
         if not isinstance(frame, dict) or frame.get("type") not in ("image", "generation"):
@@ -158,17 +226,20 @@ class FakeLuma(FakeService):
             if ref is None or self.state(ref) != "succeeded":
                 raise BadRequest(f"keyframes.{name}: no completed generation {frame.get('id')}")
             return None
-        url = frame.get("url")
+        return self.fetch_image(f"keyframes.{name}", frame.get("url"))
+
+    def fetch_image(self, name: str, url: Any) -> bytes:
+        """The image at `url`, fetched as Luma's servers would."""
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise BadRequest(f"keyframes.{name}.url must be an image URL Luma can fetch "
+            raise BadRequest(f"{name}.url must be an image URL Luma can fetch "
                              "(data URIs and uploads are not accepted)")
         try:
             response = httpx.get(url, timeout=5.0)
         except httpx.HTTPError:
-            raise BadRequest(f"keyframes.{name}: could not fetch {url}") from None
+            raise BadRequest(f"{name}: could not fetch {url}") from None
         image = response.content
         if response.status_code != 200 or not (image.startswith(b"\x89PNG") or image.startswith(b"\xff\xd8")):
-            raise BadRequest(f"keyframes.{name}: {url} did not serve an image (HTTP {response.status_code})")
+            raise BadRequest(f"{name}: {url} did not serve an image (HTTP {response.status_code})")
         return image
 
     def generation(self, job: FakeJob) -> dict[str, Any]:
@@ -178,12 +249,15 @@ class FakeLuma(FakeService):
         age = time.monotonic() - job.created
         created = datetime.fromtimestamp(time.time() - age, UTC).isoformat()
         return {
-            "id": job.id, "generation_type": "video", "state": named, "created_at": created,
+            "id": job.id, "state": named, "created_at": created,
             "failure_reason": job.reason if named == "failed" else None,
             "model": job.params.get("model"),
-            "assets": {"video": self.result_url(job), "image": None, "progress_video": None}
+            "assets": ({"video": None, "image": self.result_url(job), "progress_video": None}
+                       if job.kind == "image" else
+                       {"video": self.result_url(job), "image": None, "progress_video": None})
             if named == "completed" else None,
-            "request": {"generation_type": "video", **job.params},
+            "generation_type": job.kind,
+            "request": {"generation_type": job.kind, **job.params},
         }
 
     def new_id(self) -> str:

@@ -15,6 +15,10 @@ What it reproduces:
 - Images as data URIs or uploaded-file URLs; anything else is a 422.
 - Outputs are deleted `url_ttl` seconds after the prediction ends: the URL answers 403
   and the prediction shows ``output: null`` with ``data_removed: true``.
+- Image models (FLUX schnell, dev): ``aspect_ratio``, ``seed``, ``num_outputs`` 1-4,
+  ``output_format`` webp (the default) | jpg | png, ...; ``output`` is a *list* of
+  image URIs at the ratio's 1-megapixel size times `image_scale`; a flagged image
+  fails the prediction ("NSFW content detected ...").
 - 429 with ``{"detail": "Request was throttled. Your rate limit resets in ~Ns."}`` and
   no Retry-After header (the docs show none).
 """
@@ -66,6 +70,22 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "defaults": {"num_frames": 81, "frames_per_second": 16},
     },
 }
+FLUX_SIZES = {"1:1": (1024, 1024), "16:9": (1344, 768), "21:9": (1536, 640), "3:2": (1216, 832),
+              "2:3": (832, 1216), "4:5": (896, 1088), "5:4": (1088, 896), "3:4": (896, 1152),
+              "4:3": (1152, 896), "9:16": (768, 1344), "9:21": (640, 1536)}
+FLUX_FIELDS = {"prompt": str, "aspect_ratio": tuple(FLUX_SIZES), "seed": int,
+               "num_outputs": range(1, 5), "output_format": ("webp", "jpg", "png"),
+               "output_quality": range(0, 101), "disable_safety_checker": bool, "go_fast": bool,
+               "megapixels": ("1", "0.25")}
+SCHEMAS["black-forest-labs/flux-schnell"] = {
+    "required": ("prompt",), "kind": "image",
+    "fields": {**FLUX_FIELDS, "num_inference_steps": range(1, 5)},
+    "defaults": {"aspect_ratio": "1:1", "output_format": "webp", "num_outputs": 1}}
+SCHEMAS["black-forest-labs/flux-dev"] = {
+    "required": ("prompt",), "kind": "image",
+    "fields": {**FLUX_FIELDS, "num_inference_steps": range(1, 51), "guidance": range(0, 11)},
+    "defaults": {"aspect_ratio": "1:1", "output_format": "webp", "num_outputs": 1}}
+NSFW = "NSFW content detected. Try running it again, or try a different prompt."
 GENERIC = {"required": ("prompt",), "fields": {"prompt": str, "image": IMAGE, "duration": int},
            "defaults": {"duration": 5}}
 
@@ -90,8 +110,9 @@ class FakeReplicate(FakeService):
     name = "replicate"
 
     def __init__(self, *args: Any, versions: dict[str, str] | None = None,
-                 generic_models: tuple[str, ...] = (), **kwargs: Any):
+                 generic_models: tuple[str, ...] = (), image_scale: float = 0.25, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self.image_scale = image_scale
         self.versions = dict(versions or {})
         self.generic_models = generic_models
         self.files: dict[str, bytes] = {}
@@ -167,6 +188,8 @@ class FakeReplicate(FakeService):
         if isinstance(prompt, str) and REFUSED_AT_SUBMIT in prompt:
             raise BadRequest("- input.prompt: the prompt was flagged as sensitive (E005)")
         values = {**schema["defaults"], **inputs}
+        if schema.get("kind") == "image":
+            return self.create_image(model, version, request, inputs, values)
         if "num_frames" in schema["fields"]:
             seconds = values["num_frames"] / values["frames_per_second"]
         else:
@@ -181,6 +204,22 @@ class FakeReplicate(FakeService):
                                last_frame=last, seed=int(inputs.get("seed", number)))
             if job.outcome == "failed" and "moderation" in job.reason:
                 job.reason = MODERATION
+        return Reply.json(201, self.prediction(job))
+
+    def create_image(self, model: str, version: str, request: dict[str, Any],
+                     inputs: dict[str, Any], values: dict[str, Any]) -> Reply:
+        width, height = FLUX_SIZES[values["aspect_ratio"]]
+        with self.lock:
+            self.bodies.append(request)
+            number = self.submissions + 1
+            job = self.new_job(dict(inputs, _model=model, _version=version), seconds=0.0,
+                               aspect=(1, 1), prompt=str(inputs["prompt"]),
+                               seed=int(inputs.get("seed", number)))
+            job.kind = "image"
+            job.size = (round(width * self.image_scale), round(height * self.image_scale))
+            job.image_format = {"webp": "WEBP", "jpg": "JPEG", "png": "PNG"}[values["output_format"]]
+            if job.outcome == "failed" and "moderation" in job.reason:
+                job.reason = NSFW
         return Reply.json(201, self.prediction(job))
 
     def validate(self, model: str, schema: dict[str, Any], inputs: dict[str, Any]) -> dict[str, bytes]:
@@ -239,6 +278,8 @@ class FakeReplicate(FakeService):
             output = None if removed else url
         inputs = {k: v for k, v in job.params.items() if not k.startswith("_")}
         base = f"{self.base_url}/v1/predictions/{job.id}"
+        if output is not None and job.kind == "image":
+            output = [output]  # image models answer a list of files
         return {"id": job.id, "model": job.params["_model"], "version": job.params["_version"],
                 "input": inputs, "logs": "", "output": output, "data_removed": removed,
                 "error": job.reason if state == "failed" else None, "status": names[state],

@@ -15,6 +15,13 @@ What it reproduces:
   moderation word, ``SAFETY.OUTPUT.VIDEO`` for a flagged seed, ``INTERNAL.BAD_OUTPUT``
   for `fail_every`), CANCELLED; ``DELETE`` cancels a running task (204) and deletes a
   finished one (later 404).
+- ``POST /v1/text_to_image`` for gen4_image and gen4_image_turbo: ``promptText``
+  (required), ``ratio`` (the resolutions of ``runwayml``'s types), ``seed``,
+  ``contentModeration``, ``referenceImages`` (up to three ``{uri, tag}``, required 1-3
+  for the turbo model; a data URI up to 5 MB; a tag of 3-16 letters, digits or
+  underscores starting with a letter; no two alike); the image is served at the
+  ratio's resolution times `image_scale`, its task polled like a video's. The video
+  endpoints take no reference field (an unknown key, 400).
 - 429 with Retry-After every `rate_limit`-th request (the shared service); injected
   statuses (`fail_next`) and a dropped connection after a POST was accepted
   (`drop_next_post`); the first address of each video already expired
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import uuid
 from collections import Counter
@@ -78,6 +86,14 @@ ACCEPTS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+IMAGE_RATIOS = ("1024:1024", "1080:1080", "1168:880", "1360:768", "1440:1080", "1080:1440",
+                "1808:768", "1920:1080", "1080:1920", "2112:912", "1280:720", "720:1280",
+                "720:720", "960:720", "720:960", "1680:720")
+# model -> (fewest, most) reference images.
+IMAGE_MODELS = {"gen4_image": (0, 3), "gen4_image_turbo": (1, 3)}
+TAG = re.compile(r"[A-Za-z][A-Za-z0-9_]{2,15}")
+
+
 class RunwayService(FakeService):
     """Runway's task API over real HTTP (see the module docstring).
 
@@ -90,9 +106,11 @@ class RunwayService(FakeService):
 
     name = "runway"
 
-    def __init__(self, root: Path, *, expire_first_url: bool = False, **kwargs: Any):
+    def __init__(self, root: Path, *, expire_first_url: bool = False, image_scale: float = 0.25,
+                 **kwargs: Any):
         kwargs.setdefault("keys", ("rw-test-key-0123456789abcdef",))
         super().__init__(root, **kwargs)
+        self.image_scale = image_scale
         self.expire_first_url = expire_first_url
         self.bodies: list[tuple[str, dict[str, Any]]] = []
         self.deletes: list[str] = []
@@ -132,9 +150,11 @@ class RunwayService(FakeService):
             injected = queue.pop(0) if queue else None
         if injected is not None:
             return Reply.json(injected, {"error": f"injected {injected}"})
-        if path in ("/v1/image_to_video", "/v1/text_to_video"):
+        if path in ("/v1/image_to_video", "/v1/text_to_video", "/v1/text_to_image"):
             if method != "POST":
                 return Reply.json(405, {"error": "Method not allowed"})
+            if path == "/v1/text_to_image":
+                return self.create_image(headers, body)
             return self.create(path.rsplit("/", 1)[-1], headers, body)
         if path.startswith("/v1/tasks/"):
             task_id = path.removeprefix("/v1/tasks/")
@@ -212,6 +232,67 @@ class RunwayService(FakeService):
             return Reply(0, drop=True)
         return Reply.json(200, {"id": job.id,
                                 "estimatedCost": {"credits": accepts["credits"] * duration}})
+
+    def create_image(self, headers: dict[str, str], body: bytes) -> Reply:
+        """``POST /v1/text_to_image``, checked as `runwayml`'s request types say."""
+        if not headers.get("content-type", "").startswith("application/json"):
+            raise BadRequest("Content-Type must be application/json")
+        try:
+            params = json.loads(body)
+        except ValueError:
+            raise BadRequest("the body is not valid JSON") from None
+        if not isinstance(params, dict):
+            raise BadRequest("the body must be a JSON object")
+        model = params.get("model")
+        if model not in IMAGE_MODELS:
+            raise BadRequest(f"model: Invalid enum value for text_to_image: {model!r}")
+        allowed = {"model", "promptText", "ratio", "seed", "referenceImages", "contentModeration"}
+        unknown = sorted(set(params) - allowed)
+        if unknown:
+            raise BadRequest(f"Unrecognized key(s) in object: {', '.join(map(repr, unknown))}")
+        prompt = params.get("promptText")
+        if not isinstance(prompt, str) or not prompt or len(prompt.encode("utf-16-le")) // 2 > 1000:
+            raise BadRequest("promptText: Required (a non-empty string of at most 1000 characters)")
+        if params.get("ratio") not in IMAGE_RATIOS:
+            raise BadRequest(f"ratio: Invalid enum value {params.get('ratio')!r} for {model}")
+        seed = params.get("seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 32:
+            raise BadRequest("seed must be an integer from 0 to 4294967295")
+        references = self.references(params.get("referenceImages", []), *IMAGE_MODELS[model])
+        if REFUSED_AT_SUBMIT in prompt:
+            raise BadRequest("promptText: Invalid input")
+        width, height = parse_aspect(params["ratio"])
+        job = self.new_job(params, seconds=0.0, aspect=(16, 9), prompt=prompt, seed=seed)
+        job.kind, job.references = "image", references
+        job.size = (round(width * self.image_scale), round(height * self.image_scale))
+        if prompt and REFUSED_AFTER_RUN in prompt:
+            job.outcome, job.reason = "failed", "SAFETY.INPUT.TEXT"
+        elif seed in self.flagged_seeds:
+            job.outcome, job.reason = "failed", "SAFETY.OUTPUT.IMAGE"
+        with self.lock:
+            self.bodies.append(("text_to_image", params))
+            self._created[job.id] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        return Reply.json(200, {"id": job.id})
+
+    def references(self, value: Any, fewest: int, most: int) -> list[bytes]:
+        """The decoded ``referenceImages``."""
+        if not isinstance(value, list) or not fewest <= len(value) <= most:
+            raise BadRequest(f"referenceImages: an array of {fewest} to {most} images")
+        found: list[bytes] = []
+        tags: set[str] = set()
+        for item in value:
+            if not isinstance(item, dict) or not isinstance(item.get("uri"), str) \
+                    or set(item) - {"uri", "tag"}:
+                raise BadRequest("referenceImages: each entry is {uri, tag?}")
+            if len(item["uri"]) > 5 * 1024 * 1024:
+                raise BadRequest("referenceImages.uri: a data URI may be at most 5MB")
+            tag = item.get("tag")
+            if tag is not None and (not isinstance(tag, str) or not TAG.fullmatch(tag) or tag in tags):
+                raise BadRequest("referenceImages.tag: 3-16 letters, digits or underscores, "
+                                 "starting with a letter, no two alike")
+            tags.add(str(tag))
+            found.append(decode_data_uri(item["uri"]))
+        return found
 
     def images(self, value: Any, endpoint: str, accepts: dict[str, Any]) -> tuple[bytes | None,
                                                                                    bytes | None]:

@@ -58,7 +58,12 @@ class FakeJob:
         last_frame: Bytes of a frame it should end on, if any.
         outcome: ``succeeded``, or ``failed`` with `reason` (moderation after running).
         cancelled: Cancelled by the client.
-        video: The finished file, once made.
+        video: The finished file, once made (for an image job, the image).
+        kind: ``video``, or ``image`` for an image job (`make_image`).
+        image_format: PIL's name of the format an image job is served in.
+        references: The reference images the job was given, as received.
+        flagged: An image job whose result the provider's safety checker blacks out
+            (returned, not failed: fal's way).
     """
 
     id: str
@@ -73,6 +78,10 @@ class FakeJob:
     cancelled: bool = False
     video: Path | None = None
     seed: int = 0
+    kind: str = "video"
+    image_format: str = "PNG"
+    references: list[bytes] = field(default_factory=list)
+    flagged: bool = False
 
 
 class FakeService:
@@ -110,6 +119,7 @@ class FakeService:
         self.fail_every = fail_every
         self.fps, self.height = fps, height
         self.flagged_seeds = set(flagged_seeds)
+        self.image_block = 8  # pixels per colour block of an image job's picture
         self.jobs: dict[str, FakeJob] = {}
         self.submissions = 0
         self.requests: list[tuple[str, str]] = []
@@ -159,7 +169,8 @@ class FakeService:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        server = self._server  # polled often, so that `stop` returns at once
+        threading.Thread(target=lambda: server.serve_forever(poll_interval=0.02), daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -260,9 +271,32 @@ class FakeService:
             self.make_video(job)
         return job.outcome
 
+    def make_image(self, job: FakeJob) -> Path:
+        """An image job's picture at `job.size`: blocks of `image_block` pixels, each a
+        colour drawn from the seed (so candidates differ and every crop is visible);
+        black when the job is `flagged`."""
+        import numpy as np
+        from PIL import Image
+
+        width, height = job.size
+        rng = np.random.default_rng(job.seed)
+        block = self.image_block
+        colours = rng.integers(0, 256, (-(-height // block), -(-width // block), 3), dtype=np.uint8)
+        picture = np.repeat(np.repeat(colours, block, axis=0), block, axis=1)[:height, :width]
+        if job.flagged:
+            picture = np.zeros_like(picture)
+        suffix = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}[job.image_format]
+        path = self.root / f"{job.id}.{suffix}"
+        Image.fromarray(np.ascontiguousarray(picture)).save(path, format=job.image_format)
+        job.video = path
+        return path
+
     def make_video(self, job: FakeJob) -> Path:
         """The job's video: testsrc2 whose hue turns with the seed, starting on the
-        first frame when given; 440 Hz tone; native size and rate."""
+        first frame when given; 440 Hz tone; native size and rate. An image job gets
+        its picture instead (`make_image`)."""
+        if job.kind == "image":
+            return self.make_image(job)
         width, height = job.size
         path = self.root / f"{job.id}.mp4"
         args: list[str] = []
@@ -286,6 +320,11 @@ class FakeService:
 
     # -- result addresses ----------------------------------------------------------------
 
+    def served(self, job: FakeJob) -> bytes:
+        """The bytes the job's result address serves (its video, or its image)."""
+        assert job.video is not None
+        return job.video.read_bytes()
+
     def result_url(self, job: FakeJob) -> str:
         """A signed address that serves the job's video for `url_ttl` seconds."""
         expires = time.time() + self.url_ttl
@@ -308,7 +347,9 @@ class FakeService:
                               b"</Message></Error>")
         with self.lock:
             self.downloads += 1
-        return Reply(200, job.video.read_bytes(), {"Content-Type": "video/mp4"})
+        kind = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp"}.get(
+            job.video.suffix, "video/mp4")
+        return Reply(200, job.video.read_bytes(), {"Content-Type": kind})
 
 
 class BadRequest(Exception):

@@ -129,6 +129,8 @@ class Job:
         model: The provider's model name.
         input: Model-specific fields from the settings, passed through.
         bill: What it is billed (`HostedEngine.bill`), for the manifest.
+        size: (width, height) of the picture wanted, for an image job (`images`);
+            None for a video, whose size follows `aspect`.
     """
 
     prompt: str | None
@@ -142,6 +144,7 @@ class Job:
     model: str = ""
     input: dict[str, Any] = field(default_factory=dict)
     bill: Bill | None = None
+    size: tuple[int, int] | None = None
 
 
 @dataclass
@@ -679,7 +682,8 @@ def job_summary(job: Job) -> dict[str, Any]:
     return {"prompt": job.prompt, "negative_prompt": job.negative_prompt, "seconds": job.seconds,
             "aspect": job.aspect, "seed": job.seed, "model": job.model, "input": job.input,
             "first_frame": digest(job.first_frame), "last_frame": digest(job.last_frame),
-            "references": [digest(r) for r in job.references]}
+            "references": [digest(r) for r in job.references],
+            "size": list(job.size) if job.size is not None else None}
 
 
 def png(frame: np.ndarray) -> bytes:

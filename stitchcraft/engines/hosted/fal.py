@@ -158,16 +158,21 @@ class FalEngine(TableEngine):
             headers={"Authorization": f"Key {self.keys()['FAL_KEY']}"},
             timeout=httpx.Timeout(60.0, connect=15.0), follow_redirects=True))
 
-    def submit(self, job: Job) -> str:
-        import httpx
-
-        spec = self.spec(job.model)
-        payload = spec.build_input(
+    def payload(self, job: Job) -> dict[str, Any]:
+        """The app's input for `job`, under the model's field names."""
+        if job.references:
+            raise Refused(f"{job.model} takes no reference images through stitchcraft")
+        return self.spec(job.model).build_input(
             prompt=job.prompt, negative_prompt=job.negative_prompt, seconds=job.seconds,
             aspect=job.aspect, seed=job.seed,
             first_image=data_uri(job.first_frame) if job.first_frame is not None else None,
             last_image=data_uri(job.last_frame) if job.last_frame is not None else None,
             extra=job.input)
+
+    def submit(self, job: Job) -> str:
+        import httpx
+
+        payload = self.payload(job)
         try:
             response = self.http.post(f"{self.queue}/{job.model}", json=payload)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -230,6 +235,10 @@ class FalEngine(TableEngine):
         if response.status_code >= 400:
             return JobStatus("failed", reason=failure(body.get("detail"), response.headers.get(
                 "x-fal-error-type")) or f"HTTP {response.status_code}")
+        return self.output(body)
+
+    def output(self, body: dict[str, Any]) -> JobStatus:
+        """A completed request's result: where its video is."""
         video = body.get("video")
         if not isinstance(video, dict) and isinstance(body.get("videos"), list) and body["videos"]:
             video = body["videos"][0]

@@ -49,6 +49,11 @@ TOKEN_RENEW = 300  # a token with less left than this is replaced
 MIN_SIDE = 300  # the docs: image dimensions at least 300 px
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MAX_RATIO = 2.5  # the docs: image aspect ratio 1:2.5 to 2.5:1
+MULTI_IMAGES = 4  # multi-image2video: image_list of up to 4
+# What multi-image2video takes besides its images (its docs list no cfg_scale,
+# camera_control nor image_tail).
+MULTI_FIELDS = {"model_name", "image_list", "prompt", "negative_prompt", "mode", "duration",
+                "aspect_ratio", "callback_url", "external_task_id"}
 
 
 class KlingModel:
@@ -61,13 +66,15 @@ class KlingModel:
         durations: Seconds it makes.
         cfg: Takes ``cfg_scale`` (the docs: "kling-v2.x models do not support it").
         prices: USD per second by mode ("" for a model without modes).
+        references: Most reference images it takes, through ``multi-image2video``
+            (documented for kling-v1-6 only; 0 for the others).
     """
 
     def __init__(self, *, text: bool, modes: tuple[str, ...], tail: tuple[str, ...],
                  prices: dict[str, float], durations: tuple[float, ...] = (5.0, 10.0),
-                 cfg: bool = False):
+                 cfg: bool = False, references: int = 0):
         self.text, self.modes, self.tail, self.prices = text, modes, tail, prices
-        self.durations, self.cfg = durations, cfg
+        self.durations, self.cfg, self.references = durations, cfg, references
 
     @property
     def default_mode(self) -> str:
@@ -86,7 +93,7 @@ MODELS: dict[str, KlingModel] = {
     "kling-v1-5": KlingModel(text=False, modes=("std", "pro"), tail=("pro",), cfg=True,
                         prices={"std": 0.056, "pro": 0.098}),
     "kling-v1-6": KlingModel(text=True, modes=("std", "pro"), tail=("pro",), cfg=True,
-                        prices={"std": 0.056, "pro": 0.098}),
+                        prices={"std": 0.056, "pro": 0.098}, references=MULTI_IMAGES),
     "kling-v2-master": KlingModel(text=True, modes=(), tail=(), prices={"": 0.28}),
     "kling-v2-1": KlingModel(text=False, modes=("std", "pro"), tail=("pro",),
                         prices={"std": 0.056, "pro": 0.098}),
@@ -184,7 +191,8 @@ class KlingEngine(HostedEngine):
         if known is None:
             return caps  # an unknown model: the API says what it refuses
         return dataclasses.replace(caps, text_to_video=known.text,
-                                   first_last_frame=cls.mode_for(settings) in known.tail)
+                                   first_last_frame=cls.mode_for(settings) in known.tail,
+                                   references=known.references)
 
     @classmethod
     def tariff(cls, model: str, settings: HostedSettings, seconds: float, *, image: bool,
@@ -230,7 +238,7 @@ class KlingEngine(HostedEngine):
         known = MODELS.get(job.model)
         mode = self.mode_for(self.settings)
         if job.references:
-            raise Refused("Kling's text/image-to-video takes no reference image")
+            return self._submit_references(job, mode)
         if job.last_frame is not None and known is not None and mode not in known.tail:
             raise Refused(f"{job.model} takes a last frame (image_tail) only in mode "
                           f"{' or '.join(known.tail) or 'none'}; set engines.kling.input.mode")
@@ -260,6 +268,41 @@ class KlingEngine(HostedEngine):
         if not task_id:
             raise Transient("Kling answered the submission without a task_id")
         return f"{kind}/{task_id}"  # the poll path needs the kind, and so does a resume
+
+    def _submit_references(self, job: Job, mode: str) -> str:
+        """A take guided by reference images: ``POST /v1/videos/multi-image2video`` with
+        ``image_list`` (up to four, the same raw base64 as a first frame); it takes no
+        first or last frame, and is documented for kling-v1-6 only."""
+        known = MODELS.get(job.model)
+        if known is not None and not known.references:
+            raise Refused(f"{job.model} takes no reference images (Kling's multi-image2video "
+                          "is documented for kling-v1-6)")
+        if job.first_frame is not None or job.last_frame is not None:
+            raise Refused("Kling's multi-image2video takes reference images or a first/last "
+                          "frame, not both (a chained or image shot cannot also carry references)")
+        if len(job.references) > MULTI_IMAGES:
+            raise Refused(f"Kling's multi-image2video takes at most {MULTI_IMAGES} images")
+        if not job.prompt:
+            raise Refused("Kling's multi-image2video needs a prompt")
+        unknown = sorted(set(job.input) - MULTI_FIELDS)
+        if unknown:
+            raise Refused(f"Kling's multi-image2video takes no {', '.join(unknown)} (set in "
+                          "engines.kling.input)")
+        body: dict[str, Any] = {
+            "model_name": job.model, "prompt": job.prompt, "duration": f"{job.seconds:g}",
+            "aspect_ratio": job.aspect,
+            "image_list": [{"image": kling_image(image, f"reference image {number}")}
+                           for number, image in enumerate(job.references, 1)]}
+        if job.negative_prompt:
+            body["negative_prompt"] = job.negative_prompt
+        if mode:
+            body["mode"] = mode
+        body.update({k: v for k, v in job.input.items() if k != "mode"})
+        data = self._call("POST", "/v1/videos/multi-image2video", body, what="submitting the task")
+        task_id = data.get("task_id") if isinstance(data, dict) else None
+        if not task_id:
+            raise Transient("Kling answered the submission without a task_id")
+        return f"multi-image2video/{task_id}"
 
     def status(self, job_id: str) -> JobStatus:
         data = self._call("GET", f"/v1/videos/{job_id}", None, what="polling the task")

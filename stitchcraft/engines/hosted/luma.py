@@ -137,11 +137,12 @@ class LumaEngine(HostedEngine):
     KEY_VARS = ("LUMAAI_API_KEY",)
     SDK = "lumaai"
     DEFAULT_MODEL = "ray-2"
-    DURATIONS = (5.0, 9.0)
+    DURATIONS: ClassVar[tuple[float, ...]] = (5.0, 9.0)
     ASPECTS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "9:21")
     PRICE_PER_SECOND = (PRICES["ray-2"][DEFAULT_RESOLUTION], PRICE_DATE)
     TYPICAL_SECONDS = 120.0
     CAN_CANCEL = True  # DELETE /generations/{id}
+    ASSET: ClassVar[str] = "video"  # the member of a completed generation's assets read
     CAPABILITIES = Capabilities(kinds=frozenset({"prompt", "image"}), text_to_video=True,
                                 image_to_video=True, first_last_frame=True, condition_frames=1)
 
@@ -249,10 +250,11 @@ class LumaEngine(HostedEngine):
                                 lambda: self.client().generations.get(job_id))
         state = generation.state
         if state == "completed":
-            video = generation.assets.video if generation.assets is not None else None
-            if not video:
-                return JobStatus("failed", reason="completed without a video")
-            return JobStatus("succeeded", video=video)
+            found = getattr(generation.assets, self.ASSET, None) if generation.assets is not None \
+                else None
+            if not found:
+                return JobStatus("failed", reason=f"completed without its {self.ASSET}")
+            return JobStatus("succeeded", video=found)
         if state == "failed":
             return JobStatus("failed", reason=generation.failure_reason or "the generation failed")
         if state == "dreaming":

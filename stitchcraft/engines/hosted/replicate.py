@@ -163,13 +163,19 @@ class ReplicateEngine(TableEngine):
                                      base_url=self.hosted.base_url),
             close=lambda sdk: sdk._client.close())
 
-    def submit(self, job: Job) -> str:
-        spec = self.spec(job.model)
+    def payload(self, job: Job) -> dict[str, Any]:
+        """The prediction's input for `job`, under the model's field names."""
+        if job.references:
+            raise Refused(f"{job.model} takes no reference images through stitchcraft")
         first = self._image(job.first_frame) if job.first_frame is not None else None
         last = self._image(job.last_frame) if job.last_frame is not None else None
-        payload = spec.build_input(prompt=job.prompt, negative_prompt=job.negative_prompt,
-                                   seconds=job.seconds, aspect=job.aspect, seed=job.seed,
-                                   first_image=first, last_image=last, extra=job.input)
+        return self.spec(job.model).build_input(
+            prompt=job.prompt, negative_prompt=job.negative_prompt, seconds=job.seconds,
+            aspect=job.aspect, seed=job.seed, first_image=first, last_image=last,
+            extra=job.input)
+
+    def submit(self, job: Job) -> str:
+        payload = self.payload(job)
         version = self.settings.version if isinstance(self.settings, ReplicateSettings) else None
         try:
             if version:

@@ -253,6 +253,11 @@ class RunwayEngine(HostedEngine):
             Refused: the model cannot make this job (checked before anything is sent).
         """
         spec = model_spec(job.model)
+        if job.references:
+            # None of the video models in the table takes reference images (runwayml
+            # 5.24); Runway's references serve keyframes (`runway_image`).
+            raise Refused(f"Runway's {job.model} takes no reference images: make a keyframe "
+                          "with runway-image and start the shot from it")
         args: dict[str, Any] = {"model": job.model, "ratio": job.aspect,
                                 "duration": int(job.seconds)}
         if job.prompt:

@@ -152,7 +152,7 @@ class VeoEngine(HostedEngine):
     KEY_VARS = ("GEMINI_API_KEY",)
     SDK = "google-genai"
     DEFAULT_MODEL = "veo-3.1-generate-preview"
-    DURATIONS = (4.0, 6.0, 8.0)
+    DURATIONS: ClassVar[tuple[float, ...]] = (4.0, 6.0, 8.0)
     ASPECTS = ("16:9", "9:16")
     PRICE_PER_SECOND = (0.40, "2026-03-02")
     TYPICAL_SECONDS = 90.0
