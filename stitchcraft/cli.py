@@ -188,6 +188,11 @@ def plan(storyboard: StoryboardArg, as_json: JsonOpt = False,
     for column in ("shot", "engine", "start", "frames", "in", "segments (new/generated)", "takes", "hash"):
         table.add_column(column, justify="right" if column in ("start", "frames", "in", "takes") else "left")
     for shot in result.shots:
+        if shot.keyframe is not None:  # the still it animates, made first
+            still = shot.keyframe.segments[0]
+            table.add_row(escape(f"{shot.id} · keyframe"), shot.keyframe.engine, "", "1", "",
+                          f"still {shot.keyframe.width}x{shot.keyframe.height}",
+                          str(result.takes[still.key]), still.hash[:10])
         segments = ", ".join(f"{s.frames}/{s.generate}" + ("c" if s.chained else "") for s in shot.segments)
         transition = f"{shot.transition_type} {shot.transition_in or shot.fade_in}" if (
             shot.transition_in or shot.fade_in) else "cut"
@@ -262,9 +267,11 @@ def engines(storyboard: Annotated[Path | None, typer.Argument(
         help="Check engines with this storyboard's engine settings.", show_default=False)] = None,
             as_json: JsonOpt = False) -> None:
     """List engines and whether each can run here (and why not): what each makes with
-    these settings, and for hosted engines their durations, price and key."""
+    these settings, and for hosted engines their durations (or, for image engines, the
+    price of one still), price and key."""
     from .engines import engine_class, engine_names, engine_origin, engine_problems
     from .engines.hosted.base import HostedEngine
+    from .engines.hosted.images import ImageEngine
     from .errors import ConfigError
 
     loaded = _load(storyboard) if storyboard else None
@@ -274,8 +281,8 @@ def engines(storyboard: Annotated[Path | None, typer.Argument(
             cls = engine_class(name)
         except ConfigError as exc:  # a plug-in that cannot be loaded: the rest still list
             rows.append({"name": name, "available": False, "reason": str(exc), "kinds": [], "can": [],
-                         "frame_rule": "", "max_frames": None, "gpu": False, "description": "",
-                         "origin": engine_origin(name)})
+                         "frame_rule": "", "max_frames": None, "references": 0, "gpu": False,
+                         "description": "", "origin": engine_origin(name)})
             continue
         settings = loaded.engine_settings(name) if loaded else None
         available = cls.availability(settings)
@@ -284,14 +291,17 @@ def engines(storyboard: Annotated[Path | None, typer.Argument(
                                ("first+last frame", caps.first_last_frame)) if on]
         row = {"name": name, "available": available.ok, "reason": available.reason,
                "kinds": sorted(caps.kinds), "can": can, "frame_rule": str(caps.frame_rule),
-               "max_frames": caps.max_frames, "gpu": caps.needs_gpu,
+               "max_frames": caps.max_frames, "references": caps.references, "gpu": caps.needs_gpu,
                "description": cls.DESCRIPTION, "origin": engine_origin(name)}
         if issubclass(cls, HostedEngine):
             model = cls.model_for(settings)
-            row.update(model=model, durations=list(cls.durations(model)),
-                       price_per_second=cls.price_per_second(settings),
-                       key_vars=list(cls.KEY_VARS),
+            row.update(model=model, key_vars=list(cls.KEY_VARS),
                        key_set=all(os.environ.get(v, "").strip() for v in cls.KEY_VARS))
+            if issubclass(cls, ImageEngine):  # per still; where the size sets it, priced unsized
+                row.update(price_per_image=cls.bill(settings, 0).usd)
+            else:
+                row.update(durations=list(cls.durations(model)),
+                           price_per_second=cls.price_per_second(settings))
         rows.append(row)
     for problem in engine_problems():
         _err(f"warning: {problem}")
@@ -307,7 +317,13 @@ def engines(storyboard: Annotated[Path | None, typer.Argument(
         table.add_column(column, overflow="fold")
     for row in rows:
         makes = ", ".join(row["can"]) or ", ".join(row["kinds"])
-        if "durations" in row:  # hosted: what the model makes and costs, not frames
+        if row["references"]:
+            makes += f" (up to {row['references']} reference images)"
+        if "price_per_image" in row:  # a hosted image engine: one still per take
+            frames = f"${row['price_per_image']:g}/image ({row['model']})"
+        elif row["kinds"] == ["keyframe"]:  # a local image engine
+            frames = "one still"
+        elif "durations" in row:  # hosted: what the model makes and costs, not frames
             durations = row["durations"]
             spans = "/".join(f"{d:g}" for d in durations) if len(durations) <= 6 else \
                 f"{durations[0]:g}-{durations[-1]:g}"
@@ -374,15 +390,21 @@ def takes(storyboard: StoryboardArg, as_json: JsonOpt = False,
 
 @app.command()
 @handled
-def pick(storyboard: StoryboardArg, shot: Annotated[str, typer.Argument(help="Shot id.")],
+def pick(storyboard: StoryboardArg, shot: Annotated[str, typer.Argument(help="Shot id, or SHOT#keyframe for its keyframe.")],
          take: Annotated[str | None, typer.Argument(help="Candidate number or take id prefix.")] = None,
          clear: Annotated[bool, typer.Option("--clear", help="Remove the pin.")] = False) -> None:
-    """Pin a shot to one take (kept beside the storyboard, used by the next render)."""
+    """Pin a shot to one take, or its keyframe to one still with SHOT#keyframe (kept
+    beside the storyboard, used by the next render)."""
     from .picks import check_pick, save_pick
 
     loaded = _load(storyboard)
-    if shot not in {s.id for s in loaded.storyboard.shots}:
-        raise InputError(f"no shot '{shot}' in {storyboard}")
+    shot_id, _, part = shot.partition("#")
+    if shot_id not in {s.id for s in loaded.storyboard.shots}:
+        raise InputError(f"no shot '{shot_id}' in {storyboard}")
+    if part and (part != "keyframe" or loaded.keyframe(shot_id) is None):
+        raise InputError(f"shot '{shot_id}' has no {part!r} to pin"
+                         + (" (it starts from no keyframe)" if part == "keyframe" else
+                            "; pin SHOT, or SHOT#keyframe"))
     if take is None and not clear:
         raise InputError("give a take (number or id prefix) or --clear")
     if take is not None and not clear:

@@ -55,16 +55,22 @@ class Conditioning:
         previous: The take it continues (chain).
         bridge: The take whose first frame it ends on.
         anchor: The first take of its chain, whose colours a chained take keeps.
+        keyframe: The chosen still a shot's first segment animates.
     """
 
     previous: StoredTake | None = None
     bridge: StoredTake | None = None
     anchor: StoredTake | None = None
+    keyframe: StoredTake | None = None
 
     @property
-    def key(self) -> tuple[str | None, str | None, str | None]:
-        return (self.previous.id if self.previous else None, self.bridge.id if self.bridge else None,
-                self.anchor.id if self.anchor else None)
+    def key(self) -> tuple[str | None, ...]:
+        return tuple(t.id if t else None for t in (self.previous, self.bridge, self.anchor, self.keyframe))
+
+    @property
+    def start(self) -> StoredTake | None:
+        """The take its takes start from (a take continued, or a keyframe animated)."""
+        return self.previous or self.keyframe
 
 
 @dataclass(frozen=True)
@@ -306,8 +312,9 @@ class Generator:
         request = self._request(shot, segment, conditioning, engine)
         wanted = shot.candidates + self.extra_seeds.get(segment.key, 0)
         seeds = engine.candidate_seeds(request, wanted, seed_base(shot, segment))
-        ids = {seed: take_id(segment.hash, seed, condition=conditioning.key[0],
-                             bridge=conditioning.key[1]) for seed in seeds}
+        start, bridge = conditioning.start, conditioning.bridge
+        ids = {seed: take_id(segment.hash, seed, condition=start.id if start else None,
+                             bridge=bridge.id if bridge else None) for seed in seeds}
         anchoring = self._anchoring(shot, segment, conditioning)
         pending = PendingCandidates(shot=shot, segment=segment, seeds=seeds)
         score = self.on_stored is not None and (self.scored is None or self.scored(segment, len(seeds)))
@@ -449,6 +456,8 @@ class Generator:
 
     def _request(self, shot: ShotPlan, segment: SegmentPlan, conditioning: Conditioning,
                  engine: Engine) -> SegmentRequest:
+        if shot.kind == "keyframe":
+            return self._keyframe_request(shot, segment)
         sb = self.loaded.storyboard
         spec = next(s for s in sb.shots if s.id == shot.id)
         condition_frames = None
@@ -458,12 +467,15 @@ class Generator:
         steps = spec.steps or sb.defaults.steps
         if self.plan.quality == "draft" and shot.kind == "prompt":
             steps = sb.draft_steps
+        kind, image = shot.kind, self.loaded.resolve(spec.image_file) if spec.image_file else None
+        if conditioning.keyframe is not None:  # animated from the chosen still
+            kind, image = "image", self._still_file(conditioning.keyframe)
         return SegmentRequest(
-            shot_id=shot.id, segment=segment.index, kind=shot.kind, frames=segment.frames,
+            shot_id=shot.id, segment=segment.index, kind=kind, frames=segment.frames,
             width=shot.width, height=shot.height, fps=self.plan.fps, seeds=[],
             prompt=self.loaded.prompt(shot.id), negative_prompt=spec.negative_prompt,
             sources=list(self.loaded.sources.get(shot.id, [])),
-            image=self.loaded.resolve(spec.image_file) if spec.image_file else None,
+            image=image,
             title=self.loaded.with_font_resolved(spec.title_card), camera=spec.camera,
             condition_frames=condition_frames, last_frame=last_frame,
             references=list(self.loaded.reference_route(shot.id, quality=self.plan.quality)
@@ -471,18 +483,44 @@ class Generator:
             steps=steps, settings=self._settings(shot.engine), hold_short=self._hold_short(shot.id),
         )
 
+    def _keyframe_request(self, shot: ShotPlan, segment: SegmentPlan) -> SegmentRequest:
+        """The request of a shot's keyframe: stills from its image engine."""
+        spec = self.loaded.keyframe(shot.id, quality=self.plan.quality)
+        assert spec is not None, f"shot '{shot.id}' was planned a keyframe it does not have"
+        return SegmentRequest(
+            shot_id=shot.id, segment=segment.index, kind="keyframe", frames=1, width=shot.width,
+            height=shot.height, fps=self.plan.fps, seeds=[], prompt=spec.prompt,
+            negative_prompt=spec.negative_prompt, references=list(spec.references),
+            settings=self._settings(shot.engine))
+
+    def _still_file(self, still: StoredTake) -> Path:
+        """A chosen keyframe as a PNG file (lossless) an engine can read, kept beside
+        the store's takes and written once, atomically."""
+        from PIL import Image
+
+        path = self.store.root / "stills" / f"{still.id}.png"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            scratch = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+            Image.fromarray(np.ascontiguousarray(still.head()[0])).save(scratch, format="PNG")
+            os.replace(scratch, path)
+        return path
+
     def _settings(self, engine: str) -> EngineSettings:
         """The engine's settings with storyboard-relative paths made absolute."""
         return self.loaded.engine_settings(engine)
 
 
+# Added to a shot's seed for its keyframe's stills (past any segment's 7919 * index).
+KEYFRAME_SEED_OFFSET = 7919 * 1000
 # The previous take's last frames whose look a chained take starts from.
 ANCHOR_START_FRAMES = 4
 
 
 def seed_base(shot: ShotPlan, segment: SegmentPlan) -> int:
-    """The first candidate seed of a segment (engines add to it: `Engine.candidate_seeds`)."""
-    return shot.seed + 7919 * segment.index
+    """The first candidate seed of a segment (engines add to it: `Engine.candidate_seeds`);
+    a keyframe's stills have seeds of their own, clear of its shot's segments'."""
+    return shot.seed + (7919 * segment.index if segment.index >= 0 else KEYFRAME_SEED_OFFSET)
 
 
 def candidate_seeds(shot: ShotPlan, segment: SegmentPlan) -> list[int]:

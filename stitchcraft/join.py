@@ -95,7 +95,8 @@ def shot_takes(store: TakeStore, plan: Plan, units: Sequence[Unit], chosen: Sequ
                 into[unit.condition] = (chosen[index], length)
     result = {}
     for shot in plan.shots:
-        indices = [i for i, u in enumerate(units) if u.shot.id == shot.id]  # in segment order
+        indices = [i for i, u in enumerate(units)  # in segment order
+                   if u.shot.id == shot.id and not u.is_keyframe]
         result[shot.id] = _join(store, shot.id, shot.engine, [chosen[i] for i in indices],
                                 [into.get(i) for i in indices])
     return result

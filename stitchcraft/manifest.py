@@ -104,6 +104,7 @@ class ShotRecord:
     take: str
     segments: list[SegmentRecord]
     continuity: str = "cut"
+    keyframe: SegmentRecord | None = None  # the still its first segment animates
 
 
 @dataclass
@@ -218,13 +219,16 @@ def _shots(data: dict[str, Any]) -> dict[str, ShotRecord]:
     shots = {}
     for shot_id, entry in data.items():
         fields = _known(ShotRecord, entry)
-        fields["segments"] = [
-            SegmentRecord(**{**_known(SegmentRecord, s),
-                             "candidates": [CandidateRecord(**_known(CandidateRecord, c)) for c in s["candidates"]],
-                             "failed": [FailedRecord(**_known(FailedRecord, f)) for f in s.get("failed", [])]})
-            for s in entry["segments"]]
+        fields["segments"] = [_segment(s) for s in entry["segments"]]
+        fields["keyframe"] = _segment(entry["keyframe"]) if entry.get("keyframe") else None
         shots[str(shot_id)] = ShotRecord(**fields)
     return shots
+
+
+def _segment(data: dict[str, Any]) -> SegmentRecord:
+    return SegmentRecord(**{**_known(SegmentRecord, data),
+                            "candidates": [CandidateRecord(**_known(CandidateRecord, c)) for c in data["candidates"]],
+                            "failed": [FailedRecord(**_known(FailedRecord, f)) for f in data.get("failed", [])]})
 
 
 def _cut(data: dict[str, Any]) -> CutRecord:

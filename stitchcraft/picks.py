@@ -74,14 +74,19 @@ def check_pick(loaded: LoadedStoryboard, shot: str, take: str) -> str | int:
         InputError: no such candidate.
     """
     sb = loaded.storyboard
-    spec = next(s for s in sb.shots if s.id == shot)
+    shot_id, _, part = shot.partition("#")  # "<shot>#keyframe" pins the shot's keyframe
+    spec = next(s for s in sb.shots if s.id == shot_id)
+    keyframe = loaded.keyframe(shot_id) if part else None
     try:
-        candidates = [c.id for c in read_manifest(loaded).shots[shot].segments[0].candidates]
+        record = read_manifest(loaded).shots[shot_id]
+        segment = record.keyframe if part else record.segments[0]
+        candidates = [c.id for c in segment.candidates] if segment is not None else None
     except (InputError, KeyError, IndexError):
         candidates = None
     if take.isdigit():
         index = int(take)
-        count = len(candidates) if candidates is not None else (spec.candidates or sb.defaults.candidates)
+        count = len(candidates) if candidates is not None else (
+            keyframe.candidates if keyframe else spec.candidates or sb.defaults.candidates)
         if index >= count:
             raise InputError(f"shot '{shot}' has takes 0-{count - 1}, so no take {index}"
                              + ("" if candidates is not None else " (no render yet)"))

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .engines.base import Capabilities
 from .errors import ConfigError, StoryboardError
@@ -41,7 +41,11 @@ from .load import LoadedStoryboard, shot_engine, transition_frames
 from .storyboard import Shot
 from .timeline import seconds_to_frames
 
+if TYPE_CHECKING:
+    from .cast import KeyframeSpec
+
 PLAN_VERSION = 1
+KEYFRAME = -1  # the index of a keyframe's segment: it comes before the shot's first
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ class SegmentPlan:
 
     @property
     def key(self) -> str:
-        return f"{self.shot_id}#{self.index}"
+        return f"{self.shot_id}#keyframe" if self.index == KEYFRAME else f"{self.shot_id}#{self.index}"
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,10 @@ class ShotPlan:
         depends_on: Shots whose chosen takes must exist first (chain, bridge); a
             shot that only matches another does not wait for it (`SegmentPlan.matches`).
         continuity: How it joins the shot before: cut, chain, bridge or match.
+        keyframe: The still its first segment animates, made first by an image engine
+            and chosen from its candidates: a plan of kind ``keyframe`` with one
+            one-frame segment (index `KEYFRAME`, key ``<shot>#keyframe``); None when
+            the shot starts from none.
     """
 
     id: str
@@ -117,6 +125,7 @@ class ShotPlan:
     segments: tuple[SegmentPlan, ...]
     depends_on: tuple[str, ...] = ()
     continuity: str = "cut"
+    keyframe: ShotPlan | None = None
 
     @property
     def end(self) -> int:
@@ -260,7 +269,11 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
         matches = sb.shots[index - 1].id if shot.continuity == "match" and index > 0 else None
         segments = _segments(shot, index, frames, caps, base, bridge_to, caps.frame_limit(float(fps)),
                              matches)
+        keyframe = loaded.keyframe(shot.id, quality=quality)
         shots.append(ShotPlan(
+            keyframe=_keyframe_plan(loaded, shot.id, keyframe, start=start, seed=seed,
+                                    size=_fit_size(width, height, capabilities(keyframe.engine).size_multiple),
+                                    digests=digests, fingerprints=fingerprints) if keyframe else None,
             id=shot.id, kind=shot.kind, engine=engine, start=start, frames=frames,
             transition_in=t, transition_type=transition.type if (t or fade_in) else "cut",
             fade_in=fade_in, candidates=candidates, seed=seed, width=gen_w, height=gen_h,
@@ -282,6 +295,24 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
             if segment.key in per_take:
                 gpu[planned.engine] = gpu.get(planned.engine, 0.0) + per_take[segment.key] * takes[segment.key]
     return replace(plan, takes=takes, gpu_seconds=gpu)
+
+
+def _keyframe_plan(loaded: LoadedStoryboard, shot_id: str, spec: KeyframeSpec, *, start: int, seed: int,
+                   size: tuple[int, int], digests: Mapping[Path, str],
+                   fingerprints: Mapping[str, Mapping[str, Any]] | None) -> ShotPlan:
+    """The plan of a shot's keyframe: one still, made by its image engine."""
+    given = (fingerprints or {}).get(spec.engine)
+    content = {
+        "plan": PLAN_VERSION, "engine": spec.engine, "kind": "keyframe",
+        "engine_fingerprint": dict(given if given is not None else engine_fingerprint(loaded, spec.engine)),
+        "prompt": spec.prompt, "negative_prompt": spec.negative_prompt, "size": list(size),
+        "references": [digests.get(p, str(p)) for p in spec.references],
+    }
+    segment = SegmentPlan(shot_id=shot_id, index=KEYFRAME, start=0, frames=1, condition=0, generate=1,
+                          chained=False, bridge_to=None, hash=content_hash(content))
+    return ShotPlan(id=shot_id, kind="keyframe", engine=spec.engine, start=start, frames=1,
+                    transition_in=0, transition_type="cut", fade_in=0, candidates=spec.candidates,
+                    seed=seed, width=size[0], height=size[1], segments=(segment,))
 
 
 def beam_takes(plan: Plan, width: int, generate: int | None = None) -> dict[str, int]:

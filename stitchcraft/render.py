@@ -465,7 +465,7 @@ class _EarlyAssembly:
         from .join import blend_length
 
         unit = self.units[index]
-        if len(unit.shot.segments) != 1 or self.given_up:
+        if len(unit.shot.segments) != 1 or unit.is_keyframe or self.given_up:
             return
         with self.lock:
             # A shot a chained shot continues shows its end cross-faded into that shot's
@@ -651,27 +651,39 @@ def _drift_curve(selection: Selection) -> list[dict[str, Any]]:
 
 def _shot_records(selection: Selection) -> dict[str, ShotRecord]:
     shots: dict[str, ShotRecord] = {}
+    keyframes: dict[str, SegmentRecord] = {}
     for i, unit in enumerate(selection.units):
         chosen_id = selection.chosen[i].take.id
+        if unit.is_keyframe:
+            keyframes[unit.shot.id] = _segment_record(selection, i)
+            continue
         entry = shots.setdefault(unit.shot.id, ShotRecord(
             engine=unit.shot.engine, kind=unit.shot.kind, start=unit.shot.start,
             frames=unit.shot.frames, transition_in=unit.shot.transition_in, chosen=chosen_id,
             take=str(selection.shot_takes[unit.shot.id].video), segments=[],
             continuity=unit.shot.continuity))
-        candidates = []
-        for candidate, score in zip(selection.offered[i], selection.scored[i], strict=True):
-            take = candidate.take
-            made = take.meta.get("meta", {})
-            candidates.append(CandidateRecord(
-                id=take.id, engine=take.engine, seed=candidate.seed, label=take.label,
-                path=str(take.video), frames=take.frames, cached=candidate.reused,
-                source=made.get("source"), short_by_frames=made.get("short_by_frames", 0),
-                scored=bool(score["parts"]), score=round(score["score"], 4),
-                components=score["parts"], details=score["raw"], seams=score["seams"],
-                provider=made.get("provider"), job=made.get("job"),
-                billed_seconds=float(made.get("billed_seconds", 0.0)), cost=float(made.get("cost", 0.0))))
-        failed = [FailedRecord(f.seed, f.meta.get("engine", unit.shot.engine), f.reason, f.meta.get("job"))
-                  for f in (selection.failed[i] if selection.failed else [])]
-        entry.segments.append(SegmentRecord(unit.segment.index, unit.segment.hash, chosen_id,
-                                            candidates, failed))
+        entry.segments.append(_segment_record(selection, i))
+    for shot_id, keyframe in keyframes.items():
+        shots[shot_id].keyframe = keyframe
     return shots
+
+
+def _segment_record(selection: Selection, i: int) -> SegmentRecord:
+    """A unit's candidates, scores and failures as the manifest records them."""
+    unit = selection.units[i]
+    candidates = []
+    for candidate, score in zip(selection.offered[i], selection.scored[i], strict=True):
+        take = candidate.take
+        made = take.meta.get("meta", {})
+        candidates.append(CandidateRecord(
+            id=take.id, engine=take.engine, seed=candidate.seed, label=take.label,
+            path=str(take.video), frames=take.frames, cached=candidate.reused,
+            source=made.get("source"), short_by_frames=made.get("short_by_frames", 0),
+            scored=bool(score["parts"]), score=round(score["score"], 4),
+            components=score["parts"], details=score["raw"], seams=score["seams"],
+            provider=made.get("provider"), job=made.get("job"),
+            billed_seconds=float(made.get("billed_seconds", 0.0)), cost=float(made.get("cost", 0.0))))
+    failed = [FailedRecord(f.seed, f.meta.get("engine", unit.shot.engine), f.reason, f.meta.get("job"))
+              for f in (selection.failed[i] if selection.failed else [])]
+    return SegmentRecord(unit.segment.index, unit.segment.hash, selection.chosen[i].take.id,
+                         candidates, failed)

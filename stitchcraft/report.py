@@ -201,6 +201,12 @@ def _shots(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
     previous_id = None
     for shot_id, shot in items:
+        keyframe = shot.get("keyframe")
+        if isinstance(keyframe, Mapping):  # the still the shot animates: a row of its own
+            rows.append({"shot": str(shot_id), "label": f"{shot_id} · keyframe", "chosen": keyframe.get("chosen"),
+                         "candidates": keyframe.get("candidates", []), "after": None,
+                         "failed": [f for f in keyframe.get("failed") or [] if isinstance(f, Mapping)],
+                         "seam": None, "continuity": "keyframe"})
         segments = shot.get("segments") or [{"index": 0, "chosen": shot.get("chosen"),
                                              "candidates": shot.get("candidates", []),
                                              "failed": shot.get("failed", [])}]
@@ -583,8 +589,9 @@ def render_report(data: Mapping[str, Any], thumbnails: Mapping[str, Sequence[byt
     made = _make_all_thumbs(data, rows, thumbnails)
     store = _store(data)
     sections = []
-    for before, row in zip([None, *rows], rows, strict=False):
-        seam = _seam_of(row, before)
+    before: dict[str, Any] | None = None  # the row on the timeline before (keyframes are on none)
+    for row in rows:
+        seam = _seam_of(row, before) if row["continuity"] != "keyframe" else None
         banner = ""
         if seam and before is not None:
             frames = _seam_frames(before, row, store, {**made, **(thumbnails or {})})
@@ -596,6 +603,8 @@ def render_report(data: Mapping[str, Any], thumbnails: Mapping[str, Sequence[byt
         count = _plural(len(row["candidates"]), "candidate")
         if row["failed"]:
             count += f' · <span class="weak">{len(row["failed"])} not made</span>'
+        if row["continuity"] != "keyframe":
+            before = row
         sections.append(f'{banner}<section class="shot"><h2>{_e(row["label"])}'
                         f'<span class="count">{count}</span></h2>'
                         f'<div class="cards">{cards}</div>{_failed_list(row["failed"])}</section>')

@@ -97,7 +97,7 @@ def test_conditionings_count_partial_cuts_per_chained_unit():
 
     def unit(candidates, condition=None, bridge=None):
         return SimpleNamespace(shot=SimpleNamespace(candidates=candidates), condition=condition,
-                               bridge=bridge)
+                               bridge=bridge, keyframe=None)
 
     # a (2) -> b chained (3) ; c independent (3) -> d chained (2)
     units = [unit(2), unit(3, condition=0), unit(3), unit(2, condition=2)]

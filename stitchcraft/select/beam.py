@@ -102,7 +102,7 @@ def brute_force(units: int, options: Options) -> Partial:
 
 def conditionings(units: Sequence[Unit], width: int, generate: int | None = None) -> list[int]:
     """How many different conditionings each unit's candidates are made under: 1 for a
-    unit that continues from nothing; for a chained or bridged unit, one per partial cut
+    unit that continues from nothing; for a chained, bridged or keyframed unit, one per partial cut
     it extends (at most `generate`, and no more than the distinct takes it can continue
     from or end on). The count the search reaches when candidates are all offered and
     made; fewer when partial cuts share a take, a pin narrows a unit, or a take fails.
@@ -118,7 +118,7 @@ def conditionings(units: Sequence[Unit], width: int, generate: int | None = None
     counts = []
     for unit in units:
         candidates = max(1, unit.shot.candidates)
-        depends = [n for n in (unit.condition, unit.bridge) if n is not None]
+        depends = [n for n in (unit.condition, unit.bridge, unit.keyframe) if n is not None]
         if not depends:
             extended, under = held, 1
         else:

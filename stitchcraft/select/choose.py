@@ -144,11 +144,12 @@ class CutChooser:
         a beam of 1, each chain is also walked ahead on its own (see `_walk_chain`)."""
         roots = []
         for index, unit in enumerate(self.units):
-            if unit.condition is None and unit.bridge is None:
+            if not unit.made_from_choice:
                 self.generator.request(unit.shot, unit.segment, Conditioning(), (INDEPENDENT, index))
                 roots.append(index)
         if self.width == 1 and not self.generator.extra_seeds:
             continued = {u.joined for u in self.units if u.joined is not None and u.bridge is None}
+            continued |= {u.keyframe for u in self.units if u.keyframe is not None and u.bridge is None}
             for index in roots:
                 if self.units[index].match is not None:
                     continue  # its choice waits on the take it matches: that one's walk goes on to it
@@ -182,7 +183,8 @@ class CutChooser:
                 if self.on_decided is not None and self.reroll == 0:
                     self.on_decided(index, chosen[index])
                 following = unit.following
-                if following is None or self.units[following].joined != index \
+                if following is None or index not in (self.units[following].joined,
+                                                      self.units[following].keyframe) \
                         or self.units[following].bridge is not None:
                     return
                 index = following
@@ -193,12 +195,13 @@ class CutChooser:
         unit = self.units[index]
         previous = chosen[unit.condition].take if unit.condition is not None else None
         root = chosen[unit.chain_root].take if unit.chain_root is not None else None
+        still = chosen[unit.keyframe].take if unit.keyframe is not None else None
         candidates = self.generator.candidates(unit.shot, unit.segment,
-                                               Conditioning(previous=previous, anchor=root),
+                                               Conditioning(previous=previous, anchor=root, keyframe=still),
                                                self._priority(unit, index))
         for candidate in candidates:
             self._candidates[candidate.take.id] = candidate
-        pick = self.picks.get(unit.shot.id)
+        pick = self.picks.get(unit.pick_key)
         return apply_pick(candidates, pick, unit) if pick is not None else candidates
 
     def _extended(self) -> list[int | None]:
@@ -206,7 +209,7 @@ class CutChooser:
         takes depend on the cut so far (chained, bridged) is made from at most
         ``scoring.beam_generate`` of them; the rest are not extended by it."""
         most = self.loaded.storyboard.scoring.beam_generate
-        return [most if unit.condition is not None or unit.bridge is not None else None
+        return [most if unit.made_from_choice else None
                 for unit in self.units]
 
     def _ask_for_beams(self, beams: Sequence[Partial], index: int) -> None:
@@ -221,7 +224,7 @@ class CutChooser:
         unit = self.units[index]
         candidates = self.generator.candidates(unit.shot, unit.segment,
                                                self._conditioning(partial, unit), self._priority(unit, index))
-        pick = self.picks.get(unit.shot.id)
+        pick = self.picks.get(unit.pick_key)
         return apply_pick(candidates, pick, unit) if pick is not None else candidates
 
     def _conditioning(self, partial: Partial, unit: Unit) -> Conditioning:
@@ -229,11 +232,11 @@ class CutChooser:
             return self._candidates[partial.takes[index]].take if index is not None else None
 
         return Conditioning(previous=chosen(unit.condition), bridge=chosen(unit.bridge),
-                            anchor=chosen(unit.chain_root))
+                            anchor=chosen(unit.chain_root), keyframe=chosen(unit.keyframe))
 
     @staticmethod
     def _priority(unit: Unit, index: int) -> tuple[int, int]:
-        return (CHAINED if unit.condition is not None or unit.bridge is not None else INDEPENDENT, index)
+        return (CHAINED if unit.made_from_choice else INDEPENDENT, index)
 
     # -- scoring ---------------------------------------------------------------------------
 
@@ -294,7 +297,8 @@ class CutChooser:
         from ..scoring.base import FrameSource
 
         spec = self._specs[unit.shot.id]
-        return FrameSource(take.id, take.video, take.frames, take.fps, prompt=self.loaded.prompt(spec.id),
+        prompt = self.loaded.keyframe_prompt(spec.id) if unit.is_keyframe else self.loaded.prompt(spec.id)
+        return FrameSource(take.id, take.video, take.frames, take.fps, prompt=prompt,
                            reference=self.loaded.resolve(spec.reference) if spec.reference else None,
                            cast=self.loaded.cast_images(spec.id), style=self.loaded.style_images(),
                            head=take.head if pixels is None else None,
