@@ -499,6 +499,29 @@ def _cost_panel(data: Mapping[str, Any], rows: list[dict[str, Any]]) -> str:
             "invoice is what counts.</p></aside>")
 
 
+def _identity_panel(rows: list[dict[str, Any]]) -> str:
+    """Per character, its likeness to the cast's images in each shot it appears in (the
+    chosen take's `identity` parts), so a face that wanders shows where."""
+    table: dict[str, dict[str, float]] = {}
+    for row in rows:
+        parts = ((_chosen(row) or {}).get("details") or {}).get("identity") or {}
+        for name, value in parts.items():
+            if ":" not in name and isinstance(value, int | float):
+                table.setdefault(name, {})[row["label"]] = float(value)
+    if not table:
+        return ""
+    labels = [r["label"] for r in rows if any(r["label"] in shots for shots in table.values())]
+    head = "".join(f"<th>{_e(label)}</th>" for label in labels)
+    body = "".join(
+        f"<tr><th>{_e(name)}</th>" + "".join(
+            f'<td class="{_tone(shots[label], 0.6)}">{shots[label]:.2f}</td>' if label in shots else "<td></td>"
+            for label in labels) + "</tr>"
+        for name, shots in sorted(table.items()))
+    return (f'<aside class="panel identity"><h3>Characters across shots</h3><table><tr><th></th>{head}</tr>'
+            f"{body}</table><p class=\"muted\">Likeness of each character to its cast images in the chosen "
+            "take, 0 to 1 (faces compared where found).</p></aside>")
+
+
 def _fallback_panel(data: Mapping[str, Any]) -> str:
     """Shots moved from their engine to a fallback engine, and why."""
     items = []
@@ -628,7 +651,7 @@ def render_report(data: Mapping[str, Any], thumbnails: Mapping[str, Sequence[byt
 <p class="muted">{_e(output)}</p>
 <p class="summary">{" · ".join(_e(s) for s in summary)}</p></header>
 {f'<aside class="warnings"><h3>Warnings</h3><ul>{warnings}</ul></aside>' if warnings else ""}
-{_cost_panel(data, rows)}{_fallback_panel(data)}
+{_cost_panel(data, rows)}{_fallback_panel(data)}{_identity_panel(rows)}
 <main>{"".join(sections)}</main>
 <section class="drift"><h2>Drift across chains</h2>{_drift_svg(_drift(data, rows))}</section>
 <footer class="muted">Scores run 0 to 1, higher is better; the chosen take of each shot is
@@ -700,4 +723,7 @@ svg .tick { fill:var(--muted); font-size:12px; }
 svg .curve { fill:none; stroke:var(--accent); stroke-width:2.5; }
 svg .dot.good { fill:var(--accent); } svg .dot.bad { fill:var(--bad); }
 footer { margin-top:24px; }
+.identity table { border-collapse:collapse; font-variant-numeric:tabular-nums; }
+.identity th, .identity td { padding:2px 10px; text-align:left; font-size:13px; }
+.identity td.good { color:var(--good); } .identity td.fair { color:var(--fair); } .identity td.bad { color:var(--bad); }
 """

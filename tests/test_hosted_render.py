@@ -495,3 +495,53 @@ def test_draft_routes_to_a_fast_hosted_model_and_final_to_the_full_one(
     final = stitch("render", str(board), cwd=tmp_path, env=env)
     assert final.returncode == 0, final.stderr[-3000:]
     assert sorted(job.params.get("model") for job in fakes.runway.jobs.values()) == ["gen4.5", "veo3.1_fast"]
+
+
+# -- keyframes made by a hosted image model ------------------------------------------------
+
+def test_a_hosted_image_model_makes_the_keyframe_a_hosted_video_model_animates(
+        tmp_path: Path, fakes: Fakes) -> None:
+    from PIL import Image
+
+    look = np.zeros((48, 64, 3), np.uint8)
+    look[:, :, 0] = 200  # the cast's image: a red square
+    Image.fromarray(look).save(tmp_path / "courier.png")
+    path = tmp_path / "board.yaml"
+    path.write_text(f"""\
+version: 1
+output: {{path: out/cut.mp4, size: 320x180, fps: {FPS}, preset: ultrafast}}
+cast:
+  courier: {{description: a courier in a yellow raincoat, images: [courier.png]}}
+engines:
+  runway: {{base_url: "{fakes.runway.base_url}", poll_interval: 0.05}}
+  runway-image: {{base_url: "{fakes.runway.base_url}", poll_interval: 0.05}}
+shots:
+  - id: ride
+    prompt: "{{courier}} rides through neon rain"
+    duration: 1
+    engine: runway
+    candidates: 1
+    keyframe: {{engine: runway-image, candidates: 2}}
+""")
+    env = environment(**ALL_KEYS)
+    done = stitch("render", str(path), cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = manifest(tmp_path)
+    keyframe = found["shots"]["ride"]["keyframe"]
+    assert len(keyframe["candidates"]) == 2 and all(c["engine"] == "runway-image" for c in keyframe["candidates"])
+    stills = [body for endpoint, body in fakes.runway.bodies if endpoint == "text_to_image"]
+    videos = [body for endpoint, body in fakes.runway.bodies if endpoint == "image_to_video"]
+    assert len(stills) == 2 and len(videos) == 1
+    # the cast's description filled the prompt, its image went as a reference, byte for byte
+    assert all(s["promptText"].startswith("a courier in a yellow raincoat rides") for s in stills)
+    [reference] = stills[0]["referenceImages"]
+    sent = png(base64.b64decode(reference["uri"].split(",", 1)[1]))
+    assert np.array_equal(sent, look)
+    # Runway animated the chosen still: the frame it was sent is that still
+    chosen = next(c for c in keyframe["candidates"] if c["id"] == keyframe["chosen"])
+    [still_path] = list((tmp_path / ".stitchcraft" / "cache").rglob(f"{chosen['id']}/head.npy"))
+    first = videos[0]["promptImage"]
+    uri = first if isinstance(first, str) else first[0]["uri"]
+    assert np.array_equal(png(base64.b64decode(uri.split(",", 1)[1])), np.load(still_path)[0])
+    assert frames(tmp_path) == FPS
+    assert_no_keys(tmp_path, done.stdout, done.stderr)

@@ -370,3 +370,25 @@ def test_seam_text_is_escaped(seam_manifest):
     match = seam_blocks(page)[-1]
     assert "<i>d</i>" not in page and "<b>x</b>" not in page
     assert "&lt;i&gt;d&lt;/i&gt;" in match and "&lt;b&gt;x&lt;/b&gt; 0.50" in match
+
+
+def test_report_shows_each_characters_likeness_across_shots_and_keyframe_rows():
+    def candidate(take, likeness):
+        return {"id": take, "score": 0.8, "components": {"identity": likeness},
+                "details": {"identity": {"courier": likeness, "courier:faces": 1.0}}}
+
+    data = {"shots": {
+        "ride": {"keyframe": {"chosen": "k1", "candidates": [candidate("k1", 0.91), candidate("k2", 0.4)]},
+                 "segments": [{"index": 0, "chosen": "a1", "candidates": [candidate("a1", 0.88)]}]},
+        "kiosk": {"segments": [{"index": 0, "chosen": "b2", "candidates": [candidate("b1", 0.9),
+                                                                          candidate("b2", 0.35)]}]},
+    }}
+    page = render_report(data, {"k1": [], "k2": [], "a1": [], "b1": [], "b2": []})
+    panel = page[page.index("Characters across shots"):]
+    panel = panel[:panel.index("</aside>")]
+    # the chosen takes' likeness, per shot; a face that wandered is marked
+    assert ">ride · keyframe<" in panel and ">kiosk<" in panel
+    assert '<td class="good">0.91</td>' in panel and '<td class="good">0.88</td>' in panel
+    assert '<td class="bad">0.35</td>' in panel and "0.90" not in panel and "courier:faces" not in panel
+    # the keyframe is a row of its own, just before its shot's
+    assert page.index("<h2>ride · keyframe<") < page.index("<h2>ride<") < page.index("<h2>kiosk<")
