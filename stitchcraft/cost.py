@@ -98,7 +98,7 @@ class CostEstimate:
                   if e.price_per_image is not None else
                   f"{e.takes} takes to make, {e.seconds:g} s generated, ~${e.usd:.2f} at "
                   f"${e.price_per_second:g}/s")
-               + f", ~{e.minutes:.0f} min"
+               + (", <1 min" if 0 < e.minutes < 0.5 else f", ~{e.minutes:.0f} min")
                + (f" ({e.cached} already in the cache)" if e.cached else "")
                + (f" ({e.submitted} submitted by an earlier render, not paid for again)"
                   if e.submitted else "") for e in self.engines]
