@@ -34,6 +34,7 @@ _FROM_YCC = np.linalg.inv(_TO_YCC)
 _SCALE_LIMITS = (0.5, 2.0)
 _STD_FLOOR = 1.0       # a flat channel is not stretched from nothing
 _SAMPLE_WIDTH = 96     # columns a frame is measured at
+_START_FRAMES = 4      # the previous take's last frames whose look a chained take starts from
 METHOD = "ycbcr-ramp-1"  # recorded with anchored takes; change it when the transfer changes
 
 
@@ -65,6 +66,16 @@ def look_of(frames: np.ndarray) -> Look:
     mean = looks[:, 0].mean(axis=0)
     second = (looks[:, 1] ** 2 + looks[:, 0] ** 2).mean(axis=0)
     return Look(mean=mean, std=np.sqrt(np.maximum(second - mean ** 2, 0.0)))
+
+
+def start_look(tail: np.ndarray) -> Look:
+    """The look a chained take starts from: the previous take's last frames'."""
+    return look_of(tail[-_START_FRAMES:])
+
+
+def take_look(head: np.ndarray, middle: np.ndarray | None, tail: np.ndarray) -> Look:
+    """A whole take's look (an anchor's), from its first, middle and last frames."""
+    return look_of(np.concatenate([head, *([middle] if middle is not None else []), tail]))
 
 
 def anchor_colours(frames: np.ndarray, *, start: Look, anchor: Look,

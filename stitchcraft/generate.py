@@ -120,15 +120,21 @@ class PendingCandidates:
     asked: int = 0
     failed: dict[int, TakeFailure] = field(default_factory=dict)
     anchoring: dict[int, Future[Candidate]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def result(self) -> list[Candidate]:
         """Waits for every candidate; in seed order whatever order they finished in,
-        without those the engine could not make.
+        without those the engine could not make. Safe to call from several threads
+        (the search and a chain's walk ask for the same segment).
 
         Raises:
             EngineError: the engine failed or made fewer takes than asked.
             ShotFailed: no candidate is left (each failed for a reason of its own).
         """
+        with self._lock:
+            return self._result()
+
+    def _result(self) -> list[Candidate]:
         if self.generation is not None:
             try:
                 made = self.generation.result()
@@ -404,26 +410,27 @@ class Generator:
         request = dict(made.meta.get("request", {}), anchored=made.id)
         stored = self.store.put(anchoring.take_id(made.id), result, fps=made.fps, engine=made.engine,
                                 request=request)
-        self._count(stored.id, reused=False)
+        reused = take is None  # made (and paid for) by an earlier render; only anchored now
+        self._count(stored.id, reused=reused)
         if score and self.on_stored is not None:
             self.on_stored(segment, stored, anchored, None)
-        self._announce(segment, stored, False)
-        return Candidate(stored, made.seed, reused=False)
+        self._announce(segment, stored, reused)
+        return Candidate(stored, made.seed, reused=reused)
 
     def _anchoring(self, shot: ShotPlan, segment: SegmentPlan, conditioning: Conditioning
                    ) -> Anchoring | None:
         """How a chained segment's takes are anchored; None when they are not (not
         chained, or ``colour_anchor: false``)."""
-        from .colour import look_of
+        from .colour import look_of, start_look, take_look
         from .media import read_image
 
         previous = conditioning.previous
-        if previous is None or not segment.condition:
-            return None
+        if previous is None or not segment.condition or segment.bridge_to is not None:
+            return None  # a bridge ends on the next shot's look, which its engine matched
         if not self.loaded.colour_anchor(shot.id):
             return None
         spec = next(s for s in self.loaded.storyboard.shots if s.id == shot.id)
-        start = look_of(previous.tail()[-ANCHOR_START_FRAMES:])
+        start = start_look(previous.tail())
         if spec.reference:
             path = self.loaded.resolve(spec.reference)
             key = "reference:" + file_digest(path)
@@ -434,9 +441,7 @@ class Generator:
         root = conditioning.anchor or previous
         with self._lock:
             if root.id not in self._looks:
-                middle = root.middle()
-                sampled = [root.head(), *([middle] if middle is not None else []), root.tail()]
-                self._looks[root.id] = look_of(np.concatenate(sampled))
+                self._looks[root.id] = take_look(root.head(), root.middle(), root.tail())
         return Anchoring(start, self._looks[root.id], root.id)
 
     def _count(self, tid: str, *, reused: bool) -> None:
@@ -513,8 +518,6 @@ class Generator:
 
 # Added to a shot's seed for its keyframe's stills (past any segment's 7919 * index).
 KEYFRAME_SEED_OFFSET = 7919 * 1000
-# The previous take's last frames whose look a chained take starts from.
-ANCHOR_START_FRAMES = 4
 
 
 def seed_base(shot: ShotPlan, segment: SegmentPlan) -> int:

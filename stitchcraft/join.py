@@ -70,7 +70,9 @@ def blend_overlap(tail: np.ndarray, lead: np.ndarray, length: int | None = None)
 def blend_length(later: StoredTake, setting: int | None, earlier_frames: int) -> int:
     """Frames cross-faded where `later` joins the take before it: the storyboard's
     ``blend:`` (None: the whole lead), never more than the lead or the earlier take."""
-    lead = min(later.lead_frames, earlier_frames)
+    from .store import TAIL_FRAMES
+
+    lead = min(later.lead_frames, earlier_frames, TAIL_FRAMES)  # the fade reads the lossless tail
     return lead if setting is None else min(setting, lead)
 
 
@@ -133,7 +135,7 @@ def _join(store: TakeStore, shot_id: str, engine: str, takes: list[StoredTake],
             tail = take.tail()  # lossless: the fade starts from the frames as made
             frames[-len(tail):] = tail
             count = min(len(lead), len(tail))
-            frames[-count:] = blend_overlap(tail[-count:], lead[-count:], length)
+            frames[-count:] = blend_overlap(tail[-count:], lead[-count:], min(length, count))
         pieces.append(frames)
     label = " + ".join(t.label or t.id[:8] for t in takes)
     meta: dict[str, Any] = {"segments": [t.id for t in takes]}

@@ -629,7 +629,7 @@ def _spent(records: list[CutRecord]) -> dict[str, float]:
     seen: dict[str, CandidateRecord] = {}
     for record in records:
         for shot in record.shots.values():
-            for segment in shot.segments:
+            for segment in [*([shot.keyframe] if shot.keyframe else []), *shot.segments]:
                 for candidate in segment.candidates:
                     seen.setdefault(candidate.id, candidate)
     return {"offered": round(sum(c.cost for c in seen.values()), 4),

@@ -183,13 +183,20 @@ class CutChooser:
                 if self.on_decided is not None and self.reroll == 0:
                     self.on_decided(index, chosen[index])
                 following = unit.following
-                if following is None or index not in (self.units[following].joined,
-                                                      self.units[following].keyframe) \
-                        or self.units[following].bridge is not None:
+                if following is None or not self._walks_into(self.units[following], index, chosen):
                     return
                 index = following
         except Exception:  # the search asks again, and reports it
             return
+
+    @staticmethod
+    def _walks_into(unit: Unit, index: int, chosen: dict[int, Candidate]) -> bool:
+        """Whether a walk that just chose unit `index` goes on into `unit`: it continues
+        that unit (chain, match, keyframe), ends on nothing ahead, and everything else it
+        is judged or made from is chosen on this walk, so its choice is the search's."""
+        inputs = [n for n in (unit.joined, unit.keyframe, unit.chain_root) if n is not None]
+        return (index in (unit.joined, unit.keyframe) and unit.bridge is None
+                and all(n in chosen for n in inputs))
 
     def _offered_under(self, chosen: dict[int, Candidate], index: int) -> list[Candidate]:
         unit = self.units[index]
@@ -297,7 +304,8 @@ class CutChooser:
         from ..scoring.base import FrameSource
 
         spec = self._specs[unit.shot.id]
-        prompt = self.loaded.keyframe_prompt(spec.id) if unit.is_keyframe else self.loaded.prompt(spec.id)
+        prompt = (self.loaded.keyframe_prompt(spec.id, quality=self.plan.quality) if unit.is_keyframe
+                  else self.loaded.prompt(spec.id))
         return FrameSource(take.id, take.video, take.frames, take.fps, prompt=prompt,
                            reference=self.loaded.resolve(spec.reference) if spec.reference else None,
                            cast=self.loaded.cast_images(spec.id), style=self.loaded.style_images(),
@@ -346,12 +354,12 @@ def apply_pick(candidates: list[Candidate], pick: str | int, unit: Unit) -> list
     if isinstance(pick, int) or (isinstance(pick, str) and pick.isdigit()):
         index = int(pick)
         if not 0 <= index < len(candidates):
-            raise ConfigError(f"shot '{unit.shot.id}': pick {index} is out of range "
+            raise ConfigError(f"shot '{unit.pick_key}': pick {index} is out of range "
                               f"(takes 0-{len(candidates) - 1})")
         return [candidates[index]]
     matches = [c for c in candidates if c.take.id.startswith(str(pick))]
     if len(matches) != 1:
         ids = ", ".join(c.take.id[:10] for c in candidates)
         what = "matches no take" if not matches else "matches several takes"
-        raise ConfigError(f"shot '{unit.shot.id}': pick '{pick}' {what} (takes: {ids})")
+        raise ConfigError(f"shot '{unit.pick_key}': pick '{pick}' {what} (takes: {ids})")
     return matches
