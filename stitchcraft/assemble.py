@@ -52,7 +52,7 @@ import functools
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -286,7 +286,9 @@ class _Overlays:
 
 
 def assemble(cut: CutSpec, output: Path, *, workdir: Path,
-             progress: Callable[[str, float], None] | None = None) -> AssembledCut:
+             progress: Callable[[str, float], None] | None = None,
+             tags: Mapping[str, str] | None = None,
+             seal: Callable[[Path], None] | None = None) -> AssembledCut:
     """Renders the cut to `output` (written under a temporary name, verified, renamed).
 
     Args:
@@ -294,6 +296,9 @@ def assemble(cut: CutSpec, output: Path, *, workdir: Path,
         output: The final file (.mp4, .mov or .mkv).
         workdir: Where segments are cached and intermediate files live.
         progress: Called with (stage, fraction done).
+        tags: Container metadata tags (`stitchcraft.provenance`).
+        seal: Called with the verified temporary file before it is renamed into place
+            (signs its content credentials); if it raises, nothing is published.
 
     Raises:
         MediaError: an input is unusable (names the file and the reason).
@@ -336,10 +341,12 @@ def assemble(cut: CutSpec, output: Path, *, workdir: Path,
         report("verify", 0.0)
         with atomic_output(output) as partial:
             mux(files, partial, workdir=work, audio=audio_path, subtitles=subtitles_track,
-                fps=cut.fps, final_suffix=output.suffix)
+                fps=cut.fps, final_suffix=output.suffix, tags=tags)
             measured_out = verify_render(partial, Expected(
                 frames=total, width=cut.width, height=cut.height, fps=cut.fps,
                 audio=audio_path is not None, loudness=loudness_target))
+            if seal is not None:
+                seal(partial)
     finally:
         if audio_path is not None:
             audio_path.unlink(missing_ok=True)

@@ -13,10 +13,12 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from inspect import signature
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from .errors import InputError, StitchError, StoryboardError
 
@@ -32,19 +34,48 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 StoryboardArg = Annotated[Path, typer.Argument(help="The storyboard YAML file.", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable result on stdout.")]
+ExecutorOpt = Annotated[str, typer.Option(
+    help="Where engine calls run: local, or ray (a Ray cluster's GPUs; pip install 'stitchcraft[ray]').")]
+AddressOpt = Annotated[str | None, typer.Option(
+    help="The Ray cluster for --executor ray (host:6379, ray://host:10001 or auto); "
+         "default: a local Ray instance.")]
 CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Take store folder "
                                                "[default: .stitchcraft/cache beside the storyboard].")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Validate, plan and estimate the "
+                                          "cost; generate nothing.")]
 
 
 def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
+_CI_FLAG: list[bool] = [False]  # set by `stitch --ci`
+
+
+def _ci_mode() -> bool:
+    """CI mode: `stitch --ci`, or CI=true in the environment (as CI services set it)."""
+    return _CI_FLAG[0] or os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+@app.callback()
+def _global_options(ci: Annotated[bool, typer.Option(
+        "--ci", help="CI mode (also when CI=true): no colour or progress bars, logs on stderr, "
+                     "a JSON result on stdout.")] = False) -> None:
+    """Turn a YAML storyboard into a finished multi-shot video."""
+    _CI_FLAG[0] = ci
+    if _ci_mode():
+        os.environ["NO_COLOR"] = "1"  # rich, and anything else that honours it
+
+
 def handled(fn: F) -> F:
     """Runs a command, turning stitchcraft's exceptions into messages and exit codes."""
 
+    takes_json = "as_json" in signature(fn).parameters
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if takes_json and _ci_mode():
+            kwargs["as_json"] = True
         as_json = bool(kwargs.get("as_json"))
         try:
             return fn(*args, **kwargs)
@@ -149,7 +180,8 @@ def validate(storyboard: StoryboardArg, as_json: JsonOpt = False) -> None:
         typer.echo(json.dumps({"ok": True, "shots": len(sb.shots), "variants": len(sb.variants),
                                "routes": routes}))
     else:
-        typer.echo(f"{storyboard}: ok ({len(sb.shots)} shots, {len(sb.variants)} variants)")
+        cuts = f"; its matrix makes {len(sb.variants) + 1} cuts" if sb.matrix else ""
+        typer.echo(f"{storyboard}: ok ({len(sb.shots)} shots, {len(sb.variants)} variants{cuts})")
         for line in routes:
             typer.echo(f"  {line}")
 
@@ -234,6 +266,9 @@ def render(
     resubmit: Annotated[bool, typer.Option(
         "--resubmit", help="Submit again hosted takes whose earlier submission was cut off or "
                            "failed (otherwise never resubmitted, so never paid for twice).")] = False,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Render a storyboard: generate, score and choose takes, assemble the final cut."""
@@ -247,7 +282,17 @@ def render(
         cache=cache, quality=_quality(quality),
         variants=[] if no_variants else (variant or None), beam=beam, reroll=reroll,
         picks=load_picks(loaded.path), max_cost=max_cost, resubmit=resubmit,
+        executor=executor, address=address,
     )
+    if dry_run:
+        from .batch import dry_run as plan_only
+
+        planned = plan_only(loaded, options)
+        if as_json:
+            typer.echo(json.dumps(planned, indent=2))
+        else:
+            _say_dry_run(storyboard, planned)
+        return
     with make_reporter(json_mode=as_json) as reporter:
         result = run_render(loaded, options, reporter)
     if as_json:
@@ -413,18 +458,97 @@ def pick(storyboard: StoryboardArg, shot: Annotated[str, typer.Argument(help="Sh
     typer.echo(f"{shot}: {'unpinned' if clear else f'pinned to {take}'}")
 
 
+def _say_dry_run(storyboard: Path, planned: dict[str, Any]) -> None:
+    takes = sum(planned.get("takes", {}).values())
+    typer.echo(f"{storyboard}: valid; dry run: {len(planned['shots'])} shots, "
+               f"{planned['total_frames']} frames, {takes} takes planned; nothing generated")
+    for line in planned["cost_lines"]:
+        typer.echo(f"  {line}")
+
+
 @app.command()
 @handled
-def cache(storyboard: Annotated[Path | None, typer.Argument(
-              help="Use this storyboard's cache (default .stitchcraft/cache beside it).",
-              show_default=False)] = None,
-          cache: CacheOpt = None,
-          check: Annotated[bool, typer.Option("--check", help="Read every take in full and move "
-                                              "damaged ones aside.")] = False,
-          clean: Annotated[bool, typer.Option("--clean", help="Delete damaged takes kept for "
-                                              "inspection and scratch of dead renders.")] = False,
-          as_json: JsonOpt = False) -> None:
-    """Show what the take store holds, and check or clean it."""
+def batch(
+    paths: Annotated[list[str], typer.Argument(help="Storyboards: files, folders (their *.yaml) "
+                                                    "and glob patterns.", show_default=False)],
+    cache: Annotated[Path | None, typer.Option("--cache", help="One take store for every storyboard "
+                                               "[default: each one's own].")] = None,
+    quality: Annotated[str, typer.Option(help="final, or draft for fast previews.")] = "final",
+    no_variants: Annotated[bool, typer.Option("--no-variants", help="Render main cuts only.")] = False,
+    jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="Threads for the CPU stages "
+                                             "(storing and scoring takes) [default: the cores].")] = None,
+    max_cost: Annotated[float | None, typer.Option(
+        "--max-cost", min=0, help="Per storyboard: refuse it if its hosted takes are estimated "
+                                  "above this many USD.")] = None,
+    summary: Annotated[Path, typer.Option("--summary", help="Where to write the JSON summary.")]
+        = Path("stitch-batch.json"),
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Render many storyboards in one process, sharing engines; go on past failures.
+    Exit 0 if all rendered, 1 if any failed, 2 if any was invalid."""
+    from .batch import find_storyboards, render_batch
+    from .media import atomic_output
+    from .render import RenderOptions
+    from .ui import PlainReporter
+
+    storyboards = find_storyboards(paths)
+    options = RenderOptions(cache=cache, quality=_quality(quality),
+                            variants=[] if no_variants else None, max_cost=max_cost,
+                            executor=executor, address=address)
+
+    def said(entry: Any) -> None:
+        _err(f"{entry.storyboard}: {entry.status}" + (f": {entry.message}" if entry.message else "")
+             + f" ({entry.seconds:.1f} s)")
+
+    result = render_batch(storyboards, options, jobs=jobs, on_done=said, plan_only=dry_run,
+                          reporter=lambda path: PlainReporter(prefix=f"{path.name} "))
+    report = result.to_json()
+    with atomic_output(summary) as partial:
+        partial.write_text(json.dumps(report, indent=2) + "\n")
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        from rich.console import Console
+        from rich.markup import escape
+        from rich.table import Table
+
+        table = Table(title=f"stitch batch: {report['rendered']} ok, {report['failed']} failed, "
+                            f"{report['invalid']} invalid")
+        for column in ("storyboard", "status", "outputs", "takes made/reused", "seconds", "message"):
+            table.add_column(column, overflow="fold")
+        for entry in result.entries:
+            made = entry.result or {}
+            outputs = ", ".join(o["path"] for o in made.get("outputs", []))
+            takes = f"{made['takes_generated']}/{made['takes_reused']}" if "takes_generated" in made else ""
+            table.add_row(escape(str(entry.storyboard)), entry.status, escape(outputs), takes,
+                          f"{entry.seconds:.1f}", escape(entry.message))
+        Console().print(table)
+        typer.echo(f"summary: {summary}")
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+class _CacheCommands(TyperGroup):
+    """`stitch cache` subcommands; anything else (a storyboard, --check, --clean) is
+    `stitch cache show`, as `stitch cache` was before it had subcommands."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+cache_app = typer.Typer(cls=_CacheCommands, help="What the take store holds: show, check and "
+                        "clean it, list takes, disk use, prune.", no_args_is_help=False)
+app.add_typer(cache_app, name="cache")
+StoreArg = Annotated[Path | None, typer.Argument(
+    help="Use this storyboard's cache (default .stitchcraft/cache beside it).", show_default=False)]
+
+
+def _store(storyboard: Path | None, cache: Path | None):
     from .generate import default_cache
     from .store import TakeStore
 
@@ -433,7 +557,19 @@ def cache(storyboard: Annotated[Path | None, typer.Argument(
     root = cache if cache is not None else default_cache(_load(storyboard))  # type: ignore[arg-type]
     if not root.is_dir():
         raise InputError(f"{root}: no take store there")
-    store = TakeStore(root)
+    return TakeStore(root)
+
+
+@cache_app.command("show")
+@handled
+def cache_show(storyboard: StoreArg = None, cache: CacheOpt = None,
+               check: Annotated[bool, typer.Option("--check", help="Read every take in full and move "
+                                                   "damaged ones aside.")] = False,
+               clean: Annotated[bool, typer.Option("--clean", help="Delete damaged takes kept for "
+                                                   "inspection and scratch of dead renders.")] = False,
+               as_json: JsonOpt = False) -> None:
+    """Count what the take store holds, and check or clean it (the default)."""
+    store = _store(storyboard, cache)
     problems = store.check_all(deep=True) if check else []
     removed = [*store.remove_damaged(), *store.clean_tmp()] if clean else []
     stats = store.stats()
@@ -449,6 +585,149 @@ def cache(storyboard: Annotated[Path | None, typer.Argument(
                f"{stats.damaged} damaged kept for inspection ({stats.damaged_bytes / 1e6:.1f} MB) in "
                f"{store.damaged}; {stats.scratch} scratch entries"
                + (f"; removed {len(removed)}" if clean else ""))
+
+
+@cache_app.command("ls")
+@handled
+def cache_ls(storyboard: StoreArg = None, cache: CacheOpt = None, as_json: JsonOpt = False) -> None:
+    """List the takes, most recently used first."""
+    import time
+
+    from .cache import list_takes
+
+    takes = list_takes(_store(storyboard, cache))
+    if as_json:
+        typer.echo(json.dumps([t.to_json() for t in takes], indent=2))
+        return
+    now = time.time()
+    for take in takes:
+        typer.echo(f"{take.id[:12]}  {take.engine:<10} {take.frames:>5} fr {take.size:>9} "
+                   f"{take.bytes / 1e6:8.1f} MB  used {(now - take.used) / 86400:5.1f} d ago  {take.label}")
+    typer.echo(f"{len(takes)} takes")
+
+
+@cache_app.command("du")
+@handled
+def cache_du(storyboard: StoreArg = None, cache: CacheOpt = None, as_json: JsonOpt = False) -> None:
+    """Disk use of the take store, by part."""
+    from .cache import disk_usage
+
+    store = _store(storyboard, cache)
+    usage = disk_usage(store)
+    if as_json:
+        typer.echo(json.dumps({"cache": str(store.root), "bytes": usage, "total": sum(usage.values())}))
+        return
+    for part, size in usage.items():
+        typer.echo(f"{size / 1e6:10.1f} MB  {part}")
+    typer.echo(f"{sum(usage.values()) / 1e6:10.1f} MB  total ({store.root})")
+
+
+@cache_app.command("prune")
+@handled
+def cache_prune(
+    storyboards: Annotated[list[Path] | None, typer.Argument(
+        help="With --unused: the storyboards whose takes to keep; without: one storyboard "
+             "whose cache to prune.", show_default=False)] = None,
+    cache: CacheOpt = None,
+    older_than: Annotated[str | None, typer.Option("--older-than", help="Delete takes no render "
+                                                   "used for this long (30d, 12h, 2w).")] = None,
+    unused: Annotated[bool, typer.Option("--unused", help="Delete takes the listed storyboards' "
+                                         "last renders do not use.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would go.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete old or unused takes (never one a hosted job may still be making)."""
+    from .cache import parse_age, prune, used_by
+
+    boards = [_load(path) for path in storyboards or []]
+    if unused and not boards:
+        raise InputError("--unused needs the storyboards whose takes to keep")
+    if len(boards) > 1 and not unused:
+        raise InputError("several storyboards are given with --unused (keep what they use); "
+                         "without it, one storyboard names the cache to prune")
+    store = _store(boards[0].path if boards else None, cache)
+    keep = set().union(*(used_by(b) for b in boards)) if unused else None
+    pruned = prune(store, older_than=parse_age(older_than) if older_than else None, keep=keep,
+                   dry_run=dry_run)
+    if as_json:
+        typer.echo(json.dumps({"ok": True, "cache": str(store.root), "dry_run": dry_run,
+                               **pruned.to_json()}))
+        return
+    for take_id in pruned.kept_running:
+        _err(f"kept {take_id[:12]}: its hosted job may still be running")
+    typer.echo(f"{'would delete' if dry_run else 'deleted'} {len(pruned.takes)} takes and "
+               f"{len(pruned.jobs)} finished job entries, {pruned.bytes / 1e6:.1f} MB ({store.root})")
+
+
+@app.command()
+@handled
+def export(storyboard: StoryboardArg,
+           fmt: Annotated[str, typer.Option("--format", help="otio, fcpxml, fcp7 (Premiere) or edl.")] = "otio",
+           output: Annotated[Path | None, typer.Option("--output", help="The timeline file "
+                                                       "[default: beside the video].")] = None,
+           variant: Annotated[str | None, typer.Option(help="Export a variant's cut.")] = None,
+           as_json: JsonOpt = False) -> None:
+    """Write the last render's cut as a timeline for an editor, its takes copied beside it."""
+    from .export import export_timeline
+
+    result = export_timeline(_load(storyboard), fmt, output=output, variant=variant)
+    if as_json:
+        typer.echo(json.dumps({"ok": True, **result.to_json()}, indent=2))
+        return
+    for note in result.notes:
+        _err(f"note: {note}")
+    typer.echo(f"wrote {result.path} ({result.clips} clips, {result.transitions} transitions, "
+               f"{result.markers} caption markers); media: {result.media} ({result.files} files, "
+               f"{result.linked} linked)")
+
+
+@app.command()
+@handled
+def inspect(video: Annotated[Path, typer.Argument(help="A rendered video.", show_default=False)],
+            as_json: JsonOpt = False) -> None:
+    """Show a video's content credentials (C2PA manifest, tags, sidecar) and whether its
+    manifest validates: exit 0 if it does, 1 if it is invalid or missing."""
+    from .provenance import inspect_video
+
+    found = inspect_video(video)
+    if as_json:
+        typer.echo(json.dumps(found.to_json(), indent=2))
+    else:
+        for line in _inspection_lines(found):
+            typer.echo(line)
+    if not found.manifest.intact:
+        raise typer.Exit(1)
+
+
+def _inspection_lines(found: Any) -> list[str]:
+    m = found.manifest
+    state = {"Trusted": "valid, signer trusted", "Valid": "valid" + (", signer not trusted" if m.untrusted else ""),
+             "Missing": "missing (no C2PA manifest)"}.get(m.state, "invalid")
+    lines = [f"{found.video}", f"  C2PA manifest: {state}"]
+    lines += [f"    {failure}" for failure in m.failures]
+    if m.signer:
+        lines.append(f"  signed by: {m.signer} (issuer {m.issuer})"
+                     + ("  [development certificate]" if m.development else ""))
+    facts = found.facts
+    if facts is None:
+        lines.append("  no stitchcraft credentials found")
+    else:
+        source = "manifest" if m.intact and m.facts else "container tags (not protected)"
+        lines += [f"  facts from: {source}", f"  tool: {facts.tool}",
+                  f"  storyboard: {facts.storyboard} sha256 {facts.storyboard_sha256}",
+                  f"  {facts.statement()}", f"  source type: {facts.digital_source_type}"]
+        for shot in facts.shots:
+            made = "; ".join(f"{t.engine}" + (f" model {t.model}" if t.model else "") + f" seed {t.seed}"
+                             for t in shot.takes)
+            lines.append(f"  shot {shot.id}: {shot.source}"
+                         + (f" ({shot.digital_source_type.rsplit('/', 1)[-1]})" if shot.digital_source_type else "")
+                         + f", frames {shot.start}+{shot.frames}"
+                         + (f", {shot.file}" if shot.file else f", {made}" if shot.source == "generated" else ""))
+    lines.append(f"  tags: {'agree with the manifest' if m.facts and found.tag_facts == m.facts else 'differ or absent'}")
+    if found.sidecar is not None:
+        lines.append(f"  sidecar: {found.sidecar.name} "
+                     + ("(matches this file)" if found.sidecar_matches else "(for another version of this file)"))
+    return lines
 
 
 def _quality(value: str) -> str:

@@ -15,7 +15,8 @@ a file, a download or footage, holds next to nothing and never waits).
 
 Priorities are tuples, lowest first: the select stage puts chained segments (the
 critical path) ahead of independent ones, and earlier segments ahead of later ones.
-A cluster executor plugs in behind the same four methods.
+A cluster executor plugs in behind the same four methods (`executor_for` names them;
+`stitchcraft.ray_executor` spreads engine calls over a Ray cluster).
 """
 
 from __future__ import annotations
@@ -297,3 +298,28 @@ class LocalExecutor:
                     job.future.cancel()
             lane.close()
         self.pool.shutdown()
+
+
+EXECUTORS = ("local", "ray")
+
+
+def executor_for(name: str = "local", address: str | None = None, *,
+                 cpu_workers: int | None = None) -> Executor:
+    """The executor called `name`: ``local`` (threads in this process) or ``ray`` (the
+    actors of a Ray cluster at `address`, see `stitchcraft.ray_executor`).
+
+    Raises:
+        ConfigError: an unknown name, an address given to the local executor, or Ray
+            not installed or its cluster unreachable.
+    """
+    from .errors import ConfigError
+
+    if name == "local":
+        if address is not None:
+            raise ConfigError("--address names a Ray cluster; it needs --executor ray")
+        return LocalExecutor(cpu_workers=cpu_workers)
+    if name == "ray":
+        from .ray_executor import RayExecutor
+
+        return RayExecutor(address, cpu_workers=cpu_workers)
+    raise ConfigError(f"unknown executor '{name}'; choose one of: {', '.join(EXECUTORS)}")

@@ -189,8 +189,11 @@ def load_storyboard(path: str | os.PathLike[str], *, check_files: bool = True) -
     located = load_yaml(text, path)
     if not isinstance(located.value, dict):
         raise StoryboardError([located.issue((), "a storyboard is a mapping with version, output and shots")])
+    from .matrix import expand_matrix
+
+    document, located = expand_matrix(located, _pydantic_issues)
     try:
-        storyboard = Storyboard.model_validate(located.value)
+        storyboard = Storyboard.model_validate(document)
     except ValidationError as exc:
         raise StoryboardError(_pydantic_issues(exc, located)) from None
     loaded = resolve_sources(LoadedStoryboard(path, storyboard, located, {}))

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
@@ -424,11 +424,20 @@ ENCODERS = {
 }
 
 
+# x264 and x265 make a different stream for each number of frame threads (x264 also
+# writes the count into the stream), and by default take one per core: pinned, the same
+# storyboard encodes to the same bytes on any machine. ffv1, prores_ks and SVT-AV1 make
+# the same stream whatever their thread count (measured with ffmpeg 9), so theirs is free.
+PINNED_THREADS = 4
+_THREAD_DEPENDENT = ("h264", "h265")
+
+
 def encoder_args(codec: str, *, crf: int = 20, preset: str = "veryfast") -> list[str]:
-    """The ffmpeg video-encoder arguments for one of stitchcraft's codecs."""
+    """The ffmpeg video-encoder arguments for one of stitchcraft's codecs: the same
+    frames and arguments give a bit-identical stream on any machine."""
     args = list(ENCODERS[codec])
-    if codec in ("h264", "h265"):
-        args += ["-preset", preset, "-crf", str(crf)]
+    if codec in _THREAD_DEPENDENT:
+        args += ["-preset", preset, "-crf", str(crf), "-threads", str(PINNED_THREADS)]
     elif codec == "av1":
         svt_preset = {"ultrafast": 12, "superfast": 11, "veryfast": 10, "faster": 9, "fast": 8,
                       "medium": 6, "slow": 4, "slower": 3, "veryslow": 2}.get(preset, 8)
@@ -626,8 +635,8 @@ def encode_graph(inputs: Sequence[Input], graph: str, output: Path, *, label: st
                  fps: Fraction | None = None, threads: int | None = None) -> str:
     """Runs a video filtergraph and encodes exactly `frames` frames of its `label` output,
     video only, with stitchcraft's encoder settings for `codec` (`fps` makes mp4/mov
-    timestamps exact, see `timescale_args`; `threads` caps the encoder's threads, which
-    changes neither the parameter sets nor the output's decodability).
+    timestamps exact, see `timescale_args`; `threads` caps the encoder's threads where
+    the stream does not depend on them: x264 and x265 keep `PINNED_THREADS`).
 
     Raises:
         FFmpegError: ffmpeg failed.
@@ -638,7 +647,7 @@ def encode_graph(inputs: Sequence[Input], graph: str, output: Path, *, label: st
     args += ["-filter_complex", graph, "-map", f"[{label}]", "-frames:v", str(frames),
              "-an", "-sn", "-dn", "-fps_mode", "passthrough",
              *encoder_args(codec, crf=crf, preset=preset), "-map_metadata", "-1",
-             *(["-threads", str(threads)] if threads else []),
+             *(["-threads", str(threads)] if threads and codec not in _THREAD_DEPENDENT else []),
              *timescale_args(fps, Path(output).suffix), str(output)]
     return run_ffmpeg(args, what=what)
 
@@ -783,9 +792,11 @@ def detect_silence(path: Path, *, noise_db: float = -35.0, min_seconds: float = 
 
 def mux(video_segments: Sequence[Path], output: Path, *, workdir: Path,
         audio: Path | None = None, subtitles: Path | None = None, faststart: bool = True,
-        fps: Fraction | None = None, final_suffix: str | None = None) -> None:
+        fps: Fraction | None = None, final_suffix: str | None = None,
+        tags: Mapping[str, str] | None = None) -> None:
     """Joins video segments by stream copy (concat demuxer) and muxes audio and a
-    subtitle track beside them. Segments must share codec parameters exactly.
+    subtitle track beside them. Segments must share codec parameters exactly. The
+    container carries no metadata but `tags` (``comment``, ``description``, ...).
 
     Raises:
         FFmpegError: ffmpeg failed.
@@ -811,6 +822,8 @@ def mux(video_segments: Sequence[Path], output: Path, *, workdir: Path,
         "ass" if subtitles is not None and subtitles.suffix.lower() == ".ass" else "srt")
     args += [*maps, "-c:v", "copy", "-c:a", "copy", "-c:s", subtitle_codec,
              "-map_metadata", "-1", "-map_chapters", "-1"]
+    for name, value in (tags or {}).items():
+        args += ["-metadata", f"{name}={value}"]
     # The container is picked from the final name, not the temporary one.
     suffix = (final_suffix or output.suffix).lower()
     if faststart and suffix in (".mp4", ".mov", ".m4v"):
@@ -935,6 +948,22 @@ def copy_video_span(source: Path, output: Path, start: int, end: int, fps: Fract
 def video_packet_count(path: Path) -> int:
     """Video frames in a file, counted from its packets (exact, no decoding)."""
     return probe(path, count_frames=True).frames
+
+
+def container_tags(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The container's metadata tags (``comment``, ``description``, ...), names in lower
+    case (Matroska writes them in upper case).
+
+    Raises:
+        MediaError: missing or unreadable.
+    """
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return {str(k).lower(): str(v) for k, v in container.metadata.items()}
+    except (av.error.FFmpegError, OSError) as exc:
+        raise MediaError(path, f"cannot be read ({exc})") from None
 
 
 def probe_audio(path: str | os.PathLike[str]) -> tuple[int, int, float]:

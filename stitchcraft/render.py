@@ -12,10 +12,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .errors import ConfigError, ShotFailed, StitchError
-from .executor import LocalExecutor
+from .executor import executor_for
 from .generate import Generator, default_cache, engine_fingerprints, storyboard_digests
 from .load import LoadedStoryboard
 from .manifest import CandidateRecord, CutRecord, FailedRecord, Manifest, SegmentRecord, ShotRecord
@@ -35,7 +35,10 @@ from .storyboard import Variant, parse_size
 
 if TYPE_CHECKING:
     from .assemble import CutSpec
+    from .batch import Shared
+    from .engines.base import Engine
     from .generate import Candidate
+    from .provenance import SigningIdentity
 
 
 class Reporter(Protocol):
@@ -69,6 +72,10 @@ class RenderOptions:
             this many USD (None: no limit).
         resubmit: Submit again the hosted takes whose earlier submission was cut off
             or failed (the journal otherwise keeps them from being paid for twice).
+        shared: A batch's executor and loaded engines, kept across its storyboards
+            (None: the render makes its own and closes them when it ends).
+        executor: Where engine calls run when not `shared`: ``local`` or ``ray``.
+        address: The Ray cluster of the ``ray`` executor (None: a local instance).
     """
 
     cache: Path | None = None
@@ -79,6 +86,9 @@ class RenderOptions:
     picks: dict[str, str | int] = field(default_factory=dict)
     max_cost: float | None = None
     resubmit: bool = False
+    shared: Shared | None = None
+    executor: str = "local"
+    address: str | None = None
 
 
 @dataclass
@@ -144,9 +154,18 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
                  f"({float(plan.total_frames / plan.fps):.2f} s) at {plan.fps} fps")
     _hosted_budget(loaded, plan, store, options, cuts_to_write, reporter)
     clock.lap("plan")
+    # A bad certificate fails now, not after generating; nothing is written for a
+    # storyboard the plan refuses (the development signer is made here when missing).
+    from .provenance import signing_identity
+
+    signer = signing_identity(store.root)
     # 3. Engines that cannot run and broken media fail now, before any model loads.
-    executor = LocalExecutor()
+    shared = options.shared
+    executor = shared.executor if shared else executor_for(options.executor, options.address)
+    busy_before = executor.stats()
     generator = Generator(loaded, plan, store, executor=executor)
+    if shared:  # the batch's engines, by name and settings (a mapping the generator only indexes)
+        generator._engines = cast("dict[str, Engine]", shared.engines_for(loaded))
     generator.check_engines()
     warnings = generator.preflight()
     from .scoring import ScoreBook
@@ -172,24 +191,28 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
                 generator = generator.replanned(loaded, plan)
                 generator.check_engines()
     finally:
-        executor.close()
-        generator.close()
+        if shared is None:  # a batch closes its executor and engines after its last storyboard
+            executor.close()
+            generator.close()
     clock.lap("generate & select")
     warnings += _short_takes(cuts, reporter) + store.warnings
     # 5. Assemble every cut, the report's thumbnails made beside it.
     from .report import ThumbnailJob
 
     with ThumbnailJob(_offered_takes(cuts)) as thumbnails:
-        outputs = _assemble_all(loaded, cuts, options, reporter, warnings, work_folder(store))
+        outputs = _assemble_all(loaded, cuts, options, reporter, warnings, work_folder(store), signer)
         clock.lap("assemble")
         thumbs = thumbnails.result()
     # 6. Manifest and report.
     reporter.stage("report")
-    busy = executor.stats()
+    busy = {k: round(v - busy_before.get(k, 0.0), 3) for k, v in executor.stats().items()}
     timings = {**clock.laps, "engine busy": busy["generate"], "store & score busy": busy["cpu"],
                "scoring": book.stats()["seconds"]}
     manifest_path, report_path = _write_manifest(loaded, cuts, outputs, store, book, options,
                                                  warnings, generator, timings, thumbs, fallbacks)
+    from .cache import mark_used
+
+    mark_used(take.dir for take in _offered_takes(cuts))  # their age for `stitch cache prune`
     clock.lap("report")
     timings["report"] = clock.laps["report"]
     return RenderResult(outputs=outputs, manifest=manifest_path, report=report_path,
@@ -221,8 +244,11 @@ def _wanted_variants(loaded: LoadedStoryboard, options: RenderOptions) -> set[st
     """
     if options.quality not in ("final", "draft"):
         raise ConfigError(f"--quality must be final or draft, not '{options.quality}'")
+    from .matrix import main_name
+
     names = {v.name for v in loaded.storyboard.variants}
     wanted = set(options.variants) if options.variants is not None else names
+    wanted.discard(main_name(loaded.storyboard))  # a matrix's first combination is the main cut
     unknown = wanted - names
     if unknown:
         raise ConfigError(f"no variant named {', '.join(sorted(unknown))} "
@@ -352,10 +378,14 @@ def _variant_storyboard(loaded: LoadedStoryboard, variant: Variant) -> LoadedSto
 
 def _assemble_all(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]],
                   options: RenderOptions, reporter: Reporter, warnings: list[str],
-                  work: Path) -> list[RenderedCut]:
+                  work: Path, signer: SigningIdentity) -> list[RenderedCut]:
     from .assemble import assemble
+    from .provenance import Credentials, credit_cut
 
     outputs: list[RenderedCut] = []
+    if signer.warning:
+        warnings.append(signer.warning)
+        reporter.warn(signer.warning)
     for variant, selection, derived in cuts:
         cut, destination = _cut_spec(loaded, variant, derived, selection.plan, selection.shot_takes,
                                      options.quality)
@@ -369,7 +399,13 @@ def _assemble_all(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, Sel
                 _last[0] += 1
                 reporter.advance(stage)
 
-        result = assemble(cut, destination, workdir=work, progress=progress)
+        credentials = Credentials(credit_cut(loaded, variant.name if variant else None, selection, destination),
+                                  signer, destination)
+        for warning in filter(None, [credentials.warning]):
+            warnings.append(warning)
+            reporter.warn(warning)
+        result = assemble(cut, destination, workdir=work, progress=progress,
+                          tags=credentials.tags(), seal=credentials.seal)
         for warning in result.warnings:
             warnings.append(f"{name}: {warning}")
             reporter.warn(f"{name}: {warning}")

@@ -136,6 +136,7 @@ CaptionText = Annotated[str, Field(min_length=1, max_length=CAPTION_CHARACTERS)]
 PromptText = Annotated[str, Field(min_length=1, max_length=PROMPT_CHARACTERS)]
 CastName = Annotated[str, AfterValidator(check_cast_name)]
 EngineName = Annotated[str, Field(min_length=1, max_length=64)]
+AxisValue = str | int | float  # a value of a ``matrix:`` axis, or one of its fields
 
 
 class Model(BaseModel):
@@ -596,6 +597,9 @@ class Storyboard(Model):
     scoring: Scoring = Scoring()
     shots: list[Shot] = Field(min_length=1, max_length=2000)
     variants: list[Variant] = Field(default_factory=list)
+    matrix: dict[str, list[AxisValue] | dict[str, dict[str, AxisValue] | None]] = Field(
+        default_factory=dict, description="axes whose combinations are the variants; "
+                                          "`stitchcraft.matrix` expands them into `variants` when loading")
 
     @field_validator("version", mode="before")
     @classmethod

@@ -13,10 +13,12 @@ from typing import Any
 
 
 class PlainReporter:
-    """One line per event, timestamped from the start of the render."""
+    """One line per event, timestamped from the start of the render (after `prefix`,
+    which names the storyboard in a batch)."""
 
-    def __init__(self, stream: Any = None):
+    def __init__(self, stream: Any = None, prefix: str = ""):
         self.stream = stream or sys.stderr
+        self.prefix = prefix
         self.began = time.monotonic()
         self.name = ""
         self.total: int | None = None
@@ -24,7 +26,7 @@ class PlainReporter:
         self.warned: set[str] = set()
 
     def _line(self, text: str) -> None:
-        print(f"[{time.monotonic() - self.began:7.1f}s] {text}", file=self.stream, flush=True)
+        print(f"{self.prefix}[{time.monotonic() - self.began:7.1f}s] {text}", file=self.stream, flush=True)
 
     def stage(self, name: str, total: int | None = None) -> None:
         self.name, self.total, self.done = name, total, 0
@@ -102,7 +104,8 @@ class RichReporter:
 
 @contextlib.contextmanager
 def make_reporter(*, json_mode: bool = False) -> Iterator[Any]:
-    """Rich bars when stderr is a terminal (and not --json), else plain lines."""
+    """Rich bars when stderr is a terminal (and not --json or CI mode, which imply
+    each other), else plain lines."""
     if sys.stderr.isatty() and not json_mode:
         with RichReporter() as reporter:
             yield reporter

@@ -21,3 +21,10 @@ def write_storyboard(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def _not_ci_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI services set CI=true, which turns on `stitch`'s CI mode (JSON on stdout) for
+    every command the tests run; tests of CI mode set it themselves."""
+    monkeypatch.delenv("CI", raising=False)
