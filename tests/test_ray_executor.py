@@ -217,3 +217,22 @@ def test_without_ray_the_cli_says_how_to_install_it(tmp_path):
     assert "pip install 'stitchcraft[ray]'" in done.stderr
     assert not (board.parent / "out" / "cut.mp4").exists()
 
+
+
+@pytest.mark.ray
+def test_a_batch_sharing_shots_makes_each_shared_take_once(cluster, counting, tmp_path):
+    from stitchcraft.batch import render_batch
+
+    _, log, _ = cluster
+    log.write_text("")
+    shots = {"a": "  - {id: a, prompt: one, duration: 1}\n",
+             "b": "  - {id: b, prompt: two, duration: 1, continuity: chain}\n",
+             "c": "  - {id: c, prompt: three, duration: 1, seed: 40}\n"}
+    head = BOARD.split("shots:")[0] + "shots:\n"
+    boards = [project(tmp_path, name, head + "".join(shots[s] for s in chosen))
+              for name, chosen in (("first", "ab"), ("second", "abc"), ("third", "ac"))]
+    result = render_batch(boards, RenderOptions(variants=[], executor="ray", cache=tmp_path / "cache"))
+    assert [e.status for e in result.entries] == ["ok"] * 3
+    started, done = calls(log)
+    # a (2 takes), b (2, chained from a's chosen take) and c (2): each made once for all three
+    assert sum(started.values()) == 6 and set(started.values()) == {1} and set(done.values()) == {1}
