@@ -282,6 +282,10 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
         if caps.seconds_per_frame:
             scale = (gen_w * gen_h) / (1280 * 720)
             per_take.update({s.key: s.generate * caps.seconds_per_frame * scale for s in segments})
+        still = shots[-1].keyframe
+        if still is not None and capabilities(still.engine).seconds_per_frame:
+            per_take[still.segments[0].key] = (capabilities(still.engine).seconds_per_frame
+                                               * still.width * still.height / (1280 * 720))
         start += frames
     total = start
     ending = seconds_to_frames(sb.ending.duration, fps) if sb.ending and sb.ending.type == "fade" else 0
@@ -290,7 +294,7 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
                 ending=ending, beam=beam or sb.scoring.beam)
     takes = beam_takes(plan, plan.beam, sb.scoring.beam_generate)
     gpu: dict[str, float] = {}
-    for planned in shots:
+    for planned in [*shots, *(s.keyframe for s in shots if s.keyframe is not None)]:
         for segment in planned.segments:
             if segment.key in per_take:
                 gpu[planned.engine] = gpu.get(planned.engine, 0.0) + per_take[segment.key] * takes[segment.key]

@@ -164,3 +164,21 @@ def test_tiny_pipelines_make_the_keyframe_and_animate_it(tmp_path_factory, tmp_p
     still = np.load(Path(chosen["path"]).parent / "head.npy")[0]
     assert [g.shape for g in given] == [still.shape] and np.array_equal(given[0], still)
     assert manifest["shots"]["ride"]["segments"][0]["candidates"][0]["frames"] == 8
+
+
+def test_the_plan_counts_keyframe_stills_and_their_gpu_time(tmp_path):
+    from stitchcraft.plan import plan_storyboard
+
+    path = board(tmp_path, prompt="a rooftop", engine="ltx-video",
+                 keyframe={"engine": "flux", "candidates": 3})
+    plan = plan_storyboard(load_storyboard(path), memory_limit=2**40)
+    poster = plan.shot("poster")
+    assert poster.keyframe is not None and poster.keyframe.engine == "flux"
+    assert (poster.keyframe.width, poster.keyframe.height) == (64, 48)
+    assert plan.takes["poster#keyframe"] == 3 and plan.takes["poster#0"] == 1
+    # the engine's GPU seconds for a 720p still, scaled to 64x48, three of them
+    from stitchcraft.engines import engine_class
+
+    per_still = engine_class("flux").CAPABILITIES.seconds_per_frame
+    assert per_still > 0
+    assert plan.gpu_seconds["flux"] == pytest.approx(3 * per_still * 64 * 48 / (1280 * 720), abs=0.01)
