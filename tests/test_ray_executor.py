@@ -236,3 +236,32 @@ def test_a_batch_sharing_shots_makes_each_shared_take_once(cluster, counting, tm
     started, done = calls(log)
     # a (2 takes), b (2, chained from a's chosen take) and c (2): each made once for all three
     assert sum(started.values()) == 6 and set(started.values()) == {1} and set(done.values()) == {1}
+
+
+@pytest.mark.ray
+@pytest.mark.models
+def test_tiny_diffusion_pipelines_on_ray_make_the_local_cut(cluster, tmp_path, tmp_path_factory):
+    """LTX-Video and Wan as tiny random-weight pipelines (saved with save_pretrained,
+    loaded by the workers through from_pretrained), a chain across them: the same
+    manifest and video stream as the local executor."""
+    import yaml
+    from tiny_pipelines import tiny_engine_settings
+
+    # one take a call on both executors: batched CPU kernels add in another order
+    engines_ = tiny_engine_settings(tmp_path_factory.getbasetemp() / "tiny-models", batch=1)
+    board = {
+        "version": 1,
+        "output": {"fps": 8, "size": "64x64", "path": "out/cut.mp4", "preset": "ultrafast"},
+        "defaults": {"engine": "ltx-video", "candidates": 2, "seed": 11, "transition": {"type": "cut"}},
+        "audio": {"take_audio": False},
+        "engines": {k: v for k, v in engines_.items() if k in ("ltx-video", "wan")},
+        "shots": [{"id": "street", "prompt": "a neon street in the rain", "duration": 1},
+                  {"id": "alley", "prompt": "an alley", "engine": "wan", "duration": 1,
+                   "continuity": "chain"}],
+    }
+    text = yaml.safe_dump(board, sort_keys=False)
+    local = render(load_storyboard(project(tmp_path, "local", text)), RenderOptions(variants=[]))
+    result = render(load_storyboard(project(tmp_path, "ray", text)), RenderOptions(variants=[], executor="ray"))
+    assert result.generated == local.generated == 4
+    assert comparable(result.manifest) == comparable(local.manifest)
+    assert video_packets(result.outputs[0].path) == video_packets(local.outputs[0].path)
