@@ -93,11 +93,12 @@ def make_pool(folder: Path, count: int, seconds: float) -> list[Path]:
 
 
 def storyboard(provider: str, base_url: str, shots: int, candidates: int, in_flight: int,
-               poll: float) -> str:
+               poll: float, anchor: bool = True) -> str:
     lines = ["version: 1", f"title: hosted benchmark (simulated {provider})",
              "output: {fps: 24, size: 1280x720, path: out/cut.mp4, preset: veryfast, crf: 20}",
              f"defaults: {{engine: {provider}, candidates: {candidates}, seed: 1, "
-             "transition: {type: dissolve, duration: 0.5}}",
+             "transition: {type: dissolve, duration: 0.5}"
+             + ("" if anchor else ", colour_anchor: false") + "}",
              f"engines: {{{provider}: {{base_url: '{base_url}', max_concurrent: {in_flight}, "
              f"poll_interval: {poll:g}}}}}",
              "audio: {take_audio: false}", "shots:"]
@@ -142,6 +143,8 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=12)
     parser.add_argument("--candidates", type=int, default=4)
     parser.add_argument("--poll", type=float, default=1.0, help="poll interval, seconds")
+    parser.add_argument("--no-anchor", action="store_true",
+                        help="colour_anchor: false (chained takes used as made, not re-encoded)")
     args = parser.parse_args()
     cls = engine_class(args.provider)
     env = {**os.environ, **{name: KEY for name in cls.KEY_VARS}}
@@ -155,7 +158,8 @@ def main() -> None:
             folder / "service", keys=(KEY,), queued=0.0, running=0.0, height=720)
         with service:
             (folder / "board.yaml").write_text(storyboard(args.provider, service.base_url, args.shots,
-                                                          args.candidates, args.in_flight, args.poll))
+                                                          args.candidates, args.in_flight, args.poll,
+                                                          anchor=not args.no_anchor))
             began = time.time()
             done = subprocess.run([sys.executable, "-m", "stitchcraft", "render", "board.yaml", "--json",
                                    "--no-variants"], cwd=folder, capture_output=True, text=True,
