@@ -13,7 +13,6 @@ from.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from .errors import EngineError, EngineUnavailable, MediaError, ShotFailed, Stit
 from .jobs import JobBook, JobJournal
 from .load import LoadedStoryboard
 from .plan import Plan, SegmentPlan, ShotPlan, take_id
-from .store import StoredTake, TakeStore
+from .store import StoredTake, TakeStore, file_digest
 
 if TYPE_CHECKING:
     from .colour import Look
@@ -284,7 +283,7 @@ class Generator:
     def _hold_short(self, shot_id: str) -> bool:
         """Whether a shot may use footage shorter than itself, holding its last frame."""
         sb = self.loaded.storyboard
-        spec = next(s for s in sb.shots if s.id == shot_id)
+        spec = self.loaded.shot(shot_id)
         return (spec.short_source or sb.defaults.short_source) == "hold"
 
     def close(self) -> None:
@@ -429,7 +428,7 @@ class Generator:
             return None  # a bridge ends on the next shot's look, which its engine matched
         if not self.loaded.colour_anchor(shot.id):
             return None
-        spec = next(s for s in self.loaded.storyboard.shots if s.id == shot.id)
+        spec = self.loaded.shot(shot.id)
         start = start_look(previous.tail())
         if spec.reference:
             path = self.loaded.resolve(spec.reference)
@@ -464,7 +463,7 @@ class Generator:
         if shot.kind == "keyframe":
             return self._keyframe_request(shot, segment)
         sb = self.loaded.storyboard
-        spec = next(s for s in sb.shots if s.id == shot.id)
+        spec = self.loaded.shot(shot.id)
         condition_frames = None
         if conditioning.previous is not None and segment.condition:
             condition_frames = conditioning.previous.last_frames(segment.condition)
@@ -503,12 +502,12 @@ class Generator:
         the store's takes and written once, atomically."""
         from PIL import Image
 
+        from .media import atomic_output
+
         path = self.store.root / "stills" / f"{still.id}.png"
         if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            scratch = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-            Image.fromarray(np.ascontiguousarray(still.head()[0])).save(scratch, format="PNG")
-            os.replace(scratch, path)
+            with atomic_output(path) as partial:
+                Image.fromarray(np.ascontiguousarray(still.head()[0])).save(partial, format="PNG")
         return path
 
     def _settings(self, engine: str) -> EngineSettings:
@@ -545,22 +544,6 @@ def _describe(request: SegmentRequest, seed: int, segment: SegmentPlan) -> dict[
         "size": [request.width, request.height], "steps": request.steps,
         "sources": [str(p) for p in request.sources], "image": str(request.image) if request.image else None,
     }
-
-
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes, memoised by path, size and modification time."""
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _DIGESTS[key] = digest.hexdigest()
-    return _DIGESTS[key]
 
 
 def storyboard_digests(loaded: LoadedStoryboard) -> dict[Path, str]:

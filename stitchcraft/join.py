@@ -99,18 +99,13 @@ def shot_takes(store: TakeStore, plan: Plan, units: Sequence[Unit], chosen: Sequ
     for shot in plan.shots:
         indices = [i for i, u in enumerate(units)  # in segment order
                    if u.shot.id == shot.id and not u.is_keyframe]
-        result[shot.id] = _join(store, shot.id, shot.engine, [chosen[i] for i in indices],
-                                [into.get(i) for i in indices])
+        result[shot.id] = join_takes(store, shot.id, shot.engine, [chosen[i] for i in indices],
+                                     [into.get(i) for i in indices])
     return result
 
 
-def concatenate_segments(store: TakeStore, shot: Any, takes: list[StoredTake]) -> StoredTake:
-    """One take for a shot made of several chained segments, joined hard."""
-    return _join(store, shot.id, shot.engine, takes, [None] * len(takes))
-
-
-def _join(store: TakeStore, shot_id: str, engine: str, takes: list[StoredTake],
-          fades: list[tuple[StoredTake, int] | None]) -> StoredTake:
+def join_takes(store: TakeStore, shot_id: str, engine: str, takes: list[StoredTake],
+               fades: list[tuple[StoredTake, int] | None]) -> StoredTake:
     """`takes` one after another, each followed by its cross-fade into the lead of the
     take after it (`fades`, None for a hard join or none), stored as one take."""
     from .engines.base import Take

@@ -75,12 +75,12 @@ class LoadedStoryboard:
 
     def blend(self, shot_id: str) -> int | None:
         """Frames cross-faded where the shot's chained takes join (None: the whole lead)."""
-        spec = next(s for s in self.storyboard.shots if s.id == shot_id)
+        spec = self.shot(shot_id)
         return self.storyboard.defaults.blend if spec.blend is None else spec.blend
 
     def colour_anchor(self, shot_id: str) -> bool:
         """Whether the shot's chained takes are colour-anchored to their chain's start."""
-        spec = next(s for s in self.storyboard.shots if s.id == shot_id)
+        spec = self.shot(shot_id)
         return self.storyboard.defaults.colour_anchor if spec.colour_anchor is None else spec.colour_anchor
 
     def for_quality(self, quality: str) -> LoadedStoryboard:

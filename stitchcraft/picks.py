@@ -75,7 +75,7 @@ def check_pick(loaded: LoadedStoryboard, shot: str, take: str) -> str | int:
     """
     sb = loaded.storyboard
     shot_id, _, part = shot.partition("#")  # "<shot>#keyframe" pins the shot's keyframe
-    spec = next(s for s in sb.shots if s.id == shot_id)
+    spec = loaded.shot(shot_id)
     keyframe = loaded.keyframe(shot_id) if part else None
     try:
         record = read_manifest(loaded).shots[shot_id]

@@ -254,9 +254,11 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
             "reference": _digest(loaded, shot.reference, digests),
             "sources": [digests.get(p, str(p)) for p in loaded.sources.get(shot.id, [])],
         }
-        sent = loaded.reference_route(shot.id, quality=quality).engine_references
-        if sent and list(sent) != [loaded.resolve(shot.reference)] if shot.reference else sent:
-            base["references"] = [digests.get(p, str(p)) for p in sent]  # a cast's, a style's
+        route = loaded.reference_route(shot.id, quality=quality)  # references, keyframe
+        sent = route.engine_references
+        own = [loaded.resolve(shot.reference)] if shot.reference else []
+        if sent and list(sent) != own:  # a cast's or a style's images too (`reference` has its own)
+            base["references"] = [digests.get(p, str(p)) for p in sent]
         if shot.kind == "source":  # holding a short clip's last frame changes its pixels
             base["short_source"] = shot.short_source or sb.defaults.short_source
         bridge_to = None
@@ -269,7 +271,7 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
         matches = sb.shots[index - 1].id if shot.continuity == "match" and index > 0 else None
         segments = _segments(shot, index, frames, caps, base, bridge_to, caps.frame_limit(float(fps)),
                              matches)
-        keyframe = loaded.keyframe(shot.id, quality=quality)
+        keyframe = route.keyframe
         shots.append(ShotPlan(
             keyframe=_keyframe_plan(loaded, shot.id, keyframe, start=start, seed=seed,
                                     size=_fit_size(width, height, capabilities(keyframe.engine).size_multiple),

@@ -27,7 +27,6 @@ warning.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import re
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import ConfigError, VerificationError
+from .store import sha256_file
 
 if TYPE_CHECKING:
     from .load import LoadedStoryboard
@@ -236,7 +236,7 @@ def credit_cut(loaded: LoadedStoryboard, variant: str | None, selection: Selecti
             start=plan_shot.start, frames=plan_shot.frames, takes=tuple(made_by), keyframe=keyframe,
             file=_supplied_file(selection, plan_shot.id) if source in ("footage", "still") else None))
     return CredentialFacts(output=output.name, storyboard=loaded.path.name,
-                           storyboard_sha256=_sha256(loaded.path), variant=variant,
+                           storyboard_sha256=sha256_file(loaded.path), variant=variant,
                            fps=str(selection.plan.fps), shots=tuple(shots))
 
 
@@ -512,7 +512,7 @@ class Credentials:
             c2pa_facts = {"embedded": True, "manifest": found.label, "validation_state": found.state,
                           "signer": self.identity.subject, "issuer": found.issuer, "alg": self.identity.alg,
                           "development_certificate": self.identity.development}
-        sidecar = {**self.facts.to_json(), "video_sha256": _sha256(video), "c2pa": c2pa_facts}
+        sidecar = {**self.facts.to_json(), "video_sha256": sha256_file(video), "c2pa": c2pa_facts}
         with atomic_output(sidecar_path(self.destination)) as partial:
             partial.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
 
@@ -669,16 +669,10 @@ def inspect_video(video: Path) -> Inspection:
     matches = None
     if sidecar.is_file():
         try:
-            matches = json.loads(sidecar.read_text(encoding="utf-8")).get("video_sha256") == _sha256(video)
+            matches = json.loads(sidecar.read_text(encoding="utf-8")).get("video_sha256") == sha256_file(video)
         except (OSError, ValueError, AttributeError):
             matches = False
     return Inspection(video=video, manifest=manifest, tags=tags, tag_facts=tag_facts,
                       sidecar=sidecar if sidecar.is_file() else None, sidecar_matches=matches)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -612,7 +612,7 @@ def _fall_back(loaded: LoadedStoryboard, shot_id: str, engine: str, why: str, qu
     from .load import shot_fallbacks, with_engine
 
     sb = loaded.storyboard
-    spec = next(s for s in sb.shots if s.id == shot_id)
+    spec = loaded.shot(shot_id)
     tried = {engine} | {f["to"] for f in fallbacks if f["shot"] == shot_id} | \
         {f["from"] for f in fallbacks if f["shot"] == shot_id}
     for candidate in shot_fallbacks(sb, spec, quality=quality):

@@ -479,7 +479,7 @@ class TakeStore:
                 shutil.copyfile(source, path)
                 files.append(name)
                 facts["name"] = name
-                if _sha256(path) != before["sha256"]:
+                if sha256_file(path) != before["sha256"]:
                     raise MediaError(source, "changed while it was being copied into the cache")
             else:
                 facts.update(path=str(source), **before)
@@ -508,7 +508,7 @@ class TakeStore:
             "id": take_id, "frames": frames, "width": size[0], "height": size[1],
             "fps": str(fps), "seed": take.seed, "engine": engine, "label": take.label,
             "audio": audio, "meta": take.meta, "request": request,
-            "files": {name: {"bytes": (work / name).stat().st_size, "sha256": _sha256(work / name)}
+            "files": {name: {"bytes": (work / name).stat().st_size, "sha256": sha256_file(work / name)}
                       for name in files},
         }
         if source is not None:
@@ -760,7 +760,7 @@ def _check_entry(take_id: str, directory: Path, *, deep: bool = False
         facts = recorded.get(name)
         if isinstance(facts, dict) and facts.get("bytes") != size:
             return meta, f"{name} holds {size} bytes, {facts.get('bytes')} were stored"
-        if deep and isinstance(facts, dict) and facts.get("sha256") != _sha256(path):
+        if deep and isinstance(facts, dict) and facts.get("sha256") != sha256_file(path):
             return meta, f"{name} does not match its recorded sha256"
         if name.endswith(".npy"):
             problem = _check_array(path, size, _frames_shape(name, meta["frames"], meta["height"],
@@ -810,9 +810,9 @@ def _check_source(source: dict[str, Any], *, deep: bool) -> str | None:
         return (f"its source {path} changed since the take was stored ({stat.st_size} bytes, "
                 f"{source['bytes']} were stored)")
     if deep:
-        digest = _sha256(path)
+        digest = sha256_file(path)
     elif stat.st_mtime_ns != source["mtime_ns"]:
-        digest = _source_sha256(path, stat)
+        digest = file_digest(path, stat)
     else:
         return None
     if digest != source["sha256"]:
@@ -828,7 +828,7 @@ def _file_facts(path: Path) -> dict[str, Any]:
     """
     try:
         stat = path.stat()
-        digest = _source_sha256(path, stat)
+        digest = file_digest(path, stat)
     except OSError as exc:
         raise MediaError(path, f"cannot be read ({os_cause(exc)})") from None
     return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
@@ -884,7 +884,8 @@ def _check_video(path: Path, frames: int) -> str | None:
     return None if found == frames else f"take.mp4 holds {found} frames, {frames} were stored"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """sha256 of a file's bytes, read in blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -892,14 +893,16 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _source_sha256(path: Path, stat: os.stat_result) -> str:
-    """sha256 of a referred source, remembered per version (path, size, modification
-    time): it is checked whenever its take is read."""
+def file_digest(path: Path, stat: os.stat_result | None = None) -> str:
+    """sha256 of a file, remembered per version (path, size, modification time): a
+    referred source is checked whenever its take is read, and the storyboard's files
+    are hashed for every plan."""
+    stat = path.stat() if stat is None else stat
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key not in _DIGESTS:
         if len(_DIGESTS) > 4096:
             _DIGESTS.clear()
-        _DIGESTS[key] = _sha256(path)
+        _DIGESTS[key] = sha256_file(path)
     return _DIGESTS[key]
 
 

@@ -6,7 +6,8 @@ conditioning frames, and appends one line to the file named by ``STITCHCRAFT_TES
 when it starts a take and one when it finishes it, so a test counts engine calls across
 processes. When the file named by ``STITCHCRAFT_TEST_CRASH`` exists, the first worker
 to remove it dies mid-take (`os._exit`), as a worker whose machine goes away. A shot
-whose prompt is "fall over" raises an `EngineError`.
+whose prompt is "fall over" raises an `EngineError`. Its frames (`continuing_frames`) are
+also those of the scheduler tests' stand-in model.
 """
 
 from __future__ import annotations
@@ -31,6 +32,18 @@ def take_key(request: SegmentRequest, seed: int) -> str:
     return f"{request.shot_id}/{request.segment}/{seed}/{digest}"
 
 
+def continuing_frames(request: SegmentRequest, seed: int) -> np.ndarray:
+    """A stand-in model's take: its conditioning frame (or the seed's noise) brightening
+    by a step the seed picks, frame after frame."""
+    rng = np.random.default_rng(seed)
+    if request.condition_frames is not None:
+        start = request.condition_frames[-1].astype(np.int16)
+    else:
+        start = rng.integers(0, 255, (request.height, request.width, 3)).astype(np.int16)
+    ramp = np.arange(request.frames, dtype=np.int16)[:, None, None, None] * int(rng.integers(1, 4))
+    return np.clip(start[None] + ramp, 0, 255).astype(np.uint8)
+
+
 class Counting(Engine):
     """A stand-in GPU engine whose calls are counted in a file."""
 
@@ -52,13 +65,7 @@ class Counting(Engine):
                     pass
                 else:  # this worker won the removal: it dies mid-take
                     os._exit(17)
-            rng = np.random.default_rng(seed)
-            if request.condition_frames is not None:
-                start = request.condition_frames[-1].astype(np.int16)
-            else:
-                start = rng.integers(0, 255, (request.height, request.width, 3)).astype(np.int16)
-            ramp = np.arange(request.frames, dtype=np.int16)[:, None, None, None] * int(rng.integers(1, 4))
-            frames = np.clip(start[None] + ramp, 0, 255).astype(np.uint8)
+            frames = continuing_frames(request, seed)
             self._log(f"done {key}")
             yield Take(frames=frames, seed=seed, label=f"counting {seed}", meta={"model": "test/counting"})
 

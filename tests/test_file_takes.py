@@ -22,7 +22,6 @@ import subprocess
 import sys
 from fractions import Fraction
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -32,7 +31,7 @@ import stitchcraft.engines.footage as footage
 from stitchcraft.assemble import CutClip, CutSpec, CutTransition, assemble
 from stitchcraft.engines.base import SegmentRequest, Take
 from stitchcraft.engines.footage import FootageEngine, decode_span
-from stitchcraft.join import concatenate_segments
+from stitchcraft.join import join_takes
 from stitchcraft.media import encode_graph, probe, read_frames, run_ffmpeg
 from stitchcraft.report import make_thumbnails, render_report, take_thumbnails
 from stitchcraft.scoring.base import FrameSource
@@ -190,7 +189,7 @@ def test_joined_segments_read_file_backed_takes_from_their_in_points(tmp_path, m
     store = TakeStore(tmp_path / "cache")
     first = put_span(store, media["plain"], start=0.5, frames=12, take_id="a1" * 32)
     second = put_span(store, media["30fps"], start=1.0, frames=12, take_id="a2" * 32)
-    joined = concatenate_segments(store, SimpleNamespace(id="s", engine="footage"), [first, second])
+    joined = join_takes(store, "s", "footage", [first, second], [None, None])
     expected = np.concatenate([old_decode(media["plain"], 0.5, 12), old_decode(media["30fps"], 1.0, 12)])
     assert joined.frames == 24 and joined.span.start is None
     assert psnr(joined.span.read(), expected) > 35

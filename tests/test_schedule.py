@@ -12,8 +12,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
+from ray_engines import continuing_frames
 
 from stitchcraft.engines import register_engine
 from stitchcraft.engines.base import Capabilities, Engine, SegmentRequest, Take
@@ -48,14 +48,7 @@ class Sleepy(Engine):
             for seed in request.seeds:
                 pause = random.Random(f"{cls.order}:{request.shot_id}:{seed}").uniform(0, 0.15)
                 time.sleep(pause)
-                rng = np.random.default_rng(seed)
-                if request.condition_frames is not None:
-                    start = request.condition_frames[-1].astype(np.int16)
-                else:
-                    start = rng.integers(0, 255, (request.height, request.width, 3)).astype(np.int16)
-                ramp = np.arange(request.frames, dtype=np.int16)[:, None, None, None] * int(rng.integers(1, 4))
-                frames = np.clip(start[None] + ramp, 0, 255).astype(np.uint8)
-                yield Take(frames=frames, seed=seed, label=f"sleepy {seed}")
+                yield Take(frames=continuing_frames(request, seed), seed=seed, label=f"sleepy {seed}")
         finally:
             with cls.lock:
                 cls.in_flight -= 1
