@@ -174,6 +174,7 @@ def main() -> None:
                 origin = jobs[0].created
                 for job in jobs:
                     print(f"  job submitted at {job.created - origin:7.2f} s: {json.dumps(job.params)[:60]}")
+                print("the render's log:\n" + done.stderr[-6000:])
             submitted = service.submissions
     print(f"SIMULATED {args.provider} (protocol fake over HTTP), {args.shots} shots x {args.candidates} "
           f"candidates, 1280x720, {args.latency:g} s per job (+-{100 * args.jitter:g} %), "

@@ -3,11 +3,13 @@
 A take's age is the time since a render last used it: every render marks the takes it
 offered (`mark_used`, the take folder's modification time), so a take in daily use is
 never "older than 30 days", however long ago it was made. What a storyboard uses is
-what the manifests of its last renders list (every candidate, chosen or not, of the
-main cut and its variants, final and draft), so a re-render finds all of it again.
+what the manifests of its last renders list (every candidate, chosen or not, and those a
+pin set aside, of the main cut and its variants, final and draft), so a re-render finds
+all of it again.
 
-Pruning never deletes a take whose hosted job is journaled as possibly still running,
-nor such a journal entry (``submitting``, ``submitted``, or failed but left running at
+Pruning never deletes the take a kept colour grade was made from (a graded take not
+encoded yet reads its pictures there; a hosted one was paid for), nor a take whose hosted job is
+journaled as possibly still running, nor such a journal entry (``submitting``, ``submitted``, or failed but left running at
 the provider), nor a downloaded video not yet stored (the only copy of a paid take).
 """
 
@@ -66,6 +68,7 @@ class TakeEntry:
     bytes: int
     used: float  # when a render last used it (epoch seconds)
     path: Path
+    needs: str | None = None  # for a colour grade: the take its engine made (paid for, and read)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "engine": self.engine, "label": self.label, "frames": self.frames,
@@ -81,9 +84,11 @@ def list_takes(store: TakeStore) -> list[TakeEntry]:
             used = directory.lstat().st_mtime
         except (OSError, ValueError):
             continue  # unfinished or damaged: `stitch cache --check` deals with those
+        graded = meta.get("graded")
+        needs = graded.get("made") if isinstance(graded, dict) else None
         entries.append(TakeEntry(directory.name, str(meta.get("engine", "?")), str(meta.get("label", "")),
                                  int(meta.get("frames", 0)), f"{meta.get('width')}x{meta.get('height')}",
-                                 _bytes(directory), used, directory))
+                                 _bytes(directory), used, directory, needs if isinstance(needs, str) else None))
     return sorted(entries, key=lambda e: (-e.used, e.id))
 
 
@@ -115,6 +120,8 @@ def _collect_ids(node: Any, ids: set[str]) -> None:
         for key, value in node.items():
             if key in ("id", "chosen") and isinstance(value, str):
                 ids.add(value)
+            elif key == "set_aside" and isinstance(value, list):  # made, left out by a pin
+                ids.update(v for v in value if isinstance(v, str))
             else:
                 _collect_ids(value, ids)
     elif isinstance(node, list):
@@ -176,8 +183,10 @@ def prune(store: TakeStore, *, older_than: float | None = None, keep: set[str] |
     def goes(take_id: str, changed: float) -> bool:
         return (keep is None or take_id not in keep) and (older_than is None or now - changed > older_than)
 
-    for take in list_takes(store):
-        if not goes(take.id, take.used):
+    takes = list_takes(store)
+    needed = {t.needs for t in takes if t.needs and not goes(t.id, t.used)}
+    for take in takes:
+        if not goes(take.id, take.used) or take.id in needed:
             continue
         if take.id in entries and _may_still_run(entries[take.id]):
             pruned.kept_running.append(take.id)

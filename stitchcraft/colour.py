@@ -17,7 +17,10 @@ How:
   straight line to the anchor's look at its last frame: the seam shows no step, and the
   take ends on the chain's look.
 - Each frame's channels are shifted and scaled from the fitted look to the target (scale
-  kept within 0.5-2x); in RGB that is one 3x3 matrix and offset per frame.
+  kept within 0.5-2x); in RGB that is one 3x3 matrix and offset per frame, the take's
+  *grade* (`grade_for`). It is the same per pixel at any size, so a take that is a file
+  is measured on its scan (its frames scaled down, read anyway for scoring) and graded
+  at full size only if it is chosen (`apply_grade`).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ _SCALE_LIMITS = (0.5, 2.0)
 _STD_FLOOR = 1.0       # a flat channel is not stretched from nothing
 _SAMPLE_WIDTH = 96     # columns a frame is measured at
 _START_FRAMES = 4      # the previous take's last frames whose look a chained take starts from
-METHOD = "ycbcr-ramp-1"  # recorded with anchored takes; change it when the transfer changes
+METHOD = "ycbcr-ramp-2"  # recorded with anchored takes; change it when the transfer changes
 
 
 @dataclass(frozen=True)
@@ -92,19 +95,46 @@ def anchor_colours(frames: np.ndarray, *, start: Look, anchor: Look,
     Returns:
         The anchored frames and the anchored lead (None when `lead` is None).
     """
-    count = len(frames)
-    fitted = _line_fit(measure(frames))
-    ramp = np.linspace(0.0, 1.0, count) if count > 1 else np.ones(1)
-    start_look = np.stack([start.mean, start.std])
-    target = start_look + (np.stack([anchor.mean, anchor.std]) - start_look) * ramp[:, None, None]
-    anchored = np.empty_like(frames)
-    for index in range(count):
-        anchored[index] = _apply(frames[index], *_transfer(fitted[index], target[index]))
+    grade = grade_for(measure(frames), start=start, anchor=anchor)
+    anchored = apply_grade(frames, grade)
     anchored_lead = None
     if lead is not None:
-        matrix, offset = _transfer(fitted[0], target[0])
-        anchored_lead = np.stack([_apply(frame, matrix, offset) for frame in lead]) if len(lead) else lead.copy()
+        anchored_lead = apply_grade(lead, grade[:1].repeat(len(lead), axis=0)) if len(lead) else lead.copy()
     return anchored, anchored_lead
+
+
+def grade_for(looks: np.ndarray, *, start: Look, anchor: Look) -> np.ndarray:
+    """The per-frame transform that anchors a take whose frames measure `looks`
+    (`measure`, F x 2 x 3): F x 3 x 4 float32, each frame's RGB matrix and offset.
+
+    It depends on the frames only through their looks, so it can be worked out from a
+    take's scan (its frames scaled down) and applied to the full frames later
+    (`apply_grade`): the transform is the same per pixel at any size.
+    """
+    count = len(looks)
+    fitted = _line_fit(looks)
+    ramp = np.linspace(0.0, 1.0, count) if count > 1 else np.ones(1)
+    start_stats = np.stack([start.mean, start.std])
+    target = start_stats + (np.stack([anchor.mean, anchor.std]) - start_stats) * ramp[:, None, None]
+    grade = np.empty((count, 3, 4), np.float32)
+    for index in range(count):
+        matrix, offset = _transfer(fitted[index], target[index])
+        grade[index, :, :3], grade[index, :, 3] = matrix, offset
+    return grade
+
+
+def apply_grade(frames: np.ndarray, grade: np.ndarray, first: int = 0) -> np.ndarray:
+    """Frames ``first, first+1, ...`` of a take through their transforms (`grade_for`),
+    rounded and clipped to uint8 (by OpenCV's `transform`: 2-3x faster than numpy's
+    matmul at 720p)."""
+    import cv2
+
+    if first < 0 or first + len(frames) > len(grade):
+        raise ValueError(f"frames {first}-{first + len(frames)} are outside a grade of {len(grade)} frames")
+    graded = np.empty(frames.shape, np.uint8)  # C order, whatever `frames` is a view of
+    for index, frame in enumerate(frames):
+        cv2.transform(np.ascontiguousarray(frame), np.ascontiguousarray(grade[first + index]), dst=graded[index])
+    return graded
 
 
 def _line_fit(looks: np.ndarray) -> np.ndarray:
@@ -125,12 +155,3 @@ def _transfer(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.nd
     matrix = _FROM_YCC @ np.diag(scale) @ _TO_YCC
     offset = _FROM_YCC @ (target[0] - scale * source[0])
     return matrix.astype(np.float32), offset.astype(np.float32)
-
-
-def _apply(frame: np.ndarray, matrix: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """The frame through one 3x3 matrix and offset, rounded and clipped to uint8 (by
-    OpenCV's `transform`: 2-3x faster than numpy's matmul at 720p)."""
-    import cv2
-
-    affine = np.ascontiguousarray(np.concatenate([matrix, offset[:, None]], axis=1), dtype=np.float32)
-    return cv2.transform(np.ascontiguousarray(frame), affine)

@@ -8,7 +8,10 @@ A chained take's colours are anchored to its chain's first take (`colour.anchor_
 unless the shot says ``colour_anchor: false``): the engine's take is stored as made, and
 the anchored take beside it, with an id of its own made from the made take's and the
 anchor's. The anchored take is the candidate: what is scored, chosen, shown and chained
-from.
+from. A take that is a file (a download) is anchored without decoding it at full size:
+its grade is worked out from the scan read with its head and tail, the candidate is
+scored from the graded scan, and the store keeps it as a grade of the made take
+(`TakeStore.put_graded`), encoded only if it is chosen.
 """
 
 from __future__ import annotations
@@ -176,10 +179,10 @@ class Generator:
         executor: Where engine calls and storing run (one per render, shared by the
             generators of its variants).
         on_take: Called with (segment, take, reused) as each take becomes available.
-        on_stored: Called on a CPU worker with (segment, take, frames, scan) when a new
-            take is stored and `scored` says its segment will be scored, while its
-            frames are in memory (None for a take that is a file: such a take's `scan`
-            is read in the same pass as its head and tail).
+        on_stored: Called on a CPU worker with (segment, take, frames, scan,
+            conditioning) when a new take is stored and `scored` says its segment will
+            be scored, while its frames are in memory (None for a take that is a file:
+            such a take's `scan` is read in the same pass as its head and tail).
         scored: Whether the takes of a segment, offered so many, are to be scored.
         extra_seeds: Segment key -> extra candidates asked for by rerolls.
         failures: Segment key -> candidates the engine could not make (one per seed).
@@ -191,7 +194,8 @@ class Generator:
     store: TakeStore
     executor: Executor = field(default_factory=lambda: _local_executor())
     on_take: Callable[[SegmentPlan, StoredTake, bool], None] | None = None
-    on_stored: Callable[[SegmentPlan, StoredTake, np.ndarray | None, np.ndarray | None], None] | None = None
+    on_stored: Callable[[SegmentPlan, StoredTake, np.ndarray | None, np.ndarray | None, Conditioning],
+                        None] | None = None
     scored: Callable[[SegmentPlan, int], bool] | None = None
     extra_seeds: dict[str, int] = field(default_factory=dict)
     generated: int = 0
@@ -333,7 +337,8 @@ class Generator:
             made = self.store.get(tid) if anchoring else None
             if made is not None:  # made before, anchored now
                 pending.anchoring[seed] = self.executor.cpu(
-                    self._store_anchored, made, None, segment, anchoring, score, priority=priority)
+                    self._store_anchored, made, None, segment, conditioning, anchoring, score,
+                    priority=priority)
         missing = [seed for seed in seeds if seed not in pending.found and seed not in pending.anchoring]
         if not missing:
             return pending
@@ -358,7 +363,7 @@ class Generator:
             if take.frame_count != segment.frames:
                 raise EngineError(f"engine '{shot.engine}' returned {take.frame_count} frames "
                                   f"for shot '{shot.id}', expected {segment.frames}")
-            stored = self.executor.cpu(self._store, ids[take.seed], take, shot, segment,
+            stored = self.executor.cpu(self._store, ids[take.seed], take, shot, segment, conditioning,
                                        describe[take.seed], score, anchoring, priority=priority)
             pending.storing[take.seed] = stored
             return stored
@@ -368,51 +373,66 @@ class Generator:
         return pending
 
     def _store(self, tid: str, take: Take, shot: ShotPlan, segment: SegmentPlan,
-               request: dict[str, Any], score: bool, anchoring: Anchoring | None = None) -> Candidate:
+               conditioning: Conditioning, request: dict[str, Any], score: bool,
+               anchoring: Anchoring | None = None) -> Candidate:
         """On a CPU worker: stores a take (and its anchored take), then lets `on_stored`
         look at its frames while they are still in memory (scoring them without decoding
         the file)."""
         from .scoring.base import scan_size
 
         scans: list[np.ndarray] = []
-        wanted = score and take.frames is None and anchoring is None
+        # A file's scan: what scoring reads of it, and what its grade is measured on.
+        wanted = take.frames is None and (score or anchoring is not None)
         stored = self.store.put(tid, take, fps=self.plan.fps, engine=shot.engine, request=request,
                                 scan_size=scan_size(*take.span_size) if wanted else None,
                                 on_scan=scans.append if wanted else None)
         if take.meta.get("job") and self.journal is not None:
             self.journal.remove(tid)  # the download is in the store now
         if anchoring is not None:
-            return self._store_anchored(stored, take, segment, anchoring, score)
+            return self._store_anchored(stored, take, segment, conditioning, anchoring, score,
+                                        scan=scans[0] if scans else None)
         self._count(stored.id, reused=False)
         if score and self.on_stored is not None:
-            self.on_stored(segment, stored, take.frames, scans[0] if scans else None)
+            self.on_stored(segment, stored, take.frames, scans[0] if scans else None, conditioning)
         self._announce(segment, stored, False)
         return Candidate(stored, take.seed, reused=False)
 
     def _store_anchored(self, made: StoredTake, take: Take | None, segment: SegmentPlan,
-                        anchoring: Anchoring, score: bool) -> Candidate:
+                        conditioning: Conditioning, anchoring: Anchoring, score: bool,
+                        scan: np.ndarray | None = None) -> Candidate:
         """On a CPU worker: the anchored take of a take stored as its engine made it
-        (`take`: its frames in memory, when at hand), stored and handed to `on_stored`."""
-        from .colour import METHOD, anchor_colours
+        (`take`: its frames in memory, when at hand; `scan`: a file's scan, when read
+        with its head and tail), stored and handed to `on_stored`."""
+        from .colour import METHOD, anchor_colours, apply_grade, grade_for, measure
+        from .scoring.base import scan_size
 
-        frames = take.frames if take is not None and take.frames is not None else made.span.read()
-        lead = take.lead if take is not None and take.lead is not None else made.lead()
-        anchored, anchored_lead = anchor_colours(frames, start=anchoring.start,
-                                                 anchor=anchoring.target, lead=lead)
         meta = dict(made.meta.get("meta", {}))
         meta["colour_anchor"] = {"made": made.id, "to": anchoring.key, "method": METHOD,
                                  "start": anchoring.start.to_json(), "target": anchoring.target.to_json()}
-        result = Take(frames=anchored, seed=made.seed, label=f"{made.label}, colour anchored",
-                      meta=meta, lead=anchored_lead)
-        if made.has_audio:  # the take's own sound goes with it
-            result.audio, result.audio_start = made.span.path, made.span.start or 0.0
+        label = f"{made.label}, colour anchored"
         request = dict(made.meta.get("request", {}), anchored=made.id)
-        stored = self.store.put(anchoring.take_id(made.id), result, fps=made.fps, engine=made.engine,
-                                request=request)
+        anchored_id = anchoring.take_id(made.id)
+        if made.meta.get("source") is not None:  # a file: graded, encoded only if chosen
+            if scan is None:
+                scan = made.read(size=scan_size(made.width, made.height))
+            grade = grade_for(measure(scan), start=anchoring.start, anchor=anchoring.target)
+            stored = self.store.put_graded(anchored_id, made, grade, label=label, meta=meta,
+                                           request=request)
+            frames, scan = None, apply_grade(scan, grade)
+        else:
+            frames = take.frames if take is not None and take.frames is not None else made.span.read()
+            lead = take.lead if take is not None and take.lead is not None else made.lead()
+            frames, anchored_lead = anchor_colours(frames, start=anchoring.start,
+                                                   anchor=anchoring.target, lead=lead)
+            result = Take(frames=frames, seed=made.seed, label=label, meta=meta, lead=anchored_lead)
+            if made.sound is not None:  # the take's own sound goes with it
+                result.audio, result.audio_start = made.sound
+            stored = self.store.put(anchored_id, result, fps=made.fps, engine=made.engine,
+                                    request=request)
         reused = take is None  # made (and paid for) by an earlier render; only anchored now
         self._count(stored.id, reused=reused)
         if score and self.on_stored is not None:
-            self.on_stored(segment, stored, anchored, None)
+            self.on_stored(segment, stored, frames, scan, conditioning)
         self._announce(segment, stored, reused)
         return Candidate(stored, made.seed, reused=reused)
 

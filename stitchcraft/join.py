@@ -122,7 +122,7 @@ def join_takes(store: TakeStore, shot_id: str, engine: str, takes: list[StoredTa
         return existing
     pieces = []
     for take, fade in zip(takes, fades, strict=True):
-        frames = take.span.read()
+        frames = take.read()
         if fade is not None:
             later, length = fade
             lead = later.lead()
@@ -140,7 +140,7 @@ def join_takes(store: TakeStore, shot_id: str, engine: str, takes: list[StoredTa
     first = takes[0]
     take = Take(frames=np.concatenate(pieces) if len(pieces) > 1 else pieces[0], seed=first.seed,
                 label=label, meta=meta)
-    if len(takes) == 1 and first.has_audio:  # a take with its own sound keeps it
-        take.audio, take.audio_start = first.span.path, first.span.start or 0.0
+    if len(takes) == 1 and first.sound is not None:  # a take with its own sound keeps it
+        take.audio, take.audio_start = first.sound
     return store.put(joined_id, take, fps=first.fps, engine=engine,
                      request={"shot": shot_id, **identity})

@@ -30,7 +30,8 @@ class CandidateRecord:
     Attributes:
         id: The take's content hash.
         engine, seed, label: What made it.
-        path: Its video file.
+        path: Its video file; empty for a colour-anchored take kept as a grade of the
+            take its engine made and not encoded (a runner-up: it is encoded if picked).
         frames: Its frame count.
         cached: Found in the take store rather than made by this render.
         source: The footage file it was cut from, if any.
@@ -87,6 +88,7 @@ class SegmentRecord:
     chosen: str
     candidates: list[CandidateRecord]
     failed: list[FailedRecord] = field(default_factory=list)
+    set_aside: list[str] = field(default_factory=list)  # takes made for it that a pin left out
 
 
 @dataclass

@@ -34,11 +34,14 @@ from .store import StoredTake, TakeStore
 from .storyboard import Variant, parse_size
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from .assemble import CutSpec
     from .batch import Shared
     from .engines.base import Engine
     from .generate import Candidate
     from .provenance import SigningIdentity
+    from .select.units import Unit
 
 
 class Reporter(Protocol):
@@ -194,6 +197,7 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
         if shared is None:  # a batch closes its executor and engines after its last storyboard
             executor.close()
             generator.close()
+    _encode_chosen(cuts)
     clock.lap("generate & select")
     warnings += _short_takes(cuts, reporter) + store.warnings
     # 5. Assemble every cut, the report's thumbnails made beside it.
@@ -315,12 +319,36 @@ def _choose(loaded: LoadedStoryboard, plan: Plan, generator: Generator, book: An
     if early and width == 1 and options.reroll == 0:
         ahead = _EarlyAssembly(loaded, plan, work_folder(generator.store), options.quality)
     try:
-        return CutChooser(loaded, plan, generator, book, width=width, reroll=options.reroll,
-                          picks=picks, log=reporter,
-                          on_decided=ahead.decided if ahead else None).choose()
-    finally:
+        selection = CutChooser(loaded, plan, generator, book, width=width, reroll=options.reroll,
+                               picks=picks, log=reporter,
+                               on_decided=ahead.decided if ahead else None).choose()
+    except BaseException:
         if ahead is not None:
-            ahead.close()
+            ahead.close(failed=True)
+        raise
+    if ahead is not None:
+        ahead.close()
+    return selection
+
+
+def _encode_chosen(cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]]) -> None:
+    """Encodes the chosen takes kept as colour grades (`TakeStore.encode`), side by side,
+    for the assembly, which reads takes as files (most were encoded while the cut was
+    still being chosen: `_EarlyAssembly`)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    graded = {t.id: t for _, selection, _ in cuts for t in selection.shot_takes.values()
+              if t is not None and not t.encoded}
+    if not graded:
+        return
+    with ThreadPoolExecutor(max_workers=min(len(graded), os.cpu_count() or 1)) as pool:
+        for future in [pool.submit(_encode, take) for take in graded.values()]:
+            future.result()
+
+
+def _encode(take: StoredTake) -> StoredTake:
+    assert take.store is not None, "a graded take is encoded in its store"
+    return take.store.encode(take)
 
 
 def _short_takes(cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]],
@@ -478,7 +506,8 @@ class _EarlyAssembly:
     a thread of their own at a lower CPU priority (its ffmpeg processes inherit it): they
     fill the time the render spends waiting for engines, and never hold back the takes
     still to be stored and scored. A shot of several segments waits (its take is joined
-    at the end).
+    at the end). A chosen take kept as a colour grade is encoded first, on threads of
+    their own at the same lower priority, and its pieces wait for it.
     """
 
     def __init__(self, loaded: LoadedStoryboard, plan: Plan, work: Path, quality: str):
@@ -489,21 +518,25 @@ class _EarlyAssembly:
         self.loaded, self.plan, self.work, self.quality = loaded, plan, work, quality
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assemble-ahead",
                                        initializer=_lower_priority)
+        self.encoder = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="encode-ahead",
+                                          initializer=_lower_priority)
         self.units = build_units(plan)
         self.takes: dict[str, StoredTake | None] = {s.id: None for s in plan.shots}
         self.waiting: dict[int, StoredTake] = {}  # unit -> its take, until the chained one after it
         self.started: set[tuple[int, int, int, bool]] = set()
-        self.lock = threading.Lock()
+        self.encodings: dict[str, Future[StoredTake]] = {}
+        self.lock = threading.RLock()  # an encode done already calls back at once
         self.given_up = False
 
     def decided(self, index: int, candidate: Candidate) -> None:
-        from .assemble import prerender
         from .join import blend_length
 
         unit = self.units[index]
         if len(unit.shot.segments) != 1 or unit.is_keyframe or self.given_up:
             return
         with self.lock:
+            if not candidate.take.encoded:  # needed as a file whether it waits or not
+                self._encode_ahead(candidate.take)
             # A shot a chained shot continues shows its end cross-faded into that shot's
             # first frames (`join.shot_takes`): it waits for them, and is left to the
             # assembly when there is a fade.
@@ -512,25 +545,62 @@ class _EarlyAssembly:
             if earlier is not None and not blend_length(candidate.take, self.loaded.blend(unit.shot.id),
                                                         earlier.frames):
                 assert condition is not None
-                self.takes[self.units[condition].shot.id] = earlier
+                self._place(self.units[condition].shot.id, earlier)
             following = unit.following
-            if following is not None and self.units[following].condition == index:
+            if following is not None and self.units[following].condition == index \
+                    and self._may_fade_into(self.units[following]):
                 self.waiting[index] = candidate.take
             else:
-                self.takes[unit.shot.id] = candidate.take
-            cut, _ = _cut_spec(self.loaded, None, self.loaded, self.plan, self.takes, self.quality)
-            known = [self.takes[s.id] is not None for s in self.plan.shots]
-            try:
-                prerender(cut, known, workdir=self.work, started=self.started,
-                          submit=self.pool.submit)
-            except (StitchError, OSError, ValueError):
-                # Working ahead is an optimisation: the assembly meets the same problem
-                # and reports it where it belongs. The chain's walk goes on.
-                self.given_up = True
+                self._place(unit.shot.id, candidate.take)
+            self._prerender()
 
-    def close(self) -> None:
+    def _may_fade_into(self, unit: Unit) -> bool:
+        """Whether a chained unit's join may be cross-faded (its engine keeps leads and
+        the shot blends), so the take before it waits for it."""
+        from .engines import engine_class
+
+        return self.loaded.blend(unit.shot.id) != 0 and engine_class(unit.shot.engine).CAPABILITIES.keeps_lead
+
+    def _place(self, shot_id: str, take: StoredTake) -> None:
+        """Puts a shot's take in the cut; a grade's pieces wait for its encode."""
+        self.takes[shot_id] = take
+        if not take.encoded:
+            self._encode_ahead(take).add_done_callback(lambda done: self._encoded(shot_id, take.id, done))
+
+    def _encode_ahead(self, take: StoredTake) -> Future[StoredTake]:
+        if take.id not in self.encodings:
+            self.encodings[take.id] = self.encoder.submit(_encode, take)
+        return self.encodings[take.id]
+
+    def _encoded(self, shot_id: str, take_id: str, encoding: Future[StoredTake]) -> None:
+        if encoding.cancelled() or encoding.exception() is not None:
+            return  # the assembly meets the same problem and reports it
+        with self.lock:
+            placed = self.takes.get(shot_id)
+            if placed is not None and placed.id == take_id and not self.given_up:
+                self.takes[shot_id] = encoding.result()
+                self._prerender()
+
+    def _prerender(self) -> None:
+        """Submits every piece whose takes are known and files (under `lock`)."""
+        from .assemble import prerender
+
+        shown = {shot: take if take is not None and take.encoded else None
+                 for shot, take in self.takes.items()}
+        cut, _ = _cut_spec(self.loaded, None, self.loaded, self.plan, shown, self.quality)
+        known = [shown[s.id] is not None for s in self.plan.shots]
+        try:
+            prerender(cut, known, workdir=self.work, started=self.started, submit=self.pool.submit)
+        except (StitchError, OSError, ValueError):
+            # Working ahead is an optimisation: the assembly meets the same problem
+            # and reports it where it belongs. The chain's walk goes on.
+            self.given_up = True
+
+    def close(self, *, failed: bool = False) -> None:
         """Drops the pieces not started (the assembly renders them) and waits for the
-        one in progress."""
+        one in progress; lets the encodes finish (the assembly needs them) unless the
+        render `failed`."""
+        self.encoder.shutdown(wait=True, cancel_futures=failed)
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -707,13 +777,15 @@ def _shot_records(selection: Selection) -> dict[str, ShotRecord]:
 def _segment_record(selection: Selection, i: int) -> SegmentRecord:
     """A unit's candidates, scores and failures as the manifest records them."""
     unit = selection.units[i]
+    chosen_id = selection.chosen[i].take.id  # encoded by now (a runner-up may be a grade only)
     candidates = []
     for candidate, score in zip(selection.offered[i], selection.scored[i], strict=True):
         take = candidate.take
         made = take.meta.get("meta", {})
         candidates.append(CandidateRecord(
             id=take.id, engine=take.engine, seed=candidate.seed, label=take.label,
-            path=str(take.video), frames=take.frames, cached=candidate.reused,
+            path=str(take.video) if take.encoded or take.id == chosen_id else "",
+            frames=take.frames, cached=candidate.reused,
             source=made.get("source"), short_by_frames=made.get("short_by_frames", 0),
             scored=bool(score["parts"]), score=round(score["score"], 4),
             components=score["parts"], details=score["raw"], seams=score["seams"],
@@ -722,4 +794,4 @@ def _segment_record(selection: Selection, i: int) -> SegmentRecord:
     failed = [FailedRecord(f.seed, f.meta.get("engine", unit.shot.engine), f.reason, f.meta.get("job"))
               for f in (selection.failed[i] if selection.failed else [])]
     return SegmentRecord(unit.segment.index, unit.segment.hash, selection.chosen[i].take.id,
-                         candidates, failed)
+                         candidates, failed, selection.set_aside[i] if selection.set_aside else [])

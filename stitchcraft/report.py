@@ -114,7 +114,7 @@ def take_thumbnails(take: StoredTake, *, width: int = THUMB_WIDTH) -> list[bytes
 
     kept = take.middle()
     middle = (small(kept[0]) if kept is not None
-              else take.span.read((take.frames - 1) // 2, 1, size=(width, height))[0])
+              else take.read((take.frames - 1) // 2, 1, size=(width, height))[0])
     ends = small(take.head(mapped=True)[0]), small(take.tail(mapped=True)[-1])
     return [encode_jpeg(image) for image in (ends[0], middle, ends[1])]
 

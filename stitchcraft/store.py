@@ -16,6 +16,13 @@ Layout under the cache root::
                       meta.json     only referred to (a user's footage: no copy, its
                                     path, size, mtime and sha256 in meta.json), with
                                     the span's in-point; never re-encoded
+    takes/ef/ef01.../grade.npy      a colour-anchored take kept as a grade of the take
+                      meta.json     its engine made (`put_graded`): the per-frame
+                                    transform; its head, tail and middle are the made
+                                    take's, graded when read. take.mp4 appears only
+                                    when something needs the take as a file (`encode`:
+                                    the chosen take, for the assembly), so a runner-up
+                                    never costs an encode
     pairs/ab/<key>.json             cached seam and drift scores between two takes
     tmp/                            work in progress, named for its owner process
     damaged/<id>.<time>/            entries that failed their check, kept for inspection
@@ -28,7 +35,8 @@ take's shape; a file-backed entry's referred source still has its recorded size,
 recorded sha256 when its modification time moved. An entry that fails (a source edited
 or gone included) is moved to ``damaged/`` with a warning, and reads as absent, so the
 take is made again. Score files are only a cache: an unreadable one
-reads as empty and is rewritten.
+reads as empty and is rewritten. A graded entry also needs the entry it grades:
+without it, it reads as absent.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -59,6 +68,10 @@ if TYPE_CHECKING:
 HEAD_FRAMES = 8
 TAIL_FRAMES = 16
 TAKE_CRF = 14
+# A graded take's file is a copy for the assembly of pixels kept exactly elsewhere (the
+# made take and the grade): encoded fast, at the same quality, in a larger file (x264's
+# ultrafast takes about 0.4x the CPU of veryfast).
+GRADED_PRESET = "ultrafast"
 # Scratch whose owner cannot be judged (no tag, or another machine's) goes after this long.
 _UNKNOWN_SCRATCH_SECONDS = 24 * 3600
 _FILES = ("take.mp4", "head.npy", "tail.npy", "middle.npy")
@@ -86,15 +99,62 @@ class StoredTake:
     store: TakeStore | None = field(default=None, compare=False, repr=False)
 
     @property
+    def graded_from(self) -> str | None:
+        """The id of the take this one is a colour grade of (`TakeStore.put_graded`),
+        None for a take kept as its own pictures."""
+        graded = self.meta.get("graded")
+        return str(graded["made"]) if isinstance(graded, dict) else None
+
+    @property
+    def encoded(self) -> bool:
+        """Whether the take's pictures are a video file: False only for a graded take
+        not encoded yet (reading its `span` encodes it)."""
+        return self.graded_from is None or "take.mp4" in self.meta.get("files", {})
+
+    @property
     def span(self) -> TakeSpan:
-        """Where the take's pictures are: what the assembly, scoring, the report and
-        joined segments read."""
+        """Where the take's pictures are: the file the assembly and export hand to
+        ffmpeg. A graded take not encoded yet is encoded first (`TakeStore.encode`);
+        to look at its frames without that, `read` them.
+
+        Raises:
+            RenderError: a graded take's made take is gone from the cache.
+        """
+        if not self.encoded:
+            assert self.store is not None, "a graded take is read through its store"
+            return self.store.encode(self).span
         source = self.meta.get("source")
         if isinstance(source, dict):
             path = self.dir / source["name"] if source.get("copied") else Path(source["path"])
             return TakeSpan(path, float(source["start"]), self.frames, self.fps, self.width,
                             self.height)
         return TakeSpan(self.dir / "take.mp4", None, self.frames, self.fps, self.width, self.height)
+
+    def read(self, first: int = 0, count: int | None = None, *,
+             size: tuple[int, int] | None = None) -> np.ndarray:
+        """The take's frames ``first .. first+count`` (to the end when None) as uint8 RGB,
+        scaled to `size` (width, height) if given. A graded take not encoded yet is read
+        as the frames of the take it grades, graded (scaled first, then graded: the same
+        per pixel).
+
+        Raises:
+            MediaError: the file is unreadable or ends early.
+            RenderError: a graded take's made take is gone from the cache.
+        """
+        if self.encoded:
+            return self.span.read(first, count, size=size)
+        from .colour import apply_grade
+
+        frames = self.made().read(first, count, size=size)
+        return apply_grade(frames, self.grade(), first)
+
+    def grade(self) -> np.ndarray:
+        """A graded take's per-frame transform (`colour.grade_for`), F x 3 x 4 float32.
+
+        Raises:
+            RenderError: as `head`.
+        """
+        return self._frames("grade.npy")
 
     @property
     def video(self) -> Path:
@@ -105,6 +165,18 @@ class StoredTake:
     @property
     def has_audio(self) -> bool:
         return bool(self.meta.get("audio"))
+
+    @property
+    def sound(self) -> tuple[Path, float] | None:
+        """Where the take's own sound is (a file and the seconds into it where the take
+        begins), None when it has none. A graded take's is the take's it grades, so
+        reading it never encodes anything."""
+        if not self.has_audio:
+            return None
+        if not self.encoded:
+            return self.made().sound
+        span = self.span
+        return span.path, span.start or 0.0
 
     def head(self, *, mapped: bool = False) -> np.ndarray:
         """First frames, lossless.
@@ -133,6 +205,8 @@ class StoredTake:
         Raises:
             RenderError: as `head`.
         """
+        if self.graded_from is not None:
+            return self._graded_end("middle.npy")
         if not (self.dir / "middle.npy").exists():
             return None
         return self._frames("middle.npy", True)
@@ -155,7 +229,44 @@ class StoredTake:
         tail = self.tail()
         return tail[-count:]
 
+    def made(self) -> StoredTake:
+        """The take a graded take grades (see `TakeStore.made_of`). Without a store (a
+        take read for a background job) it is checked but never moved aside.
+
+        Raises:
+            RenderError: it is gone or damaged.
+        """
+        if self.store is not None:
+            return self.store.made_of(self)
+        made_id = self.graded_from
+        assert made_id is not None, f"take {self.id[:12]} is not a grade"
+        directory = self.dir.parent.parent / made_id[:2] / made_id
+        meta, problem = _check_entry(made_id, directory) if directory.is_dir() else (None, "it is gone")
+        if problem is not None or meta is None:
+            raise RenderError(f"take {self.id[:12]} is a colour grade of take {made_id[:12]}, "
+                              f"which cannot be read ({problem}); render again to make it anew")
+        return _stored_take(made_id, directory, meta, None)
+
+    def _graded_end(self, name: str) -> np.ndarray | None:
+        """A graded take's head, tail or middle: the made take's (lossless), graded."""
+        from .colour import apply_grade
+
+        made = self.made()
+        if name == "middle.npy":
+            frames = made.middle()
+            if frames is None:
+                return None
+            first = (self.frames - 1) // 2
+        else:
+            frames = made._frames(name, mapped=True)
+            first = 0 if name == "head.npy" else self.frames - len(frames)
+        return apply_grade(frames, self.grade(), first)
+
     def _frames(self, name: str, mapped: bool = False) -> np.ndarray:
+        if self.graded_from is not None and name in ("head.npy", "tail.npy"):
+            graded = self._graded_end(name)
+            assert graded is not None
+            return graded
         path = self.dir / name
         try:
             frames = np.load(path, allow_pickle=False, mmap_mode="r" if mapped else None)
@@ -165,9 +276,10 @@ class StoredTake:
             problem = f"{name} cannot be read ({exc})"
         else:
             expected = _frames_shape(name, self.frames, self.height, self.width, self.lead_frames)
-            if frames.shape == expected and frames.dtype == np.uint8:
+            dtype = _dtype(name)
+            if frames.shape == expected and frames.dtype == dtype:
                 return frames
-            problem = f"{name} holds {frames.shape} {frames.dtype}, expected {expected} uint8"
+            problem = f"{name} holds {frames.shape} {frames.dtype}, expected {expected} {dtype}"
         moved = self.store._set_aside(self.id, self.dir, problem) if self.store else None
         where = f"; it was moved to {moved}" if moved else ""
         raise RenderError(f"take {self.id[:12]} in the cache is damaged: {problem}{where}; "
@@ -338,6 +450,8 @@ class TakeStore:
         self.root = Path(root).absolute()
         self.warnings: list[str] = []
         self._on_warning = on_warning
+        self._encoding: dict[str, threading.Lock] = {}
+        self._encoding_lock = threading.Lock()
 
     @property
     def tmp(self) -> Path:
@@ -499,9 +613,114 @@ class TakeStore:
             on_scan(scan)
         return self._stored_now(take_id)
 
+    def put_graded(self, take_id: str, made: StoredTake, grade: np.ndarray, *, label: str,
+                   meta: dict[str, Any], request: dict[str, Any],
+                   lead: np.ndarray | None = None) -> StoredTake:
+        """Stores a take that is `made` through a per-frame colour transform (`grade`,
+        F x 3 x 4, see `colour.grade_for`) without encoding it: the entry keeps the grade
+        and refers to `made` for the rest; its head, tail and middle are made's lossless
+        ones, graded when read. It is encoded when something needs it as a file
+        (`encode`). A no-op returning the existing take if present.
+
+        Args:
+            lead: The graded take's lead frames (`Take.lead`), if it has some.
+
+        Raises:
+            VerificationError: the grade does not have one transform per frame.
+            RenderError: `made` is damaged.
+            StorageError: the cache cannot be written.
+        """
+        existing = self.get(take_id)
+        if existing is not None:
+            return existing
+        if grade.shape != (made.frames, 3, 4):
+            raise VerificationError(f"a grade of {grade.shape} for a take of {made.frames} frames")
+        count = made.frames
+        try:
+            work = self._tmp_dir()
+        except OSError as exc:
+            raise self._storage_error(exc, f"take {take_id[:12]}") from exc
+        try:
+            np.save(work / "grade.npy", np.ascontiguousarray(grade, dtype=np.float32))
+            take = Take(frames=None, seed=made.seed, label=label, meta=meta, lead=lead)
+            files = ["grade.npy", *_save_lead(work, take, made.engine, (made.width, made.height))]
+            self._finish(work, take_id, take, frames=count, size=(made.width, made.height),
+                         fps=made.fps, engine=made.engine, audio=made.has_audio, request=request,
+                         files=files, graded={"made": made.id})
+        except OSError as exc:
+            raise self._storage_error(exc, f"take {take_id[:12]}") from exc
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return self._stored_now(take_id)
+
+    def made_of(self, take: StoredTake) -> StoredTake:
+        """The take a graded take grades.
+
+        Raises:
+            RenderError: it is gone from the cache (pruned, or damaged and moved aside).
+        """
+        made_id = take.graded_from
+        made = self.get(made_id) if made_id else None
+        if made is None:
+            raise RenderError(f"take {take.id[:12]} is a colour grade of take {str(made_id)[:12]}, "
+                              "which is no longer in the cache; render again to make it anew")
+        return made
+
+    def encode(self, take: StoredTake) -> StoredTake:
+        """A graded take with its pictures encoded into its entry (``take.mp4``, visually
+        lossless, with the made take's sound), once: a take encoded already, here or by
+        another render, is returned as it is.
+
+        Raises:
+            RenderError: the take or the take it grades is gone from the cache.
+            VerificationError, FFmpegError: encoding failed.
+            StorageError: the cache cannot be written.
+        """
+        from . import media
+
+        with self._encoding_lock:
+            lock = self._encoding.setdefault(take.id, threading.Lock())
+        with lock:
+            current = self.get(take.id)
+            if current is None:
+                raise RenderError(f"take {take.id[:12]} is no longer in the cache; render again")
+            if current.encoded:
+                return current
+            made = self.made_of(current)
+            frames = current.read()
+            try:
+                work = self._tmp_dir()
+            except OSError as exc:
+                raise self._storage_error(exc, f"take {take.id[:12]}") from exc
+            try:
+                media.write_video(frames, work / "take.mp4", current.fps, crf=TAKE_CRF,
+                                  preset=GRADED_PRESET, audio=made.sound)
+                info = media.probe(work / "take.mp4")
+                if info.frames != current.frames or (info.width, info.height) != (current.width, current.height):
+                    raise VerificationError(
+                        f"take {take.id[:12]} encoded to {info.frames} frames {info.width}x{info.height}, "
+                        f"expected {current.frames} frames {current.width}x{current.height}")
+                target = current.dir / "take.mp4"
+                # Linked, never renamed over: a render beside this one may have put it there
+                # (the same bytes: the encoder's threads are pinned) and recorded it.
+                with contextlib.suppress(FileExistsError):
+                    os.link(work / "take.mp4", target)
+                if _check_video(target, current.frames) is not None:
+                    os.replace(work / "take.mp4", target)  # a leftover of a failed encode
+                meta = dict(current.meta)
+                meta["files"] = {**meta.get("files", {}),
+                                 "take.mp4": {"bytes": target.stat().st_size, "sha256": sha256_file(target)}}
+                self._write_json_atomic(current.dir / "meta.json", meta, f"take {take.id[:12]}")
+            except OSError as exc:
+                raise self._storage_error(exc, f"take {take.id[:12]}") from exc
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            return self._stored_now(take.id)
+
     def _finish(self, work: Path, take_id: str, take: Take, *, frames: int, size: tuple[int, int],
                 fps: Fraction, engine: str, audio: bool, request: dict[str, Any],
-                files: Sequence[str], source: dict[str, Any] | None = None) -> None:
+                files: Sequence[str], source: dict[str, Any] | None = None,
+                graded: dict[str, Any] | None = None) -> None:
         """Writes a complete entry's meta.json (with its files' sizes and digests) and
         renames the entry into place."""
         meta: dict[str, Any] = {
@@ -513,6 +732,8 @@ class TakeStore:
         }
         if source is not None:
             meta["source"] = source
+        if graded is not None:
+            meta["graded"] = graded
         if "lead.npy" in files:
             assert take.lead is not None
             meta["lead_frames"] = len(take.lead)
@@ -629,11 +850,7 @@ class TakeStore:
     # -- internals -----------------------------------------------------------------------
 
     def _stored(self, take_id: str, directory: Path, meta: dict[str, Any]) -> StoredTake:
-        return StoredTake(
-            id=take_id, dir=directory, frames=int(meta["frames"]), width=int(meta["width"]),
-            height=int(meta["height"]), fps=Fraction(meta["fps"]), seed=int(meta["seed"]),
-            engine=str(meta["engine"]), label=str(meta.get("label", "")), meta=meta, store=self,
-        )
+        return _stored_take(take_id, directory, meta, self)
 
     def _set_aside(self, take_id: str, directory: Path, problem: str) -> Path | None:
         """Moves a damaged entry to ``damaged/<id>.<time>`` and warns; None when it was
@@ -695,6 +912,15 @@ class TakeStore:
                             f"{os_cause(exc, self.root)} (storing {what} in the cache {self.root})")
 
 
+def _stored_take(take_id: str, directory: Path, meta: dict[str, Any],
+                 store: TakeStore | None) -> StoredTake:
+    return StoredTake(
+        id=take_id, dir=directory, frames=int(meta["frames"]), width=int(meta["width"]),
+        height=int(meta["height"]), fps=Fraction(meta["fps"]), seed=int(meta["seed"]),
+        engine=str(meta["engine"]), label=str(meta.get("label", "")), meta=meta, store=store,
+    )
+
+
 def _save_lead(work: Path, take: Take, engine: str, size: tuple[int, int]) -> tuple[str, ...]:
     """Saves a take's lead frames (``lead.npy``) when it has some; the names saved."""
     lead = take.lead
@@ -714,8 +940,15 @@ def _frames_shape(name: str, frames: int, height: int, width: int, lead: int = 0
         return (1, height, width, 3)
     if name == "lead.npy":
         return (lead, height, width, 3)
+    if name == "grade.npy":
+        return (frames, 3, 4)
     kept = HEAD_FRAMES if name == "head.npy" else TAIL_FRAMES
     return (min(kept, frames), height, width, 3)
+
+
+def _dtype(name: str) -> type:
+    """The element type of an entry's array `name`."""
+    return np.float32 if name == "grade.npy" else np.uint8
 
 
 def _check_entry(take_id: str, directory: Path, *, deep: bool = False
@@ -740,14 +973,22 @@ def _check_entry(take_id: str, directory: Path, *, deep: bool = False
     if problem is not None:
         return None, problem
     source = meta.get("source")
+    graded = meta.get("graded")
+    recorded = meta.get("files")
+    recorded = recorded if isinstance(recorded, dict) else {}
     names: tuple[str, ...] = _FILES
     if source is not None:
         problem = _check_source_meta(source)
         if problem is not None:
             return None, problem
         names = ("head.npy", "tail.npy", *((source["name"],) if source["copied"] else ()))
-    recorded = meta.get("files")
-    recorded = recorded if isinstance(recorded, dict) else {}
+    elif graded is not None:
+        made = graded.get("made") if isinstance(graded, dict) else None
+        if not isinstance(made, str) or len(made) < 3 or "/" in made or made.startswith("."):
+            return None, "meta.json has no valid 'graded.made'"
+        names = ("grade.npy", *(("take.mp4",) if "take.mp4" in recorded else ()))
+        if not (directory.parent.parent / made[:2] / made).is_dir():
+            return meta, f"the take it is a colour grade of ({made[:12]}) is gone"
     # Entries stored before middles were kept have none; one that records it must have it.
     names = tuple(n for n in (*names, "middle.npy", "lead.npy")
                   if n not in ("middle.npy", "lead.npy") or n in recorded)
@@ -764,7 +1005,8 @@ def _check_entry(take_id: str, directory: Path, *, deep: bool = False
             return meta, f"{name} does not match its recorded sha256"
         if name.endswith(".npy"):
             problem = _check_array(path, size, _frames_shape(name, meta["frames"], meta["height"],
-                                                              meta["width"], meta.get("lead_frames", 0)))
+                                                              meta["width"], meta.get("lead_frames", 0)),
+                                   _dtype(name))
         elif not isinstance(facts, dict):
             problem = _check_video(path, meta["frames"])
         if problem is not None:
@@ -854,22 +1096,24 @@ def _check_meta(take_id: str, meta: Any) -> str | None:
     return None
 
 
-def _check_array(path: Path, size: int, shape: tuple[int, ...]) -> str | None:
-    """Whether an .npy file holds a whole uint8 array of `shape` (header and size only)."""
+def _check_array(path: Path, size: int, shape: tuple[int, ...], dtype: type = np.uint8) -> str | None:
+    """Whether an .npy file holds a whole array of `shape` and `dtype` (header and size
+    only)."""
     try:
         with open(path, "rb") as handle:
             version = np.lib.format.read_magic(handle)
             if version == (1, 0):
-                found, _, dtype = np.lib.format.read_array_header_1_0(handle)
+                found, _, found_dtype = np.lib.format.read_array_header_1_0(handle)
             else:
-                found, _, dtype = np.lib.format.read_array_header_2_0(handle)
+                found, _, found_dtype = np.lib.format.read_array_header_2_0(handle)
             offset = handle.tell()
     except (ValueError, EOFError):
         return f"{path.name} has no valid array header"
-    if tuple(found) != shape or dtype != np.uint8:
-        return f"{path.name} holds {tuple(found)} {dtype}, expected {shape} uint8"
-    if size != offset + int(np.prod(shape)):
-        return f"{path.name} holds {size} bytes, {offset + int(np.prod(shape))} expected"
+    if tuple(found) != shape or found_dtype != dtype:
+        return f"{path.name} holds {tuple(found)} {found_dtype}, expected {shape} {np.dtype(dtype)}"
+    expected = offset + int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if size != expected:
+        return f"{path.name} holds {size} bytes, {expected} expected"
     return None
 
 

@@ -54,6 +54,7 @@ class Drifter(Engine):
 
     NAME = "drifter"
     CAPABILITIES = Capabilities(kinds=frozenset({"prompt"}), text_to_video=True, image_to_video=True,
+                                keeps_lead=True,
                                 condition_frames=CONDITION, max_frames=12, frame_rule=FrameRule())
 
     def generate(self, request: SegmentRequest) -> Iterator[Take]:

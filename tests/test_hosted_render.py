@@ -545,3 +545,75 @@ shots:
     assert np.array_equal(png(base64.b64decode(uri.split(",", 1)[1])), np.load(still_path)[0])
     assert frames(tmp_path) == FPS
     assert_no_keys(tmp_path, done.stdout, done.stderr)
+
+
+# -- colour anchoring of downloads: graded, encoded only when chosen ----------------------------
+
+GRADED_CHAIN = """\
+  - {id: a, prompt: "a harbour at dawn", duration: 1, engine: runway, candidates: 1}
+  - {id: b, prompt: "the boats leave", duration: 1.5, engine: runway, candidates: 2,
+     continuity: chain}
+"""
+
+
+def test_chained_downloads_are_anchored_as_grades_and_only_the_chosen_one_is_encoded(
+        tmp_path: Path, fakes: Fakes) -> None:
+    from stitchcraft.colour import apply_grade
+    from stitchcraft.media import read_frames
+    from stitchcraft.store import TakeStore
+
+    board = storyboard(tmp_path, fakes, GRADED_CHAIN)
+    env = environment(**ALL_KEYS)
+    done = stitch("render", str(board), "--json", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert frames(tmp_path) == 24 + 36
+    store = TakeStore(tmp_path / ".stitchcraft" / "cache")
+    shot = manifest(tmp_path)["shots"]["b"]
+    [segment] = shot["segments"]
+    assert len(segment["candidates"]) == 2
+    for candidate in segment["candidates"]:
+        take = store.get(candidate["id"])
+        assert take is not None and take.graded_from is not None
+        made = store.get(take.graded_from)
+        assert made is not None and made.meta["source"]["copied"]  # the download, as it came
+        grade = take.grade()
+        # The fake's chained video turns its hue over time: the grade pulls it back.
+        assert np.abs(grade[-1, :, :3] - np.eye(3)).max() > 0.05, "the grade does nothing here"
+        # The lossless ends (what chaining and seams read) are the download's, graded.
+        made_tail = made.tail()
+        np.testing.assert_array_equal(take.tail(), apply_grade(made_tail, grade, take.frames - len(made_tail)))
+        np.testing.assert_array_equal(take.head(), apply_grade(made.head(), grade))
+        chosen = candidate["id"] == shot["chosen"]
+        assert take.encoded == chosen, "a runner-up was encoded, or the chosen take was not"
+        assert (candidate["path"] == "") != chosen
+        if chosen:
+            # Its file holds every frame of the download graded (as closely as 4:2:0
+            # chroma keeps testsrc2's saturated edges) ...
+            expected = apply_grade(made.read(), grade).astype(np.int16)
+            encoded = read_frames(take.video, 0, take.frames).astype(np.int16)
+            assert np.abs(encoded - expected).mean() < 2.5
+            ungraded = made.read(take.frames - 1, 1)[0].astype(np.int16)
+            assert np.abs(encoded[-1] - expected[-1]).mean() * 3 < np.abs(encoded[-1] - ungraded).mean()
+            # ... which the cut shows: its last frame.
+            shown = read_frames(tmp_path / "out" / "cut.mp4", 24 + 35, 1)[0].astype(np.int16)
+            assert np.abs(shown - expected[-1]).mean() < 3.0
+            assert np.abs(shown - ungraded).mean() > 6.0
+
+    # Pinning the runner-up encodes it then; nothing is submitted again. Pruning the
+    # takes the last render does not use deletes nothing: the candidate the pin set aside
+    # is on record, and each kept grade keeps the take it was made from.
+    [other] = [c["id"] for c in segment["candidates"] if c["id"] != shot["chosen"]]
+    assert stitch("pick", str(board), "b", other[:12], cwd=tmp_path, env=env).returncode == 0
+    again = stitch("render", str(board), "--json", cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert json.loads(again.stdout)["takes_generated"] == 0
+    assert fakes.submissions == (3, 0)
+    picked = store.get(other)
+    assert picked is not None and picked.encoded
+    assert manifest(tmp_path)["shots"]["b"]["segments"][0]["set_aside"] == [shot["chosen"]]
+    pruned = stitch("cache", "prune", str(board), "--unused", "--json", cwd=tmp_path, env=env)
+    assert pruned.returncode == 0, pruned.stderr[-3000:]
+    assert json.loads(pruned.stdout)["takes"] == [], pruned.stdout
+    third = stitch("render", str(board), "--json", cwd=tmp_path, env=env)
+    assert third.returncode == 0 and json.loads(third.stdout)["takes_generated"] == 0
+    assert fakes.submissions == (3, 0)

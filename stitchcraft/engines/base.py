@@ -70,6 +70,8 @@ class Capabilities:
         max_seconds: Most seconds in one call (a hosted model's longest duration);
             longer shots are split like `max_frames`, None for no limit.
         hosted: Makes its takes at a provider, billed per generated second.
+        keeps_lead: A chained take may carry the conditioning frames it made again
+            (`Take.lead`), which its join cross-fades.
     """
 
     kinds: frozenset[str]
@@ -86,6 +88,7 @@ class Capabilities:
     seconds_per_frame: float = 0.0
     max_seconds: float | None = None
     hosted: bool = False
+    keeps_lead: bool = False
 
     def frame_limit(self, fps: float) -> int | None:
         """Most timeline frames one call can make at `fps`."""

@@ -75,6 +75,8 @@ class FrameSource:
             the ``reference`` scorer compares the take with besides `reference`; kept
             apart from `cast` so no face in a style frame is taken for a character.
         decoded: Frames decoded so far through this source (for cost reports).
+        reader: Reads frames ``(first, count, size=...)`` in place of `path` and `start`
+            (a stored take's `StoredTake.read`: a graded take is read without encoding it).
     """
 
     SCAN_SHORT_SIDE: ClassVar[int] = 224
@@ -84,8 +86,10 @@ class FrameSource:
                  head: Frames | None = None, tail: Frames | None = None,
                  size: tuple[int, int] | None = None, pixels: np.ndarray | None = None,
                  start: float | None = None, scan: np.ndarray | None = None,
-                 cast: Mapping[str, Sequence[Path]] | None = None, style: Sequence[Path] = ()):
+                 cast: Mapping[str, Sequence[Path]] | None = None, style: Sequence[Path] = (),
+                 reader: Callable[..., np.ndarray] | None = None):
         self.take_id = take_id
+        self._reader = reader
         self.path = path
         self.start = start
         self.frames = frames
@@ -198,7 +202,9 @@ class FrameSource:
     def _decode(self, first: int, count: int, size: tuple[int, int] | None) -> np.ndarray:
         """Frames ``first .. first+count`` of the take from its file, at `size` (else the
         take's own)."""
-        if self.start is None:
+        if self._reader is not None:
+            frames = self._reader(first, count, size=size)
+        elif self.start is None:
             from ..media import read_frames
 
             frames = read_frames(self.path, first, count, size=size)

@@ -62,6 +62,7 @@ class Selection:
     shot_takes: dict[str, StoredTake]
     weak_seams: list[dict[str, Any]]
     failed: list[list[TakeFailure]] = field(default_factory=list)
+    set_aside: list[list[str]] = field(default_factory=list)  # per unit: takes made, not offered (a pin)
 
 
 @dataclass
@@ -95,6 +96,7 @@ class CutChooser:
     units: list[Unit] = field(init=False)
     _sources: dict[str, FrameSource] = field(default_factory=dict)
     _candidates: dict[str, Candidate] = field(default_factory=dict)
+    _set_aside: dict[int, list[str]] = field(default_factory=dict)
     _details: dict[tuple[tuple[str, ...], str], dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -135,7 +137,9 @@ class CutChooser:
                            self.loaded.blend)
         failed = [sorted(self.generator.failures.get(u.segment.key, {}).values(), key=lambda f: f.seed)
                   for u in self.units]
-        return Selection(self.plan, self.units, chosen, offered, scored, gains, shown, weak, failed)
+        set_aside = [self._set_aside.get(i, []) for i in range(len(self.units))]
+        return Selection(self.plan, self.units, chosen, offered, scored, gains, shown, weak, failed,
+                         set_aside)
 
     # -- asking for candidates -----------------------------------------------------------
 
@@ -232,7 +236,11 @@ class CutChooser:
         candidates = self.generator.candidates(unit.shot, unit.segment,
                                                self._conditioning(partial, unit), self._priority(unit, index))
         pick = self.picks.get(unit.pick_key)
-        return apply_pick(candidates, pick, unit) if pick is not None else candidates
+        if pick is None:
+            return candidates
+        picked = apply_pick(candidates, pick, unit)
+        self._set_aside[index] = [c.take.id for c in candidates if c not in picked]
+        return picked
 
     def _conditioning(self, partial: Partial, unit: Unit) -> Conditioning:
         def chosen(index: int | None) -> StoredTake | None:
@@ -306,13 +314,13 @@ class CutChooser:
         spec = self._specs[unit.shot.id]
         prompt = (self.loaded.keyframe_prompt(spec.id, quality=self.plan.quality) if unit.is_keyframe
                   else self.loaded.prompt(spec.id))
-        return FrameSource(take.id, take.video, take.frames, take.fps, prompt=prompt,
+        return FrameSource(take.id, take.dir, take.frames, take.fps, prompt=prompt,
                            reference=self.loaded.resolve(spec.reference) if spec.reference else None,
                            cast=self.loaded.cast_images(spec.id), style=self.loaded.style_images(),
                            head=take.head if pixels is None else None,
                            tail=take.tail if pixels is None else None,
-                           size=(take.width, take.height), start=take.span.start, pixels=pixels,
-                           scan=scan)
+                           size=(take.width, take.height), pixels=pixels, scan=scan,
+                           reader=take.read)
 
     @staticmethod
     def _alone(unit: Unit, offered: int) -> bool:
@@ -320,16 +328,24 @@ class CutChooser:
         return offered == 1 and unit.joined is None and unit.bridge is None
 
     def _score_in_memory(self, segment: SegmentPlan, take: StoredTake, frames: np.ndarray | None,
-                         scan: np.ndarray | None = None) -> None:
+                         scan: np.ndarray | None, conditioning: Conditioning) -> None:
         """On a CPU worker, right after a new take is stored: its take scores, from the
         frames the engine returned (no decode), or for a take that is a file (footage,
         a download) from the low-resolution pass read with its head and tail (`scan`),
         here rather than on the selection's thread, so takes arriving together are
-        scored side by side. (The generator calls it only for a unit with something to
-        choose or judge: `_alone`.)"""
+        scored side by side. A chained take's seam with the take it continues and its
+        drift from its chain's first take are scored here too (`_score` finds them in
+        the book). (The generator calls it only for a unit with something to choose or
+        judge: `_alone`.)"""
         unit = self._by_key[segment.key]
         source = self._frame_source(unit, take, pixels=frames, scan=scan)
         self.book.take_scores(source)
+        previous, root = conditioning.previous, conditioning.anchor
+        if previous is not None and unit.joined is not None and unit.joined == unit.condition \
+                and unit.bridge is None:
+            self.book.seam_scores(self._source(self.units[unit.joined], previous), source)
+        if root is not None and unit.chain_root is not None:
+            self.book.drift_scores(self._source(self.units[unit.chain_root], root), source)
         # Kept for seams and drift: a few sampled frames, the lossless ends from the store.
         source.slim(self.book.pair_samples(), head=take.head, tail=take.tail)
         self._sources[take.id] = source

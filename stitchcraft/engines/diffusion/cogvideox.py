@@ -16,7 +16,7 @@ class CogVideoXEngine(DiffusionEngine):
     CAPABILITIES = Capabilities(
         kinds=frozenset({"prompt", "image"}), text_to_video=True, image_to_video=True,
         condition_frames=1, frame_rule=FrameRule(8, 1), max_frames=49, size_multiple=16,
-        needs_gpu=True, batches=True, seconds_per_frame=2.0)
+        needs_gpu=True, batches=True, seconds_per_frame=2.0, keeps_lead=True)
     REQUIRES = ("torch", "diffusers", "transformers", "sentencepiece")
     DEFAULT_MODEL = "THUDM/CogVideoX-5b"
     DEFAULT_IMAGE_MODEL = "THUDM/CogVideoX-5b-I2V"

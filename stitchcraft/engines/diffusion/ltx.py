@@ -22,7 +22,7 @@ class LTXVideoEngine(DiffusionEngine):
         kinds=frozenset({"prompt", "image"}), text_to_video=True, image_to_video=True,
         first_last_frame=True, condition_frames=TAIL_FRAMES, frame_rule=FrameRule(8, 1),
         max_frames=257, size_multiple=32, needs_gpu=True, batches=True,
-        seconds_per_frame=0.05)
+        seconds_per_frame=0.05, keeps_lead=True)
     REQUIRES = ("torch", "diffusers", "transformers", "sentencepiece")
     DEFAULT_MODEL = "Lightricks/LTX-Video"
     DEFAULT_STEPS = 40

@@ -29,7 +29,7 @@ class StableVideoDiffusionEngine(DiffusionEngine):
     CAPABILITIES = Capabilities(
         kinds=frozenset({"prompt", "image"}), image_to_video=True, condition_frames=1,
         frame_rule=FrameRule(), max_frames=25, size_multiple=8, needs_gpu=True, batches=True,
-        seconds_per_frame=1.5)
+        seconds_per_frame=1.5, keeps_lead=True)
     REQUIRES = ("torch", "diffusers", "transformers")
     DEFAULT_MODEL = "stabilityai/stable-video-diffusion-img2vid-xt"
     DEFAULT_STEPS = 25

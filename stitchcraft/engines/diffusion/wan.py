@@ -18,7 +18,7 @@ class WanEngine(DiffusionEngine):
     CAPABILITIES = Capabilities(
         kinds=frozenset({"prompt", "image"}), text_to_video=True, image_to_video=True,
         first_last_frame=True, condition_frames=1, frame_rule=FrameRule(4, 1), max_frames=81,
-        size_multiple=16, needs_gpu=True, batches=True, seconds_per_frame=10.0)
+        size_multiple=16, needs_gpu=True, batches=True, seconds_per_frame=10.0, keeps_lead=True)
     DEFAULT_MODEL = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
     DEFAULT_IMAGE_MODEL = "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"
     DEFAULT_STEPS = 40

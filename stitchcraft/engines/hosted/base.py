@@ -73,6 +73,7 @@ from ..base import (
 )
 
 if TYPE_CHECKING:
+    import httpx
     import numpy as np
 
     from ...jobs import JobBook
@@ -254,6 +255,7 @@ class HostedEngine(Engine):
         self._local = threading.local()
         self._clients_lock = threading.Lock()
         self._shared: Any = None
+        self._pngs: dict[int, tuple[np.ndarray, bytes]] = {}  # `_first_frame_png`
         # Every client made, with how to close it (per-thread ones included).
         self._clients: list[tuple[Any, Callable[[Any], None]]] = []
 
@@ -461,7 +463,7 @@ class HostedEngine(Engine):
         conditioned = request.condition_frames is not None
         first = None
         if request.condition_frames is not None and len(request.condition_frames):
-            first = png(request.condition_frames[-1])
+            first = self._first_frame_png(request.condition_frames)
         elif request.image is not None:
             first = request.image.read_bytes() if request.image.suffix.lower() == ".png" else \
                 png_file(request.image)
@@ -478,6 +480,20 @@ class HostedEngine(Engine):
             references=references, seed=seed, model=self.model, input=dict(self.hosted.input),
             bill=bill,
         )
+
+    def _first_frame_png(self, condition_frames: np.ndarray) -> bytes:
+        """The last conditioning frame as PNG, encoded once for all of a request's
+        candidates (each is a job of its own, sent the same frame)."""
+        with self._clients_lock:
+            found = self._pngs.get(id(condition_frames))
+            if found is not None and found[0] is condition_frames:
+                return found[1]
+        encoded = png(condition_frames[-1])
+        with self._clients_lock:
+            if len(self._pngs) >= 8:
+                self._pngs.clear()
+            self._pngs[id(condition_frames)] = (condition_frames, encoded)
+        return encoded
 
     def _make(self, request: SegmentRequest, jobs: JobBook, seed: int) -> Take | TakeFailure:
         job = self.job_for(request, seed)
@@ -721,8 +737,7 @@ def download(url: str, path: Path, *, headers: Mapping[str, str] | None = None) 
     import httpx
 
     try:
-        with httpx.stream("GET", url, headers=dict(headers or {}), follow_redirects=True,
-                          timeout=httpx.Timeout(60.0, connect=15.0)) as response:
+        with _downloads().stream("GET", url, headers=dict(headers or {})) as response:
             check_http(response.status_code, response.headers, "downloading the video")
             if response.status_code in (403, 404, 410):
                 raise ResultExpired(f"the video's address answered {response.status_code} "
@@ -732,6 +747,22 @@ def download(url: str, path: Path, *, headers: Mapping[str, str] | None = None) 
                     out.write(block)
     except httpx.TransportError as exc:
         raise Transient(f"downloading the video: {type(exc).__name__}") from None
+
+
+def _downloads() -> httpx.Client:
+    """One HTTP client for every download of the process (a client per download would
+    build a TLS context each time: tens of milliseconds of CPU)."""
+    global _DOWNLOADS
+    import httpx
+
+    with _DOWNLOADS_LOCK:
+        if _DOWNLOADS is None:
+            _DOWNLOADS = httpx.Client(follow_redirects=True, timeout=httpx.Timeout(60.0, connect=15.0))
+        return _DOWNLOADS
+
+
+_DOWNLOADS: httpx.Client | None = None
+_DOWNLOADS_LOCK = threading.Lock()
 
 
 def check_http(code: int, headers: Mapping[str, str], what: str, detail: str = "") -> None:
