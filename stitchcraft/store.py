@@ -41,6 +41,7 @@ without it, it reads as absent.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import hashlib
@@ -207,6 +208,8 @@ class StoredTake:
         """
         if self.graded_from is not None:
             return self._graded_end("middle.npy")
+        if not self.ends_kept:
+            return self._read_end("middle.npy")
         if not (self.dir / "middle.npy").exists():
             return None
         return self._frames("middle.npy", True)
@@ -228,6 +231,52 @@ class StoredTake:
     def last_frames(self, count: int) -> np.ndarray:
         tail = self.tail()
         return tail[-count:]
+
+    @property
+    def ends_kept(self) -> bool:
+        """Whether the entry keeps its own head, tail and middle frames: all but a take
+        that is a file, stored without a scan (its ends are read from the file when
+        asked for), and a grade (its ends are its made take's, graded)."""
+        source = self.meta.get("source")
+        return self.graded_from is None and not (isinstance(source, dict) and source.get("ends") == "read")
+
+    def read_at(self, indices: Sequence[int], *, size: tuple[int, int]) -> list[np.ndarray]:
+        """Single frames of the take at `size` (width, height), read from its file in one
+        pass (a thumbnail's worth, without reading the ends whole).
+
+        Raises:
+            MediaError: the file is unreadable.
+            RenderError: a graded take's made take is gone from the cache.
+        """
+        if not self.encoded:
+            from .colour import apply_grade
+
+            grade = self.grade()
+            return [apply_grade(frame[None], grade, index)[0]
+                    for index, frame in zip(indices, self.made().read_at(indices, size=size), strict=True)]
+        span = self.span
+        return read_span_at(span.path, span.start or 0.0, indices, fps=self.fps, size=size)
+
+    def _read_end(self, name: str) -> np.ndarray:
+        """A head, tail or middle the entry does not keep, read from the file (as
+        `_save_ends` would have kept it), remembered for the next few asks."""
+        # The file's facts are in the key: a take made again from an edited file is new.
+        key = (self.id, name, json.dumps([self.meta.get("source"), self.meta.get("files")], sort_keys=True))
+        with _ENDS_LOCK:
+            if key in _ENDS:
+                _ENDS.move_to_end(key)
+                return _ENDS[key]
+        count = self.frames
+        first, frames = {"head.npy": (0, min(HEAD_FRAMES, count)),
+                         "tail.npy": (count - min(TAIL_FRAMES, count), min(TAIL_FRAMES, count)),
+                         "middle.npy": ((count - 1) // 2, 1)}[name]
+        read = self.span.read(first, frames)
+        read.flags.writeable = False  # shared by every reader of the take
+        with _ENDS_LOCK:
+            _ENDS[key] = read
+            while len(_ENDS) > _ENDS_KEPT:
+                _ENDS.popitem(last=False)
+        return read
 
     def made(self) -> StoredTake:
         """The take a graded take grades (see `TakeStore.made_of`). Without a store (a
@@ -267,6 +316,8 @@ class StoredTake:
             graded = self._graded_end(name)
             assert graded is not None
             return graded
+        if name in ("head.npy", "tail.npy", "middle.npy") and not self.ends_kept:
+            return self._read_end(name)
         path = self.dir / name
         try:
             frames = np.load(path, allow_pickle=False, mmap_mode="r" if mapped else None)
@@ -340,6 +391,38 @@ def read_span(path: Path, start: float, first: int, count: int, *, fps: Fraction
     return decode_graph([source], chain, label="out", size=size, frames=count,
                         what=f"read frames {first}-{first + count} of {Path(path).name} "
                              f"from {start:.3f} s")
+
+
+def read_span_at(path: Path, start: float, indices: Sequence[int], *, fps: Fraction,
+                 size: tuple[int, int]) -> list[np.ndarray]:
+    """Single frames of the span of `path` that begins `start` seconds in (`read_span`),
+    each from its own seek, all in one ffmpeg run.
+
+    Raises:
+        MediaError: the file is unreadable, or gave fewer frames.
+    """
+    from .media import probe, write_raw_frames
+
+    info = probe(path)
+    inputs, chains = [], []
+    for position, index in enumerate(indices):
+        source, chain = _span_chain(path, start, index, 1, fps, size, index=position,
+                                    label=f"at{position}", info=info)
+        inputs.append(replace(source, threads=1))
+        chains.append(chain)
+    width, height = size
+    with tempfile.TemporaryDirectory(prefix="stitchcraft-frames-") as folder:
+        outputs = [(f"at{i}", Path(folder) / f"at{i}.rgb", 1) for i in range(len(indices))]
+        write_raw_frames(inputs, ";".join(chains), outputs, size=size,
+                         what=f"read frames {list(indices)} of {Path(path).name}")
+        return [np.fromfile(raw, dtype=np.uint8)[:height * width * 3].reshape(height, width, 3)
+                for _, raw, _ in outputs]
+
+
+# Ends read from takes' files (`StoredTake._read_end`), the last few kept.
+_ENDS: collections.OrderedDict[tuple[str, str, str], np.ndarray] = collections.OrderedDict()
+_ENDS_LOCK = threading.Lock()
+_ENDS_KEPT = 8
 
 
 def _save_ends(folder: Path, path: Path, start: float, count: int, *, fps: Fraction,
@@ -583,8 +666,12 @@ class TakeStore:
         except OSError as exc:
             raise self._storage_error(exc, f"take {take_id[:12]}") from exc
         try:
-            files = ["head.npy", "tail.npy", "middle.npy"]
+            # Without a scan to read, the ends are read from the file when asked for (it
+            # is the lossless copy): storing them would decode and write 25 full frames.
+            files = ["head.npy", "tail.npy", "middle.npy"] if scan_size is not None else []
             facts: dict[str, Any] = {"start": start, "copied": copy}
+            if scan_size is None:
+                facts["ends"] = "read"
             path = source
             if copy:
                 name = "source" + (source.suffix.lower() if source.suffix.lower()
@@ -597,8 +684,10 @@ class TakeStore:
                     raise MediaError(source, "changed while it was being copied into the cache")
             else:
                 facts.update(path=str(source), **before)
-            scan = _save_ends(work, path, start, count, fps=fps, size=(width, height),
-                              info=info, scan_size=scan_size)
+            scan = None
+            if scan_size is not None:
+                scan = _save_ends(work, path, start, count, fps=fps, size=(width, height),
+                                  info=info, scan_size=scan_size)
             if not copy and _file_facts(source) != before:
                 raise MediaError(source, "changed while its take was being stored")
             self._finish(work, take_id, take, frames=count, size=(width, height), fps=fps,
@@ -981,7 +1070,8 @@ def _check_entry(take_id: str, directory: Path, *, deep: bool = False
         problem = _check_source_meta(source)
         if problem is not None:
             return None, problem
-        names = ("head.npy", "tail.npy", *((source["name"],) if source["copied"] else ()))
+        kept = () if source.get("ends") == "read" else ("head.npy", "tail.npy")
+        names = (*kept, *((source["name"],) if source["copied"] else ()))
     elif graded is not None:
         made = graded.get("made") if isinstance(graded, dict) else None
         if not isinstance(made, str) or len(made) < 3 or "/" in made or made.startswith("."):

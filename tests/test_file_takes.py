@@ -97,8 +97,10 @@ def put_span(store: TakeStore, path: Path, *, start: float = 0.5, frames: int = 
 def test_footage_span_is_stored_by_reference_with_lossless_ends(tmp_path, media):
     clip = media["plain"]
     stored = put_span(TakeStore(tmp_path / "cache"), clip)
-    # nothing re-encoded, nothing copied: the entry refers to the clip
-    assert sorted(p.name for p in stored.dir.iterdir()) == ["head.npy", "meta.json", "middle.npy", "tail.npy"]
+    # nothing re-encoded, nothing copied, nothing decoded: the entry refers to the clip,
+    # whose ends are read when asked for (a scan, read for scoring, keeps them: below)
+    assert sorted(p.name for p in stored.dir.iterdir()) == ["meta.json"]
+    assert not stored.ends_kept
     span = stored.span
     assert (span.path, span.start, span.frames, span.width, span.height) == (clip.absolute(), 0.5, 24, 160, 90)
     assert stored.video == clip.absolute() and stored.has_audio
@@ -124,6 +126,7 @@ def test_scan_is_read_with_the_ends_in_one_pass_and_matches_a_decode(tmp_path, m
     scans: list = []
     stored = put_span(TakeStore(tmp_path / "cache"), media["plain"], scan_size=(64, 36),
                       on_scan=scans.append)
+    assert stored.ends_kept and (stored.dir / "tail.npy").is_file()
     span = stored.span
     assert len(scans) == 1 and scans[0].shape == (24, 36, 64, 3)
     assert np.array_equal(scans[0], span.read(size=(64, 36)))
@@ -337,7 +340,8 @@ def test_thumbnails_made_beside_the_render_match_the_reports_own(tmp_path):
     clip = _red_then_blue(tmp_path / "red-blue.mp4")
     store = TakeStore(tmp_path / "cache")
     good = put_span(store, clip, start=1.0, frames=12)
-    damaged = put_span(store, clip, start=0.0, frames=12, take_id="d0" * 32)
+    damaged = put_span(store, clip, start=0.0, frames=12, take_id="d0" * 32, scan_size=(16, 10),
+                       on_scan=lambda scan: None)  # a scan keeps the ends in the entry
     (damaged.dir / "head.npy").write_bytes(b"not an array")
     with ThumbnailJob([good, damaged, good]) as job:
         made = job.result()
