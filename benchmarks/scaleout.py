@@ -53,8 +53,8 @@ def storyboard(shots: int, candidates: int) -> str:
 
 def run(folder: Path, executor: str, gpus: int, seconds: float) -> tuple[int, float, float]:
     """Renders once; returns (takes, generate window in seconds, render wall time)."""
-    from stitchcraft.load import load_storyboard
     from stitchcraft.render import RenderOptions, render
+    from stitchcraft.storyboard.load import load_storyboard
 
     busy = folder / f"busy-{executor}-{gpus}.log"
     busy.write_text("")

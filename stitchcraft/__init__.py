@@ -19,23 +19,23 @@ __all__ = [
 ]
 
 _EXPORTS = {
-    "LoadedStoryboard": "stitchcraft.load", "load_storyboard": "stitchcraft.load",
+    "LoadedStoryboard": "stitchcraft.storyboard.load", "load_storyboard": "stitchcraft.storyboard.load",
     "Plan": "stitchcraft.plan", "plan_storyboard": "stitchcraft.plan",
     "RenderOptions": "stitchcraft.render", "RenderResult": "stitchcraft.render",
     "render": "stitchcraft.render", "StitchError": "stitchcraft.errors",
-    "resolve_sources": "stitchcraft.load", "Engine": "stitchcraft.engines",
-    "register_engine": "stitchcraft.engines", "Executor": "stitchcraft.executor",
-    "LocalExecutor": "stitchcraft.executor", "Manifest": "stitchcraft.manifest",
+    "resolve_sources": "stitchcraft.storyboard.load", "Engine": "stitchcraft.engines",
+    "register_engine": "stitchcraft.engines", "Executor": "stitchcraft.generate.executor",
+    "LocalExecutor": "stitchcraft.generate.executor", "Manifest": "stitchcraft.report.manifest",
 }
 
 if TYPE_CHECKING:
     from .engines import Engine, register_engine
     from .errors import StitchError
-    from .executor import Executor, LocalExecutor
-    from .load import LoadedStoryboard, load_storyboard, resolve_sources
-    from .manifest import Manifest
+    from .generate.executor import Executor, LocalExecutor
     from .plan import Plan, plan_storyboard
     from .render import RenderOptions, RenderResult, render
+    from .report.manifest import Manifest
+    from .storyboard.load import LoadedStoryboard, load_storyboard, resolve_sources
 
 
 def __getattr__(name: str) -> Any:

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError, StitchError, StoryboardError, os_cause
-from .executor import Executor, executor_for
+from .generate.executor import Executor, executor_for
 
 if TYPE_CHECKING:
     from .engines.base import Engine
-    from .load import LoadedStoryboard
     from .render import RenderOptions, Reporter
+    from .storyboard.load import LoadedStoryboard
 
 STORYBOARD_SUFFIXES = (".yaml", ".yml")
 
@@ -201,9 +201,9 @@ def render_batch(storyboards: Sequence[Path], options: RenderOptions, *, jobs: i
     """
     import dataclasses
 
-    from .load import load_storyboard
     from .picks import load_picks
     from .render import SilentReporter, render
+    from .storyboard.load import load_storyboard
 
     shared = Shared(executor_for(options.executor, options.address, cpu_workers=jobs))
     entries: list[BatchEntry] = []

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 from .errors import InputError
 
 if TYPE_CHECKING:
-    from .load import LoadedStoryboard
     from .store import TakeStore
+    from .storyboard.load import LoadedStoryboard
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -173,7 +173,7 @@ def prune(store: TakeStore, *, older_than: float | None = None, keep: set[str] |
     """
     if older_than is None and keep is None:
         raise InputError("say what to prune: --older-than AGE and/or --unused STORYBOARD...")
-    from .jobs import JobJournal
+    from .generate.jobs import JobJournal
 
     now = time.time() if now is None else now
     journal = JobJournal(store.root / "jobs")

@@ -131,7 +131,7 @@ def _end_children() -> None:
 
 def _say_jobs_left() -> None:
     """Names the remote jobs an interrupted render leaves running, and how to collect them."""
-    from .jobs import left_running
+    from .generate.jobs import left_running
 
     running = left_running()
     if not running:
@@ -162,7 +162,7 @@ def _fail(as_json: bool, code: int, exc: Exception, issues: list[str] | None = N
 
 
 def _load(path: Path):
-    from .load import load_storyboard
+    from .storyboard.load import load_storyboard
 
     return load_storyboard(path)
 
@@ -171,7 +171,7 @@ def _load(path: Path):
 @handled
 def validate(storyboard: StoryboardArg, as_json: JsonOpt = False) -> None:
     """Check a storyboard without rendering: exit 0 if valid, 2 with the problems."""
-    from .cast import describe_routes
+    from .storyboard.cast import describe_routes
 
     loaded = _load(storyboard)
     sb = loaded.storyboard
@@ -668,7 +668,7 @@ def export(storyboard: StoryboardArg,
            variant: Annotated[str | None, typer.Option(help="Export a variant's cut.")] = None,
            as_json: JsonOpt = False) -> None:
     """Write the last render's cut as a timeline for an editor, its takes copied beside it."""
-    from .export import export_timeline
+    from .report.export import export_timeline
 
     result = export_timeline(_load(storyboard), fmt, output=output, variant=variant)
     if as_json:

@@ -37,11 +37,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .engines.hosted.base import Bill, HostedEngine
-    from .load import LoadedStoryboard
     from .plan import Plan
     from .select.units import Unit
     from .store import TakeStore
     from .storyboard import EngineSettings
+    from .storyboard.load import LoadedStoryboard
 
 
 @dataclass
@@ -124,7 +124,7 @@ def estimate(loaded: LoadedStoryboard, plan: Plan, *, beam: int | None = None,
     from .engines.hosted.base import HostedEngine
     from .engines.hosted.images import ImageEngine
     from .generate import candidate_seeds
-    from .jobs import JobJournal
+    from .generate.jobs import JobJournal
     from .plan import beam_takes, take_id
     from .select.units import build_units
 
@@ -206,8 +206,8 @@ def previous_render(cut: Path) -> dict[str, list[str]]:
     """Segment hash -> the take ids the last render of main cut `cut` offered, from the
     manifest beside it (empty when there is none or it cannot be read)."""
     from .errors import InputError
-    from .manifest import Manifest
     from .outputs import manifest_path
+    from .report.manifest import Manifest
 
     path = manifest_path(cut)
     if not path.is_file():

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 from .errors import InputError, Issue, StorageError, os_cause
 
 if TYPE_CHECKING:
-    from .load import LoadedStoryboard
     from .storyboard import Storyboard, Variant
+    from .storyboard.load import LoadedStoryboard
     from .yamlsource import FieldPath
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -53,7 +53,7 @@ def variant_output(sb: Storyboard, variant: Variant | None, base: Path, quality:
     A variant without its own path writes ``<main stem>-<variant><suffix>`` beside the
     main cut; a draft adds ``.draft`` before the suffix. ``~`` means the home folder.
     """
-    from .load import resolve_path
+    from .storyboard.load import resolve_path
 
     settings = sb.output.model_dump()
     if variant is not None:

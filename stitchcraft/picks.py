@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import InputError
-from .load import LoadedStoryboard
+from .storyboard.load import LoadedStoryboard
 
 if TYPE_CHECKING:
-    from .manifest import Manifest
+    from .report.manifest import Manifest
 
 
 def _picks_file(storyboard: Path) -> Path:
@@ -52,8 +52,8 @@ def read_manifest(loaded: LoadedStoryboard) -> Manifest:
         InputError: never rendered, unreadable, or the manifest beside the output belongs
             to another storyboard.
     """
-    from .manifest import Manifest
     from .outputs import cut_paths, manifest_path
+    from .report.manifest import Manifest
 
     path = manifest_path(cut_paths(loaded, "final", variants=[])[0].path)
     if not path.exists():

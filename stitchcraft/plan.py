@@ -37,12 +37,12 @@ from typing import TYPE_CHECKING, Any
 
 from .engines.base import Capabilities
 from .errors import ConfigError, StoryboardError
-from .load import LoadedStoryboard, shot_engine, transition_frames
 from .storyboard import Shot
+from .storyboard.load import LoadedStoryboard, shot_engine, transition_frames
 from .timeline import seconds_to_frames
 
 if TYPE_CHECKING:
-    from .cast import KeyframeSpec
+    from .storyboard.cast import KeyframeSpec
 
 PLAN_VERSION = 1
 KEYFRAME = -1  # the index of a keyframe's segment: it comes before the shot's first

@@ -40,8 +40,8 @@ from .errors import ConfigError, VerificationError
 from .store import sha256_file
 
 if TYPE_CHECKING:
-    from .load import LoadedStoryboard
     from .select.choose import Selection
+    from .storyboard.load import LoadedStoryboard
 
 CERT_ENV = "STITCHCRAFT_C2PA_CERT"
 KEY_ENV = "STITCHCRAFT_C2PA_KEY"

@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .errors import ConfigError, ShotFailed, StitchError
-from .executor import executor_for
 from .generate import Generator, default_cache, engine_fingerprints, storyboard_digests
-from .load import LoadedStoryboard
-from .manifest import CandidateRecord, CutRecord, FailedRecord, Manifest, SegmentRecord, ShotRecord
+from .generate.executor import executor_for
 from .outputs import (
     CutPath,
     check_writable,
@@ -29,9 +27,18 @@ from .outputs import (
     variant_output,
 )
 from .plan import Plan, plan_storyboard
+from .report.manifest import (
+    CandidateRecord,
+    CutRecord,
+    FailedRecord,
+    Manifest,
+    SegmentRecord,
+    ShotRecord,
+)
 from .select.choose import CutChooser, Selection
 from .store import StoredTake, TakeStore
 from .storyboard import Variant, parse_size
+from .storyboard.load import LoadedStoryboard
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -248,7 +255,7 @@ def _wanted_variants(loaded: LoadedStoryboard, options: RenderOptions) -> set[st
     """
     if options.quality not in ("final", "draft"):
         raise ConfigError(f"--quality must be final or draft, not '{options.quality}'")
-    from .matrix import main_name
+    from .storyboard.matrix import main_name
 
     names = {v.name for v in loaded.storyboard.variants}
     wanted = set(options.variants) if options.variants is not None else names
@@ -529,7 +536,7 @@ class _EarlyAssembly:
         self.given_up = False
 
     def decided(self, index: int, candidate: Candidate) -> None:
-        from .join import blend_length
+        from .select.join import blend_length
 
         unit = self.units[index]
         if len(unit.shot.segments) != 1 or unit.is_keyframe or self.given_up:
@@ -658,7 +665,7 @@ def _route_unavailable(loaded: LoadedStoryboard, quality: str, fallbacks: list[d
     """Moves each shot whose engine cannot run here (no key, no GPU) to its first
     fallback engine that can; shots without one are left to fail the engine check."""
     from .engines import engine_class
-    from .load import shot_engine, shot_fallbacks
+    from .storyboard.load import shot_engine, shot_fallbacks
 
     for shot in loaded.storyboard.shots:
         engine = shot_engine(loaded.storyboard, shot, quality=quality)
@@ -679,7 +686,7 @@ def _fall_back(loaded: LoadedStoryboard, shot_id: str, engine: str, why: str, qu
     """
     from .engines import engine_class
     from .errors import EngineUnavailable
-    from .load import shot_fallbacks, with_engine
+    from .storyboard.load import shot_fallbacks, with_engine
 
     sb = loaded.storyboard
     spec = loaded.shot(shot_id)
@@ -710,7 +717,7 @@ def _hosted_budget(loaded: LoadedStoryboard, plan: Plan, store: TakeStore, optio
         ConfigError: the estimate is above ``--max-cost``.
     """
     from .cost import estimate, previous_render
-    from .jobs import JobJournal
+    from .generate.jobs import JobJournal
 
     found = estimate(loaded, plan, beam=options.beam, store=store,
                      previous=previous_render(cuts[0].path), resubmit=options.resubmit)

@@ -144,7 +144,7 @@ class StoredTake:
         """
         if self.encoded:
             return self.span.read(first, count, size=size)
-        from .colour import apply_grade
+        from .generate.colour import apply_grade
 
         frames = self.made().read(first, count, size=size)
         return apply_grade(frames, self.grade(), first)
@@ -249,7 +249,7 @@ class StoredTake:
             RenderError: a graded take's made take is gone from the cache.
         """
         if not self.encoded:
-            from .colour import apply_grade
+            from .generate.colour import apply_grade
 
             grade = self.grade()
             return [apply_grade(frame[None], grade, index)[0]
@@ -298,7 +298,7 @@ class StoredTake:
 
     def _graded_end(self, name: str) -> np.ndarray | None:
         """A graded take's head, tail or middle: the made take's (lossless), graded."""
-        from .colour import apply_grade
+        from .generate.colour import apply_grade
 
         made = self.made()
         if name == "middle.npy":
@@ -437,8 +437,8 @@ def _save_ends(folder: Path, path: Path, start: float, count: int, *, fps: Fract
         scan_size: Also read the whole span at this size in the same run, and return
             it (what scoring reads of a take: `FrameSource.scan`).
     """
+    from .assemble.normalize import Grid, clip_chain
     from .media import Input, write_raw_frames
-    from .normalize import Grid, clip_chain
 
     ends = [("head", 0, min(HEAD_FRAMES, count), size),
             ("tail", count - min(TAIL_FRAMES, count), min(TAIL_FRAMES, count), size),
@@ -486,8 +486,8 @@ def _span_chain(path: Path, start: float, first: int, count: int, fps: Fraction,
                 info: MediaInfo | None = None) -> tuple[Input, str]:
     """The ffmpeg input and filter chain (input `index`, output `label`) of `read_span`
     (`info`: the file's probe, when the caller has it)."""
+    from .assemble.normalize import Grid, clip_chain, seek_seconds
     from .media import Input, probe
-    from .normalize import Grid, clip_chain, seek_seconds
 
     info = info or probe(path)
     seek = seek_seconds(info, first, fps)

@@ -11,7 +11,7 @@ import pytest
 from lavfi import make_tone, make_video
 
 from stitchcraft.assemble import CutClip, CutSpec, CutTransition, assemble
-from stitchcraft.audio import ClipSound, Soundtrack, render_soundtrack
+from stitchcraft.assemble.audio import ClipSound, Soundtrack, render_soundtrack
 from stitchcraft.errors import MediaError
 from stitchcraft.media import measure_loudness, probe, probe_audio
 

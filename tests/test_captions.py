@@ -11,7 +11,7 @@ import pytest
 from lavfi import make_video
 
 from stitchcraft.assemble import CutClip, CutSpec, CutTransition, assemble
-from stitchcraft.captions import filter_value
+from stitchcraft.assemble.captions import filter_value
 from stitchcraft.media import probe, read_frames, run_ffmpeg
 from stitchcraft.storyboard import Text
 

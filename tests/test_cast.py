@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from lavfi import make_image
 
 from stitchcraft import engines
-from stitchcraft.cast import PromptError, fill_prompt
 from stitchcraft.engines import Capabilities, Engine, engine_class, register_engine
 from stitchcraft.errors import ConfigError, StoryboardError
-from stitchcraft.load import load_storyboard
 from stitchcraft.storyboard import CastMember, Style
+from stitchcraft.storyboard.cast import PromptError, fill_prompt
+from stitchcraft.storyboard.load import load_storyboard
 
 
 def fake_engine(name: str, kinds: set[str], **can: bool | int) -> type[Engine]:

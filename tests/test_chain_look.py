@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stitchcraft.colour import anchor_colours, look_of
 from stitchcraft.engines import register_engine
 from stitchcraft.engines.base import Capabilities, Engine, FrameRule, SegmentRequest, Take
-from stitchcraft.join import blend_overlap
-from stitchcraft.load import load_storyboard
+from stitchcraft.generate.colour import anchor_colours, look_of
 from stitchcraft.media import read_frames
 from stitchcraft.render import RenderOptions, render
 from stitchcraft.scoring.classical import colour_stats, delta_e
+from stitchcraft.select.join import blend_overlap
+from stitchcraft.storyboard.load import load_storyboard
 
 CONDITION = 3
 

@@ -22,10 +22,10 @@ from stitchcraft.engines import engine_class
 from stitchcraft.engines.base import SegmentRequest
 from stitchcraft.engines.hosted.images import ImageEngine
 from stitchcraft.generate import candidate_seeds
-from stitchcraft.jobs import JobJournal
-from stitchcraft.load import LoadedStoryboard, load_storyboard
+from stitchcraft.generate.jobs import JobJournal
 from stitchcraft.plan import Plan, plan_storyboard, take_id
 from stitchcraft.store import TakeStore
+from stitchcraft.storyboard.load import LoadedStoryboard, load_storyboard
 
 
 def keyframed(write_storyboard, tmp_path: Path, engine: str, size: str, *, cast_images: bool,

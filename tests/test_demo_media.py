@@ -11,8 +11,8 @@ import pytest
 
 from stitchcraft.demo import make_demo_media
 from stitchcraft.engines.footage import analyse_clip
-from stitchcraft.load import load_storyboard
 from stitchcraft.media import probe, read_image
+from stitchcraft.storyboard.load import load_storyboard
 
 ROOT = Path(__file__).resolve().parent.parent
 

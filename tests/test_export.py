@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from lavfi import make_image, make_video
 
-from stitchcraft.manifest import CandidateRecord, SegmentRecord, ShotRecord
 from stitchcraft.media import probe, read_frames
+from stitchcraft.report.manifest import CandidateRecord, SegmentRecord, ShotRecord
 
 otio = pytest.importorskip("opentimelineio")
 
@@ -252,7 +252,7 @@ def test_export_refuses_without_render_unknown_format_or_otio(tmp_path):
 # --- the model, without a render ----------------------------------------------------------
 
 def test_timeline_model_keeps_frame_counts_exactly(tmp_path):
-    from stitchcraft.export import Cut, CutShot, TakeMedia, build_timeline
+    from stitchcraft.report.export import Cut, CutShot, TakeMedia, build_timeline
 
     files = [tmp_path / f"{n}.mp4" for n in range(3)]
     frames, transitions = [25, 40, 31], [0, 7, 5]  # odd lengths: no halving anywhere
@@ -277,7 +277,7 @@ def test_timeline_model_keeps_frame_counts_exactly(tmp_path):
 
 
 def test_place_media_links_once_and_numbers_clashing_names(tmp_path):
-    from stitchcraft.export import place_media
+    from stitchcraft.report.export import place_media
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

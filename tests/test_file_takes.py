@@ -31,10 +31,10 @@ import stitchcraft.engines.footage as footage
 from stitchcraft.assemble import CutClip, CutSpec, CutTransition, assemble
 from stitchcraft.engines.base import SegmentRequest, Take
 from stitchcraft.engines.footage import FootageEngine, decode_span
-from stitchcraft.join import join_takes
 from stitchcraft.media import encode_graph, probe, read_frames, run_ffmpeg
 from stitchcraft.report import make_thumbnails, render_report, take_thumbnails
 from stitchcraft.scoring.base import FrameSource
+from stitchcraft.select.join import join_takes
 from stitchcraft.store import HEAD_FRAMES, TAIL_FRAMES, TakeStore
 
 FPS = Fraction(24)

@@ -7,7 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from stitchcraft.join import blend_overlap
+from stitchcraft.select.join import blend_overlap
 
 
 def reference(tail: np.ndarray, lead: np.ndarray, length: int) -> np.ndarray:

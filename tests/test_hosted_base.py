@@ -29,7 +29,7 @@ from stitchcraft.engines.hosted.base import (
     ResultExpired,
     Transient,
 )
-from stitchcraft.jobs import JobBook, JobJournal
+from stitchcraft.generate.jobs import JobBook, JobJournal
 
 RUNNING = JobStatus("running")
 
@@ -263,8 +263,8 @@ def test_the_estimate_and_the_job_bill_alike(write_storyboard, tmp_path, engine,
                                              seconds, usd):
     from stitchcraft.cost import estimate
     from stitchcraft.engines import engine_class
-    from stitchcraft.load import load_storyboard
     from stitchcraft.plan import plan_storyboard
+    from stitchcraft.storyboard.load import load_storyboard
 
     make_image(tmp_path / "still.png", size="320x180")
     shot = f"{{id: a, prompt: a pier, duration: 1.5, engine: {engine}, candidates: 2"

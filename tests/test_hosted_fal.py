@@ -26,7 +26,7 @@ from stitchcraft.engines.base import SegmentRequest, Take, TakeFailure
 from stitchcraft.engines.hosted import base as hosted_base
 from stitchcraft.engines.hosted.fal import MODELS, FalEngine, FalSettings, failure
 from stitchcraft.errors import ConfigError, EngineUnavailable
-from stitchcraft.jobs import JobBook, JobJournal
+from stitchcraft.generate.jobs import JobBook, JobJournal
 
 KEY = "fal-test-key:0123456789abcdef0123"
 STITCH = str(Path(sys.executable).parent / "stitch")

@@ -30,7 +30,7 @@ from stitchcraft.engines.base import SegmentRequest, Take, TakeFailure
 from stitchcraft.engines.hosted.base import png
 from stitchcraft.engines.hosted.images import ImageEngine, nearest_ratio
 from stitchcraft.errors import ConfigError, EngineUnavailable
-from stitchcraft.jobs import JobBook, JobJournal
+from stitchcraft.generate.jobs import JobBook, JobJournal
 
 HOST_TOKEN = "image-host-token-0c1d2e3f4a5b"
 

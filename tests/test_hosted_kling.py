@@ -25,7 +25,7 @@ from stitchcraft.engines.hosted import kling as kling_module
 from stitchcraft.engines.hosted.base import Refused
 from stitchcraft.engines.hosted.kling import KlingEngine, kling_image
 from stitchcraft.errors import ConfigError, EngineUnavailable
-from stitchcraft.jobs import JobBook, JobJournal
+from stitchcraft.generate.jobs import JobBook, JobJournal
 
 ACCESS = "ak-test-7d41c0b2e9f35a68"
 SECRET = "sk-test-0f9e8d7c6b5a49382716a5b4c3d2e1f0"

@@ -21,7 +21,7 @@ from stitchcraft.engines.base import SegmentRequest, TakeFailure
 from stitchcraft.engines.hosted import base as hosted_base
 from stitchcraft.engines.hosted.luma import LumaEngine
 from stitchcraft.errors import ConfigError, EngineUnavailable
-from stitchcraft.jobs import JobBook, JobJournal
+from stitchcraft.generate.jobs import JobBook, JobJournal
 
 KEY = "luma-test-key-5f0c2a9e77d1"
 TOKEN = "image-host-token-93be11d0a4"

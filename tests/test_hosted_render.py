@@ -558,7 +558,7 @@ GRADED_CHAIN = """\
 
 def test_chained_downloads_are_anchored_as_grades_and_only_the_chosen_one_is_encoded(
         tmp_path: Path, fakes: Fakes) -> None:
-    from stitchcraft.colour import apply_grade
+    from stitchcraft.generate.colour import apply_grade
     from stitchcraft.media import read_frames
     from stitchcraft.store import TakeStore
 

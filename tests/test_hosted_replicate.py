@@ -31,7 +31,7 @@ from stitchcraft.engines.hosted.replicate import (
     throttle_wait,
 )
 from stitchcraft.errors import ConfigError, EngineUnavailable
-from stitchcraft.jobs import JobBook, JobJournal
+from stitchcraft.generate.jobs import JobBook, JobJournal
 
 KEY = "r8_test-token-0123456789abcdef"
 STITCH = str(Path(sys.executable).parent / "stitch")

@@ -26,7 +26,7 @@ from stitchcraft.engines.hosted import base as hosted_base
 from stitchcraft.engines.hosted.base import Job, Refused
 from stitchcraft.engines.hosted.runway import GEN4_RATIOS, RunwayEngine, RunwaySettings
 from stitchcraft.errors import ConfigError, EngineUnavailable
-from stitchcraft.jobs import JobBook, JobJournal
+from stitchcraft.generate.jobs import JobBook, JobJournal
 
 KEY = "rw-test-key-0123456789abcdef"
 ROOT = Path(__file__).resolve().parent.parent

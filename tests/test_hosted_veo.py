@@ -25,7 +25,7 @@ from stitchcraft.engines.base import SegmentRequest, Take, TakeFailure
 from stitchcraft.engines.hosted.base import png
 from stitchcraft.engines.hosted.veo import VeoEngine
 from stitchcraft.errors import ConfigError, EngineUnavailable
-from stitchcraft.jobs import JobBook, JobJournal
+from stitchcraft.generate.jobs import JobBook, JobJournal
 from stitchcraft.media import probe
 from stitchcraft.store import TakeStore
 

@@ -310,8 +310,8 @@ def test_hour_of_many_shots_is_planned(tmp_path):
 def test_memory_limit_refuses_exactly_the_shots_that_cannot_be_held(tmp_path):
     """In process, against a fixed limit: 48 frames of 320x180 take 2 x 8.3 MB to make."""
     from stitchcraft.errors import StoryboardError
-    from stitchcraft.load import load_storyboard
     from stitchcraft.plan import plan_storyboard
+    from stitchcraft.storyboard.load import load_storyboard
 
     board = tmp_path / "board.yaml"
     board.write_text(HEAD + "  - {id: card, title: Hi, duration: 1}\n"

@@ -28,9 +28,9 @@ from stitchcraft.engines import (
 )
 from stitchcraft.engines.title import TitleEngine
 from stitchcraft.generate import engine_fingerprints, storyboard_digests
-from stitchcraft.load import LoadedStoryboard, load_storyboard, resolve_sources
 from stitchcraft.plan import plan_storyboard
 from stitchcraft.render import RenderOptions, render
+from stitchcraft.storyboard.load import LoadedStoryboard, load_storyboard, resolve_sources
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -184,7 +184,7 @@ def test_fingerprints_import_no_model_code(project):
     done = subprocess.run([sys.executable, "-c", (
         "import sys\n"
         "from stitchcraft.generate import engine_fingerprints\n"
-        "from stitchcraft.load import load_storyboard\n"
+        "from stitchcraft.storyboard.load import load_storyboard\n"
         f"print(engine_fingerprints(load_storyboard({str(project / 'wan.yaml')!r}, check_files=False)))\n"
         "heavy = {'torch', 'diffusers', 'transformers', 'open_clip'} & set(sys.modules)\n"
         "assert not heavy, heavy")], capture_output=True, text=True, timeout=60)
@@ -224,7 +224,7 @@ def test_footage_hashes_do_not_depend_on_file_checks(demo):
 
 
 def test_checks_report_and_resolving_is_its_own_step(demo):
-    from stitchcraft.load import check_storyboard
+    from stitchcraft.storyboard.load import check_storyboard
 
     loaded = load_storyboard(demo, check_files=False)
     bare = LoadedStoryboard(loaded.path, loaded.storyboard, loaded.located, {})

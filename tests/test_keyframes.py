@@ -13,8 +13,8 @@ import yaml
 
 from stitchcraft.engines import register_engine
 from stitchcraft.engines.base import Capabilities, Engine, SegmentRequest, Take
-from stitchcraft.load import load_storyboard
 from stitchcraft.render import RenderOptions, render
+from stitchcraft.storyboard.load import load_storyboard
 
 
 def rendered(path: Path, **options) -> tuple[dict, object]:

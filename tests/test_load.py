@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from lavfi import make_image, make_video
 
 from stitchcraft.errors import StoryboardError
-from stitchcraft.load import load_storyboard
+from stitchcraft.storyboard.load import load_storyboard
 
 GOOD = """
 version: 1

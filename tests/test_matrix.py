@@ -15,9 +15,9 @@ import pytest
 from lavfi import make_image, make_video
 
 from stitchcraft.errors import StoryboardError
-from stitchcraft.load import load_storyboard
-from stitchcraft.matrix import AxisValue, Combination, aspect_size, fill
 from stitchcraft.media import probe, read_frames, run_ffmpeg
+from stitchcraft.storyboard.load import load_storyboard
+from stitchcraft.storyboard.matrix import AxisValue, Combination, aspect_size, fill
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 from lavfi import make_halves, make_video
 
-from stitchcraft.errors import MediaError
-from stitchcraft.media import Input, encode_graph, probe, read_frames
-from stitchcraft.normalize import (
+from stitchcraft.assemble.normalize import (
     Grid,
     clip_chain,
     fit_chain,
@@ -19,6 +17,8 @@ from stitchcraft.normalize import (
     inspect_clip,
     seek_seconds,
 )
+from stitchcraft.errors import MediaError
+from stitchcraft.media import Input, encode_graph, probe, read_frames
 
 
 def normalise(path: Path, out: Path, grid: Grid, fit: str, start: int, end: int) -> np.ndarray:

@@ -8,8 +8,8 @@ import pytest
 
 from stitchcraft.engines.base import Capabilities, FrameRule
 from stitchcraft.errors import StoryboardError
-from stitchcraft.load import load_storyboard
 from stitchcraft.plan import plan_storyboard
+from stitchcraft.storyboard.load import load_storyboard
 
 # An engine shaped like LTX-Video: 8k+1 frames, at most 257 a call, 9 conditioning frames.
 LTX_LIKE = Capabilities(kinds=frozenset({"prompt", "image"}), text_to_video=True, image_to_video=True,

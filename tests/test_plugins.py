@@ -26,9 +26,9 @@ from stitchcraft.engines import (
     register_engine,
 )
 from stitchcraft.errors import ConfigError, StoryboardError
-from stitchcraft.load import load_storyboard
 from stitchcraft.media import read_frames
 from stitchcraft.storyboard import EngineSettings
+from stitchcraft.storyboard.load import load_storyboard
 
 # An engine another package ships: solid colour takes, the colour a setting of its own.
 TINT_PACKAGE = '''

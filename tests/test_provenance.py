@@ -17,7 +17,6 @@ from test_render import stitch
 from stitchcraft import engines
 from stitchcraft.engines import Capabilities, Engine, Take, engine_class, register_engine
 from stitchcraft.errors import ConfigError
-from stitchcraft.load import load_storyboard
 from stitchcraft.media import container_tags
 from stitchcraft.provenance import (
     ASSERTION,
@@ -29,6 +28,7 @@ from stitchcraft.provenance import (
     signing_identity,
 )
 from stitchcraft.render import render
+from stitchcraft.storyboard.load import load_storyboard
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 

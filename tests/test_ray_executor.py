@@ -26,10 +26,10 @@ from stitchcraft import engines
 from stitchcraft.engines import engine_class, register_engine
 from stitchcraft.engines.base import SegmentRequest
 from stitchcraft.errors import EngineError
-from stitchcraft.jobs import JobBook, JobJournal
-from stitchcraft.load import load_storyboard
+from stitchcraft.generate.jobs import JobBook, JobJournal
 from stitchcraft.media import read_frames
 from stitchcraft.render import RenderOptions, render
+from stitchcraft.storyboard.load import load_storyboard
 
 TESTS = Path(__file__).parent
 
@@ -154,7 +154,7 @@ def test_a_worker_dying_mid_take_loses_and_remakes_nothing(cluster, counting, tm
 @pytest.mark.ray
 def test_two_requests_for_one_take_make_it_once(cluster, counting, tmp_path):
     """The executor's own dedup: the same take ids asked twice while in flight."""
-    from stitchcraft.ray_executor import RayExecutor
+    from stitchcraft.generate.ray_executor import RayExecutor
 
     _, log, _ = cluster
     log.write_text("")

@@ -88,7 +88,7 @@ def test_the_character_template_validates_with_its_pictures(tmp_path: Path):
         assert "condition the keyframe (runway-image takes 3)" in routes[f"shot {shot}"], shot
     assert "not sent" in routes["shot stairs"]  # chained: its first frame carries the look
 
-    from stitchcraft.load import load_storyboard
+    from stitchcraft.storyboard.load import load_storyboard
 
     loaded = load_storyboard(board)
     cast, style = loaded.storyboard.cast, loaded.storyboard.style

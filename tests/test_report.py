@@ -11,9 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stitchcraft.manifest import CandidateRecord, FailedRecord, Manifest, SegmentRecord, ShotRecord
 from stitchcraft.media import write_video
 from stitchcraft.report import make_thumbnails, render_report, write_report
+from stitchcraft.report.manifest import (
+    CandidateRecord,
+    FailedRecord,
+    Manifest,
+    SegmentRecord,
+    ShotRecord,
+)
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 MAGENTA = (230, 20, 210)

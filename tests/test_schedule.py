@@ -18,8 +18,8 @@ from ray_engines import continuing_frames
 from stitchcraft.engines import register_engine
 from stitchcraft.engines.base import Capabilities, Engine, SegmentRequest, Take
 from stitchcraft.errors import EngineError
-from stitchcraft.load import load_storyboard
 from stitchcraft.render import RenderOptions, render
+from stitchcraft.storyboard.load import load_storyboard
 
 
 class Sleepy(Engine):

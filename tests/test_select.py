@@ -12,9 +12,9 @@ import pytest
 
 from stitchcraft.engines import register_engine
 from stitchcraft.engines.base import Capabilities, Engine, SegmentRequest, Take
-from stitchcraft.load import load_storyboard
 from stitchcraft.render import RenderOptions, _EarlyAssembly, render
 from stitchcraft.select import Partial, beam_search, brute_force
+from stitchcraft.storyboard.load import load_storyboard
 
 
 def table_options(take_scores, seam_scores):

@@ -24,8 +24,8 @@ from lavfi import make_image, make_tone, make_video
 
 from stitchcraft.errors import InputError, StoryboardError
 from stitchcraft.fonts import sans_font_file
-from stitchcraft.load import load_storyboard
 from stitchcraft.plan import plan_storyboard
+from stitchcraft.storyboard.load import load_storyboard
 from stitchcraft.timeline import MAX_FPS, MIN_FPS, parse_fps
 
 # Each example must finish in 2 s; a hang shows up as DeadlineExceeded.

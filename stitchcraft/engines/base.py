@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..jobs import JobBook
+    from ..generate.jobs import JobBook
     from ..storyboard import EngineSettings, Title
 
 

@@ -29,16 +29,16 @@ import numpy as np
 from ..engines.base import TakeFailure
 from ..errors import ConfigError
 from ..generate import Candidate, Conditioning, Generator
-from ..join import shot_takes
 from ..plan import Plan, SegmentPlan
 from ..store import StoredTake
 from .beam import Partial, beam_search
+from .join import shot_takes
 from .units import Unit, build_units
 
 if TYPE_CHECKING:
-    from ..load import LoadedStoryboard
     from ..scoring import ScoreBook
     from ..scoring.base import FrameSource
+    from ..storyboard.load import LoadedStoryboard
 
 # Lowest first: chained units (the critical path), then independent ones, by position.
 CHAINED, INDEPENDENT = 0, 1

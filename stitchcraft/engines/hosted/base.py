@@ -76,7 +76,7 @@ if TYPE_CHECKING:
     import httpx
     import numpy as np
 
-    from ...jobs import JobBook
+    from ...generate.jobs import JobBook
 
 T = TypeVar("T")
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-    from ...jobs import JobBook
+    from ...generate.jobs import JobBook
 
 KEYFRAME = "keyframe"
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from .errors import MediaError
-from .media import MediaInfo, data_end, probe
-from .timeline import format_fps
+from ..errors import MediaError
+from ..media import MediaInfo, data_end, probe
+from ..timeline import format_fps
 
 FITS = ("cover", "contain", "blur-pad")
 

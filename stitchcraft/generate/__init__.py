@@ -26,18 +26,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .engines import Engine, SegmentRequest, Take, engine_class
-from .engines.base import TakeFailure
-from .errors import EngineError, EngineUnavailable, MediaError, ShotFailed, StitchError
+from ..engines import Engine, SegmentRequest, Take, engine_class
+from ..engines.base import TakeFailure
+from ..errors import EngineError, EngineUnavailable, MediaError, ShotFailed, StitchError
+from ..plan import Plan, SegmentPlan, ShotPlan, take_id
+from ..store import StoredTake, TakeStore, file_digest
+from ..storyboard.load import LoadedStoryboard
 from .jobs import JobBook, JobJournal
-from .load import LoadedStoryboard
-from .plan import Plan, SegmentPlan, ShotPlan, take_id
-from .store import StoredTake, TakeStore, file_digest
 
 if TYPE_CHECKING:
+    from ..storyboard import EngineSettings
     from .colour import Look
     from .executor import Executor, Priority
-    from .storyboard import EngineSettings
 
 
 @dataclass
@@ -91,8 +91,8 @@ class Anchoring:
 
     def take_id(self, made: str) -> str:
         """The anchored take's id, from the id of the take as its engine made it."""
+        from ..plan import content_hash
         from .colour import METHOD
-        from .plan import content_hash
 
         return content_hash({"anchored": made, "to": self.key, "method": METHOD})
 
@@ -250,8 +250,8 @@ class Generator:
             MediaError: a file is unreadable, truncated or has no video, or every clip
                 of a shot is shorter than the shot and holding is not allowed.
         """
-        from .engines.footage import least_seconds, short_footage_reason, usable_seconds
-        from .media import probe, read_image
+        from ..engines.footage import least_seconds, short_footage_reason, usable_seconds
+        from ..media import probe, read_image
 
         warnings: list[str] = []
         specs = {s.id: s for s in self.loaded.storyboard.shots}
@@ -378,7 +378,7 @@ class Generator:
         """On a CPU worker: stores a take (and its anchored take), then lets `on_stored`
         look at its frames while they are still in memory (scoring them without decoding
         the file)."""
-        from .scoring.base import scan_size
+        from ..scoring.base import scan_size
 
         scans: list[np.ndarray] = []
         # A file's scan: what scoring reads of it, and what its grade is measured on.
@@ -403,8 +403,8 @@ class Generator:
         """On a CPU worker: the anchored take of a take stored as its engine made it
         (`take`: its frames in memory, when at hand; `scan`: a file's scan, when read
         with its head and tail), stored and handed to `on_stored`."""
+        from ..scoring.base import scan_size
         from .colour import METHOD, anchor_colours, apply_grade, grade_for, measure
-        from .scoring.base import scan_size
 
         meta = dict(made.meta.get("meta", {}))
         meta["colour_anchor"] = {"made": made.id, "to": anchoring.key, "method": METHOD,
@@ -440,8 +440,8 @@ class Generator:
                    ) -> Anchoring | None:
         """How a chained segment's takes are anchored; None when they are not (not
         chained, or ``colour_anchor: false``)."""
+        from ..media import read_image
         from .colour import look_of, start_look, take_look
-        from .media import read_image
 
         previous = conditioning.previous
         if previous is None or not segment.condition or segment.bridge_to is not None:
@@ -522,7 +522,7 @@ class Generator:
         the store's takes and written once, atomically."""
         from PIL import Image
 
-        from .media import atomic_output
+        from ..media import atomic_output
 
         path = self.store.root / "stills" / f"{still.id}.png"
         if not path.is_file():
@@ -589,8 +589,8 @@ def engine_fingerprints(loaded: LoadedStoryboard, quality: str = "final") -> dic
     uses: the engine's fingerprint (`plan.engine_fingerprint`), and the digests of the
     files it draws on besides the request's (a footage library's clips).
     """
-    from .load import shot_engine
-    from .plan import engine_fingerprint
+    from ..plan import engine_fingerprint
+    from ..storyboard.load import shot_engine
 
     sb = loaded.storyboard
     names = sorted({shot_engine(sb, shot, quality=quality) for shot in sb.shots})

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import Issue, StoryboardError
-from .media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from .storyboard import DraftSettings, EngineSettings, Shot, Storyboard, Transition
-from .timeline import seconds_to_frames
-from .yamlsource import FieldPath, Located, load_yaml, shown, spelled
+from ..errors import Issue, StoryboardError
+from ..media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from ..timeline import seconds_to_frames
+from ..yamlsource import FieldPath, Located, load_yaml, shown, spelled
+from . import DraftSettings, EngineSettings, Shot, Storyboard, Transition
 
 if TYPE_CHECKING:
     from .cast import KeyframeSpec, ReferenceRoute
@@ -88,7 +88,7 @@ class LoadedStoryboard:
         routed = self.storyboard.for_quality(quality)
         return self if routed is self.storyboard else dataclasses.replace(self, storyboard=routed)
 
-    # --- cast, style and keyframes (the rules live in `stitchcraft.cast`) -------------
+    # --- cast, style and keyframes (the rules live in `stitchcraft.storyboard.cast`) -------------
 
     def shot(self, shot_id: str) -> Shot:
         """The shot with id `shot_id`.
@@ -224,7 +224,7 @@ def resolve_sources(loaded: LoadedStoryboard) -> LoadedStoryboard:
 
 def _own_cuts(loaded: LoadedStoryboard) -> frozenset[Path]:
     """The cuts a render of this storyboard writes, which a source never offers."""
-    from .outputs import cut_paths
+    from ..outputs import cut_paths
 
     return frozenset(c.path.resolve() for quality in ("final", "draft")
                      for c in cut_paths(loaded, quality))
@@ -404,8 +404,8 @@ def _known_fields(path: FieldPath) -> list[str]:
 
 
 def _engine_settings_model(name: str) -> Any:
-    from .engines import settings_model
-    from .errors import ConfigError
+    from ..engines import settings_model
+    from ..errors import ConfigError
 
     if name == "draft":
         return DraftSettings
@@ -456,7 +456,7 @@ def check_storyboard(loaded: LoadedStoryboard, *, check_files: bool = True) -> l
                 close = difflib.get_close_matches(shot_id, list(seen), n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 issues.append(at(("variants", index, "shots", shot_id), f"no shot has id '{shot_id}'{hint}"))
-    from .scoring import SCORERS
+    from ..scoring import SCORERS
 
     for name in sb.scoring.weights:
         if name not in SCORERS:
@@ -472,7 +472,7 @@ def check_storyboard(loaded: LoadedStoryboard, *, check_files: bool = True) -> l
         keys = {key for key, _, _ in _source_fields(sb)}
         resolved = loaded if keys <= loaded.sources.keys() else resolve_sources(loaded)
         issues += _check_files(resolved)
-        from .outputs import check_outputs
+        from ..outputs import check_outputs
 
         issues += check_outputs(resolved)
     return issues
@@ -480,7 +480,7 @@ def check_storyboard(loaded: LoadedStoryboard, *, check_files: bool = True) -> l
 
 def shot_engine(sb: Storyboard, shot: Shot, *, quality: str = "final") -> str:
     """The engine that makes a shot's takes."""
-    from .engines import KIND_ENGINES
+    from ..engines import KIND_ENGINES
 
     if shot.kind == "prompt" or (shot.engine and shot.kind == "image"):
         if quality == "draft" and shot.kind == "prompt":
@@ -509,8 +509,8 @@ def with_engine(loaded: LoadedStoryboard, shot_id: str, engine: str) -> LoadedSt
 def _check_engines(loaded: LoadedStoryboard) -> list[Issue]:
     """Engine names, and what each shot asks of its engine. (Each ``engines.<name>:``
     block is checked against its engine's settings model while parsing.)"""
-    from .engines import engine_class, has_engine, unknown_engine
-    from .errors import ConfigError
+    from ..engines import engine_class, has_engine, unknown_engine
+    from ..errors import ConfigError
 
     sb = loaded.storyboard
     at = loaded.located.issue
@@ -572,8 +572,8 @@ def _check_engines(loaded: LoadedStoryboard) -> list[Issue]:
 def _starts_from_keyframe(loaded: LoadedStoryboard, shot: Shot) -> bool:
     """Whether a prompt shot starts from a keyframe (its own, or one carrying its
     references); whether that keyframe can be made is `cast.check_cast`'s to say."""
+    from ..errors import ConfigError
     from .cast import PromptError, route_references
-    from .errors import ConfigError
 
     if shot.keyframe is not None:
         return True
@@ -678,7 +678,7 @@ def expand_source(base: Path, value: str, *, exclude: frozenset[Path] = frozense
     outputs, or anything under a ``.stitchcraft`` folder. A file named outright is
     returned as it is (the output checks refuse it if it is a cut).
     """
-    from .outputs import published_by_renders
+    from ..outputs import published_by_renders
 
     path = resolve_path(base, value)
     if any(ch in value for ch in "*?["):

@@ -1,6 +1,6 @@
 """The Ray executor: a render's engine calls spread over the GPUs of a Ray cluster.
 
-The same four methods as `LocalExecutor` (see `stitchcraft.executor`), with the engine
+The same four methods as `LocalExecutor` (see `stitchcraft.generate.executor`), with the engine
 calls made by Ray actors:
 
 - every engine that needs a GPU is served by *one actor per GPU* of the cluster
@@ -24,7 +24,7 @@ back in the queue for the next free worker, up to `ATTEMPTS` times; takes alread
 returned are stored on the driver and never made again.
 
 Ray is optional (``pip install 'stitchcraft[ray]'``): this module imports it, and only
-`executor_for` (in `stitchcraft.executor`) imports this module.
+`executor_for` (in `stitchcraft.generate.executor`) imports this module.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .engines.base import Engine, SegmentRequest, Take, TakeFailure
-from .errors import ConfigError, EngineError, EngineUnavailable, StitchError
+from ..engines.base import Engine, SegmentRequest, Take, TakeFailure
+from ..errors import ConfigError, EngineError, EngineUnavailable, StitchError
 from .executor import LocalExecutor, Priority, _gathered
 
 T = TypeVar("T")

@@ -41,7 +41,7 @@ from keyframe to keyframe (smart rendering), and only the frames around it are e
 Segments are cached in the work folder by the hash of everything that makes them, so a
 re-render redoes only what changed; a cached segment is reused only while it still holds
 its planned frames (a damaged one is deleted and rendered again, with a warning). The
-soundtrack is one separate continuous pass (`stitchcraft.audio`), made while the segments
+soundtrack is one separate continuous pass (`stitchcraft.assemble.audio`), made while the segments
 render. The joined file is verified (`stitchcraft.verify`) under a temporary name and
 renamed into place only if it passes.
 """
@@ -59,12 +59,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .audio import ClipSound, Soundtrack, render_soundtrack
-from .captions import Caption, drawtext_filter, logo_chain, subtitles_filter, write_text_file
-from .errors import FFmpegError, MediaError
-from .fonts import fit_text, sans_font_file
-from .housekeeping import owner_tag
-from .media import (
+from ..errors import FFmpegError, MediaError
+from ..fonts import fit_text, sans_font_file
+from ..housekeeping import owner_tag
+from ..media import (
     SEGMENT_SUFFIX,
     Input,
     MediaInfo,
@@ -79,12 +77,14 @@ from .media import (
     mux,
     video_packet_count,
 )
+from ..timeline import format_fps
+from ..verify import Expected, verify_render
+from .audio import ClipSound, Soundtrack, render_soundtrack
+from .captions import Caption, drawtext_filter, logo_chain, subtitles_filter, write_text_file
 from .normalize import Grid, clip_chain, grid_frames, inspect_clip, seek_seconds
-from .timeline import format_fps
-from .verify import Expected, verify_render
 
 if TYPE_CHECKING:
-    from .storyboard import Text
+    from ..storyboard import Text
 
 __all__ = ["AssembledCut", "CutClip", "CutSpec", "CutTransition", "XFADE", "assemble",
            "prerender", "scratch_folders"]

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from .errors import MediaError
-from .housekeeping import owner_tag
-from .media import (
+from ..errors import MediaError
+from ..housekeeping import owner_tag
+from ..media import (
     Input,
     Loudness,
     detect_silence,

@@ -35,13 +35,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, InputError
+from ..errors import ConfigError, InputError
 
 if TYPE_CHECKING:
-    from .load import LoadedStoryboard
+    from ..store import TakeStore
+    from ..storyboard import Text
+    from ..storyboard.load import LoadedStoryboard
     from .manifest import CandidateRecord, CutRecord, Manifest, SegmentRecord, ShotRecord
-    from .store import TakeStore
-    from .storyboard import Text
 
 NAMESPACE = "stitchcraft"
 INSTALL = "pip install 'stitchcraft[export]'"
@@ -170,8 +170,8 @@ def export_timeline(loaded: LoadedStoryboard, fmt: str, *, output: Path | None =
     """
     spec = _format(fmt)
     otio = _require(spec)
-    from .picks import read_manifest
-    from .store import TakeStore
+    from ..picks import read_manifest
+    from ..store import TakeStore
 
     # 1. The render as its manifest records it.
     manifest = read_manifest(loaded)
@@ -194,7 +194,7 @@ def export_timeline(loaded: LoadedStoryboard, fmt: str, *, output: Path | None =
     if len(clips) != len(cut.shots):
         raise ConfigError(f"the {spec.adapter} adapter read back {len(clips)} clips of the "
                           f"{len(cut.shots)} written; {target} was not written")
-    from .media import atomic_output
+    from ..media import atomic_output
 
     with atomic_output(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -237,8 +237,8 @@ def collect_cut(loaded: LoadedStoryboard, manifest: Manifest, record: CutRecord,
         InputError: the storyboard changed since the render (its plan no longer matches
             the manifest), or a take is no longer in the take store.
     """
-    from .plan import plan_storyboard
-    from .timeline import parse_fps
+    from ..plan import plan_storyboard
+    from ..timeline import parse_fps
 
     derived = _derived(loaded, record.variant)
     sb = derived.storyboard
@@ -287,7 +287,7 @@ def _derived(loaded: LoadedStoryboard, variant: str | None) -> LoadedStoryboard:
     """The storyboard a cut was rendered from: a variant's changes applied."""
     if variant is None:
         return loaded
-    from .render import _variant_storyboard
+    from ..render import _variant_storyboard
 
     for spec in loaded.storyboard.variants:
         if spec.name == variant:
@@ -309,8 +309,8 @@ def _shown(store: TakeStore, entry: ShotRecord, fps: Fraction, shot_id: str) -> 
 
 def _media(store: TakeStore, take_id: str, fps: Fraction) -> TakeMedia | None:
     """A stored take's file and in-point, or None when the store no longer has it."""
-    from .media import probe
-    from .timeline import seconds_to_frames
+    from ..media import probe
+    from ..timeline import seconds_to_frames
 
     stored = store.get(take_id)
     if stored is None:
@@ -337,7 +337,7 @@ def _captions(text: Text | None, entry: ShotRecord, fps: Fraction) -> list[Capti
     """A shot's caption on programme frames: from ``start`` seconds into the shot, for
     ``duration`` seconds or to the shot's end, as the assembly draws it (rounded once
     to frames here)."""
-    from .timeline import seconds_to_frames
+    from ..timeline import seconds_to_frames
 
     if text is None:
         return []

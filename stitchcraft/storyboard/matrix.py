@@ -41,11 +41,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from .errors import Issue, StoryboardError
-from .yamlsource import FieldPath, Located, format_path, shown
+from ..errors import Issue, StoryboardError
+from ..yamlsource import FieldPath, Located, format_path, shown
 
 if TYPE_CHECKING:
-    from .storyboard import Storyboard
+    from . import Storyboard
 
 MAX_VARIANTS = 256
 NAME_FIELD = "name"  # {matrix.name}: the variant's name, so no axis may be called that
@@ -334,7 +334,7 @@ def expand_matrix(located: Located,
 
 
 def _name_clashes(variants: list[Combination], located: Located) -> list[Issue]:
-    from .storyboard import Variant
+    from . import Variant
 
     issues: list[Issue] = []
     seen: dict[str, Combination] = {}
@@ -384,7 +384,7 @@ def _with_output(document: Any, filled: Any, combination: Combination,
     """A filled document with its variant's output path and size: the path without a
     placeholder gets ``-{matrix.name}`` after its stem; an ``aspect`` axis reshapes
     the size unless the size names a placeholder itself."""
-    from .storyboard import Output, parse_size
+    from . import Output, parse_size
 
     raw = document.get("output", {})
     if not isinstance(raw, dict) or not isinstance(filled.get("output", {}), dict):
@@ -409,8 +409,8 @@ def _validation_issues(filled: list[Any], variants: list[Combination], located: 
     """Each combination validated as a storyboard of its own; a problem every variant
     has is said once, one that only some have names the first of them. Each variant's
     prompts are filled with the cast, and its frame rate must be the main one's."""
+    from . import Storyboard
     from .cast import PromptError, fill_prompt
-    from .storyboard import Storyboard
 
     found: dict[tuple[str, str], list[Issue]] = {}
     rates = set()

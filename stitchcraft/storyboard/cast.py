@@ -13,7 +13,7 @@ Three facts live here, each in one function:
   starts from a given frame (an image file, the previous take) sends only its own
   ``reference:`` to its engine: the frame it starts from already carries the look.
 
-`check_cast` reports every mistake with its place; `stitchcraft.load` calls it.
+`check_cast` reports every mistake with its place; `stitchcraft.storyboard.load` calls it.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import ConfigError, Issue
-from .storyboard import CastMember, ImagePrompt, Shot, Storyboard, Style
-from .yamlsource import FieldPath, shown
+from ..errors import ConfigError, Issue
+from ..yamlsource import FieldPath, shown
+from . import CastMember, ImagePrompt, Shot, Storyboard, Style
 
 if TYPE_CHECKING:
-    from .engines import Capabilities
+    from ..engines import Capabilities
     from .load import LoadedStoryboard
 
 # ``{{``, ``}}``, ``{anything}`` or a lone brace, leftmost first.
@@ -230,7 +230,7 @@ def capabilities(loaded: LoadedStoryboard, name: str) -> Capabilities:
     Raises:
         ConfigError: no engine has that name, or its plug-in cannot be loaded.
     """
-    from .engines import engine_class
+    from ..engines import engine_class
 
     return engine_class(name).capabilities_for(loaded.engine_settings(name))
 
@@ -296,7 +296,7 @@ def _keyframe_route(loaded: LoadedStoryboard, shot: Shot, index: int, route: Ref
                     caps: Capabilities) -> ReferenceRoute:
     """The route of a shot made from its prompt that starts from a keyframe: its own
     (``keyframe:``, ``image: {prompt}``) or an implicit one carrying its references."""
-    from .engines import has_engine, unknown_engine
+    from ..engines import has_engine, unknown_engine
 
     sb = loaded.storyboard
     spec = shot.keyframe_spec
@@ -389,7 +389,7 @@ def _count(refs: tuple[Path, ...]) -> str:
 
 def check_cast(loaded: LoadedStoryboard) -> list[Issue]:
     """Cast names, placeholders, keyframes and reference routes, each problem located."""
-    from .engines import has_engine
+    from ..engines import has_engine
     from .load import shot_engine
 
     sb = loaded.storyboard

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .plan import Plan
-    from .select.units import Unit
-    from .store import StoredTake, TakeStore
+    from ..plan import Plan
+    from ..store import StoredTake, TakeStore
+    from .units import Unit
 
 
 def blend_overlap(tail: np.ndarray, lead: np.ndarray, length: int | None = None) -> np.ndarray:
@@ -70,7 +70,7 @@ def blend_overlap(tail: np.ndarray, lead: np.ndarray, length: int | None = None)
 def blend_length(later: StoredTake, setting: int | None, earlier_frames: int) -> int:
     """Frames cross-faded where `later` joins the take before it: the storyboard's
     ``blend:`` (None: the whole lead), never more than the lead or the earlier take."""
-    from .store import TAIL_FRAMES
+    from ..store import TAIL_FRAMES
 
     lead = min(later.lead_frames, earlier_frames, TAIL_FRAMES)  # the fade reads the lossless tail
     return lead if setting is None else min(setting, lead)
@@ -108,8 +108,8 @@ def join_takes(store: TakeStore, shot_id: str, engine: str, takes: list[StoredTa
                fades: list[tuple[StoredTake, int] | None]) -> StoredTake:
     """`takes` one after another, each followed by its cross-fade into the lead of the
     take after it (`fades`, None for a hard join or none), stored as one take."""
-    from .engines.base import Take
-    from .plan import content_hash
+    from ..engines.base import Take
+    from ..plan import content_hash
 
     if len(takes) == 1 and fades[0] is None:
         return takes[0]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import InputError
+from ..errors import InputError
 
 MANIFEST_VERSION = 1
 
@@ -178,7 +178,7 @@ class Manifest:
 
     def write(self, path: Path) -> None:
         """Writes the manifest atomically."""
-        from .media import atomic_output
+        from ..media import atomic_output
 
         with atomic_output(path) as tmp:
             tmp.write_text(json.dumps(self.to_json(), indent=2, default=str))

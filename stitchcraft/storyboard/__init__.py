@@ -1,7 +1,7 @@
 """The storyboard, format version 1: what the YAML says, as typed objects.
 
 This module is pure data: pydantic models with per-field checks. Loading (with line
-numbers), path resolution and cross-field checks live in `stitchcraft.load`.
+numbers), path resolution and cross-field checks live in `stitchcraft.storyboard.load`.
 
 The models are strict: YAML's types are taken as written (``true`` is not 1 and ``"3"``
 is not 3), every number is finite and bounded before it reaches any arithmetic, and a
@@ -32,8 +32,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from pydantic_core.core_schema import ErrorType
 
-from .timeline import parse_fps
-from .yamlsource import shown, spelled
+from ..timeline import parse_fps
+from ..yamlsource import shown, spelled
 
 TRANSITIONS = (
     "cut", "dissolve", "fade", "fadeblack", "fadewhite",
@@ -515,8 +515,8 @@ def engine_blocks(value: Any) -> Any:
     """
     if not isinstance(value, dict):
         return value  # pydantic says what a mapping is
-    from .engines import settings_model
-    from .errors import ConfigError
+    from ..engines import settings_model
+    from ..errors import ConfigError
 
     blocks: dict[Any, Any] = {}
     errors: list[Any] = []
@@ -599,7 +599,7 @@ class Storyboard(Model):
     variants: list[Variant] = Field(default_factory=list)
     matrix: dict[str, list[AxisValue] | dict[str, dict[str, AxisValue] | None]] = Field(
         default_factory=dict, description="axes whose combinations are the variants; "
-                                          "`stitchcraft.matrix` expands them into `variants` when loading")
+                                          "`stitchcraft.storyboard.matrix` expands them into `variants` when loading")
 
     @field_validator("version", mode="before")
     @classmethod
@@ -619,7 +619,7 @@ class Storyboard(Model):
         block = self.engines.get(name)
         if isinstance(block, EngineSettings):
             return block
-        from .engines import settings_model
+        from ..engines import settings_model
 
         return settings_model(name)()
 

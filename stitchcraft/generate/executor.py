@@ -16,7 +16,7 @@ a file, a download or footage, holds next to nothing and never waits).
 Priorities are tuples, lowest first: the select stage puts chained segments (the
 critical path) ahead of independent ones, and earlier segments ahead of later ones.
 A cluster executor plugs in behind the same four methods (`executor_for` names them;
-`stitchcraft.ray_executor` spreads engine calls over a Ray cluster).
+`stitchcraft.generate.ray_executor` spreads engine calls over a Ray cluster).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from .engines.base import Engine, SegmentRequest, Take, TakeFailure
+from ..engines.base import Engine, SegmentRequest, Take, TakeFailure
 
 T = TypeVar("T")
 Priority = tuple[int, ...]
@@ -306,13 +306,13 @@ EXECUTORS = ("local", "ray")
 def executor_for(name: str = "local", address: str | None = None, *,
                  cpu_workers: int | None = None) -> Executor:
     """The executor called `name`: ``local`` (threads in this process) or ``ray`` (the
-    actors of a Ray cluster at `address`, see `stitchcraft.ray_executor`).
+    actors of a Ray cluster at `address`, see `stitchcraft.generate.ray_executor`).
 
     Raises:
         ConfigError: an unknown name, an address given to the local executor, or Ray
             not installed or its cluster unreachable.
     """
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     if name == "local":
         if address is not None:

@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .store import StoredTake, TakeStore
+    from ..store import StoredTake, TakeStore
 
 THUMB_WIDTH = 240
 SEAM_FRAMES = 2         # frames shown on each side of a join
@@ -85,7 +85,7 @@ def make_thumbnails(path: str | os.PathLike[str], frames: int | None = None, *,
     Raises:
         MediaError: the video is unreadable.
     """
-    from .media import probe, read_frames
+    from ..media import probe, read_frames
 
     info = probe(path)
     count = frames or info.frames
@@ -156,7 +156,7 @@ class ThumbnailJob:
 
 
 def _quiet_take_thumbnails(take: StoredTake, width: int) -> list[bytes]:
-    from .errors import StitchError
+    from ..errors import StitchError
 
     try:
         return take_thumbnails(take, width=width)
@@ -186,7 +186,7 @@ def write_report(data: Mapping[str, Any], path: str | os.PathLike[str],
     Returns:
         The written path.
     """
-    from .media import atomic_output
+    from ..media import atomic_output
 
     path = Path(path)
     page = render_report(data, thumbnails)
@@ -279,7 +279,7 @@ def _stored_ends(store: TakeStore | None, take_id: str, end: str) -> list[bytes]
     last) as small JPEGs; none when the store does not hold it intact."""
     from PIL import Image
 
-    from .errors import StitchError
+    from ..errors import StitchError
 
     if store is None or not take_id:
         return []
@@ -343,7 +343,7 @@ def _store(data: Mapping[str, Any]) -> TakeStore | None:
     cache = data.get("cache")
     if not cache or not Path(str(cache)).is_dir():
         return None
-    from .store import TakeStore
+    from ..store import TakeStore
 
     return TakeStore(str(cache))
 
@@ -351,7 +351,7 @@ def _store(data: Mapping[str, Any]) -> TakeStore | None:
 def _candidate_thumbs(candidate: Mapping[str, Any], store: TakeStore | None) -> list[bytes]:
     """A candidate's thumbnails from its take in the store, else from its video file; none
     when neither can be read."""
-    from .errors import StitchError
+    from ..errors import StitchError
 
     try:
         stored = store.get(str(candidate.get("id", ""))) if store is not None else None

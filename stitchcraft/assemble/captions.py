@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .media import filter_value
+from ..media import filter_value
 
 if TYPE_CHECKING:
-    from .storyboard import Text
+    from ..storyboard import Text
 
 __all__ = ["Caption", "drawtext_filter", "filter_value", "logo_chain", "subtitles_filter",
            "write_text_file"]
