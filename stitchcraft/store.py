@@ -234,11 +234,17 @@ class StoredTake:
 
     @property
     def ends_kept(self) -> bool:
-        """Whether the entry keeps its own head, tail and middle frames: all but a take
-        that is a file, stored without a scan (its ends are read from the file when
-        asked for), and a grade (its ends are its made take's, graded)."""
+        """Whether the take's head, tail and middle frames are kept in the store: all but
+        a take that is a file, stored without a scan (its ends are read from the file
+        when asked for). A grade's are its made take's, graded.
+
+        Raises:
+            RenderError: a graded take's made take is gone from the cache.
+        """
+        if self.graded_from is not None:
+            return self.made().ends_kept
         source = self.meta.get("source")
-        return self.graded_from is None and not (isinstance(source, dict) and source.get("ends") == "read")
+        return not (isinstance(source, dict) and source.get("ends") == "read")
 
     def read_at(self, indices: Sequence[int], *, size: tuple[int, int]) -> list[np.ndarray]:
         """Single frames of the take at `size` (width, height), read from its file in one
@@ -316,7 +322,8 @@ class StoredTake:
             graded = self._graded_end(name)
             assert graded is not None
             return graded
-        if name in ("head.npy", "tail.npy", "middle.npy") and not self.ends_kept:
+        if name in ("head.npy", "tail.npy", "middle.npy") and self.graded_from is None \
+                and not self.ends_kept:
             return self._read_end(name)
         path = self.dir / name
         try:
