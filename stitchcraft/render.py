@@ -26,7 +26,7 @@ from .outputs import (
     report_path,
     variant_output,
 )
-from .plan import Plan, plan_storyboard
+from .plan import Plan, SegmentPlan, plan_storyboard
 from .report.manifest import (
     CandidateRecord,
     CutRecord,
@@ -185,32 +185,38 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
     for warning in warnings:
         reporter.warn(warning)
     clock.lap("check")
-    # 4. Generate, score and select: the main cut, then each variant that differs.
-    reporter.stage("generate & score")  # no total: footage offers every scene it finds
-    generator.on_take = lambda seg, take, reused: reporter.advance(
-        f"{seg.shot_id}: {'cached' if reused else 'made'} {take.label or take.id[:10]}")
-    try:
-        while True:  # a shot whose every candidate failed moves to its next fallback engine
-            try:
-                cuts = _select_cuts(loaded, plan, generator, book, options, reporter, wanted)
-                break
-            except ShotFailed as failure:
-                loaded = _fall_back(loaded, failure.shot, failure.engine, str(failure),
-                                    options.quality, fallbacks, reporter, failure)
-                plan = _plan(loaded, options.quality)
-                generator = generator.replanned(loaded, plan)
-                generator.check_engines()
-    finally:
-        if shared is None:  # a batch closes its executor and engines after its last storyboard
-            executor.close()
-            generator.close()
-    _encode_chosen(cuts)
-    clock.lap("generate & select")
-    warnings += _short_takes(cuts, reporter) + store.warnings
-    # 5. Assemble every cut, the report's thumbnails made beside it.
     from .report import ThumbnailJob
 
-    with ThumbnailJob(_offered_takes(cuts)) as thumbnails:
+    with ThumbnailJob() as thumbnails:  # the report's, made beside the stages below
+        # 4. Generate, score and select: the main cut, then each variant that differs.
+        reporter.stage("generate & score")  # no total: footage offers every scene it finds
+
+        def took(segment: SegmentPlan, take: StoredTake, reused: bool) -> None:
+            thumbnails.add([take])
+            reporter.advance(f"{segment.shot_id}: {'cached' if reused else 'made'} "
+                             f"{take.label or take.id[:10]}")
+
+        generator.on_take = took
+        try:
+            while True:  # a shot whose every candidate failed moves to its next fallback engine
+                try:
+                    cuts = _select_cuts(loaded, plan, generator, book, options, reporter, wanted)
+                    break
+                except ShotFailed as failure:
+                    loaded = _fall_back(loaded, failure.shot, failure.engine, str(failure),
+                                        options.quality, fallbacks, reporter, failure)
+                    plan = _plan(loaded, options.quality)
+                    generator = generator.replanned(loaded, plan)
+                    generator.check_engines()
+        finally:
+            if shared is None:  # a batch closes its executor and engines after its last storyboard
+                executor.close()
+                generator.close()
+        _encode_chosen(cuts)
+        clock.lap("generate & select")
+        warnings += _short_takes(cuts, reporter) + store.warnings
+        # 5. Assemble every cut.
+        thumbnails.add(_offered_takes(cuts))  # joined takes, and any not announced
         outputs = _assemble_all(loaded, cuts, options, reporter, warnings, work_folder(store), signer)
         clock.lap("assemble")
         thumbs = thumbnails.result()

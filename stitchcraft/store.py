@@ -403,27 +403,13 @@ def read_span(path: Path, start: float, first: int, count: int, *, fps: Fraction
 def read_span_at(path: Path, start: float, indices: Sequence[int], *, fps: Fraction,
                  size: tuple[int, int]) -> list[np.ndarray]:
     """Single frames of the span of `path` that begins `start` seconds in (`read_span`),
-    each from its own seek, all in one ffmpeg run.
+    each from its own seek and ffmpeg run (one decoder at a time: a thumbnail job runs
+    beside the assembly's encoders, and three 720p decoders hold 70 MB).
 
     Raises:
         MediaError: the file is unreadable, or gave fewer frames.
     """
-    from .media import probe, write_raw_frames
-
-    info = probe(path)
-    inputs, chains = [], []
-    for position, index in enumerate(indices):
-        source, chain = _span_chain(path, start, index, 1, fps, size, index=position,
-                                    label=f"at{position}", info=info)
-        inputs.append(replace(source, threads=1))
-        chains.append(chain)
-    width, height = size
-    with tempfile.TemporaryDirectory(prefix="stitchcraft-frames-") as folder:
-        outputs = [(f"at{i}", Path(folder) / f"at{i}.rgb", 1) for i in range(len(indices))]
-        write_raw_frames(inputs, ";".join(chains), outputs, size=size,
-                         what=f"read frames {list(indices)} of {Path(path).name}")
-        return [np.fromfile(raw, dtype=np.uint8)[:height * width * 3].reshape(height, width, 3)
-                for _, raw, _ in outputs]
+    return [read_span(path, start, index, 1, fps=fps, size=size)[0] for index in indices]
 
 
 # Ends read from takes' files (`StoredTake._read_end`), the last few kept.

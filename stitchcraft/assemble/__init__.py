@@ -692,14 +692,16 @@ def _segment_graph(cut: CutSpec, placed: list[_Placed], overlays: _Overlays,
     first = segment.local_start if span else max(0, before)
     seek = seek_seconds(spot.info, first, cut.fps)
     # The chain counts time from the in-point: the input is opened that much further in.
-    inputs.append(Input(Path(clip.path), clip.in_point + seek))
+    # One decoder thread: pieces render side by side, and the encoder is the slow part
+    # (frame threads would only hold more frames in memory).
+    inputs.append(Input(Path(clip.path), clip.in_point + seek, threads=1))
     files.append(Path(clip.path))
     chains.append(clip_chain("0:v:0", "a", spot.info, grid, clip.fit,
                              start=first, end=end, seek=seek))
     picture = "a"
     if segment.join:
         after = placed[segment.clip + 1]
-        inputs.append(Input(Path(after.clip.path), after.clip.in_point))
+        inputs.append(Input(Path(after.clip.path), after.clip.in_point, threads=1))
         files.append(Path(after.clip.path))
         chains.append(clip_chain("1:v:0", "b", after.info, grid, after.clip.fit,
                                  start=0, end=spot.tail, seek=0.0))

@@ -56,8 +56,9 @@ import base64
 import html
 import io
 import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -126,8 +127,8 @@ def take_thumbnails(take: StoredTake, *, width: int = THUMB_WIDTH) -> list[bytes
 
 class ThumbnailJob:
     """Thumbnails of stored takes, made on one background thread while the render goes on
-    (the assembly's encoders rarely keep every core busy), for `write_report`'s
-    `thumbnails`.
+    (generation waits on engines, and the assembly's encoders rarely keep every core
+    busy), for `write_report`'s `thumbnails`; takes are added as they are stored.
 
     Use it as a context manager: leaving the block on an exception drops the takes not
     yet started. A take whose thumbnails cannot be made here is left out of `result`, so
@@ -135,13 +136,22 @@ class ThumbnailJob:
     job never moves anything in the store).
     """
 
-    def __init__(self, takes: Iterable[StoredTake], *, width: int = THUMB_WIDTH):
+    def __init__(self, takes: Iterable[StoredTake] = (), *, width: int = THUMB_WIDTH):
+        self._width = width
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thumbnails")
+        self._made: dict[str, Future[list[bytes]]] = {}
+        self._lock = threading.Lock()
+        self.add(takes)
+
+    def add(self, takes: Iterable[StoredTake]) -> None:
+        """Queues the thumbnails of more takes (each take's once)."""
         from dataclasses import replace
 
-        unique = {take.id: replace(take, store=None) for take in takes}
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thumbnails")
-        self._made = {take_id: self._pool.submit(_quiet_take_thumbnails, take, width)
-                      for take_id, take in unique.items()}
+        with self._lock:
+            for take in takes:
+                if take.id not in self._made:
+                    self._made[take.id] = self._pool.submit(_quiet_take_thumbnails,
+                                                            replace(take, store=None), self._width)
 
     def __enter__(self) -> ThumbnailJob:
         return self
@@ -151,7 +161,9 @@ class ThumbnailJob:
 
     def result(self) -> dict[str, list[bytes]]:
         """JPEG bytes (first, middle, last) by take id, waiting for any still being made."""
-        made = {take_id: future.result() for take_id, future in self._made.items()}
+        with self._lock:
+            queued = dict(self._made)
+        made = {take_id: future.result() for take_id, future in queued.items()}
         return {take_id: thumbs for take_id, thumbs in made.items() if thumbs}
 
 
