@@ -8,10 +8,10 @@ A chained take's colours are anchored to its chain's first take (`colour.anchor_
 unless the shot says ``colour_anchor: false``): the engine's take is stored as made, and
 the anchored take beside it, with an id of its own made from the made take's and the
 anchor's. The anchored take is the candidate: what is scored, chosen, shown and chained
-from. A take that is a file (a download) is anchored without decoding it at full size:
-its grade is worked out from the scan read with its head and tail, the candidate is
-scored from the graded scan, and the store keeps it as a grade of the made take
-(`TakeStore.put_graded`), encoded only if it is chosen.
+from. It is kept as a grade of the made take (`TakeStore.put_graded`: one transform per
+frame), encoded only if it is chosen; a take that is a file (a download) is not even
+decoded at full size: its grade is worked out from the scan read with its head and tail,
+and the candidate is scored from the graded scan.
 """
 
 from __future__ import annotations
@@ -400,39 +400,41 @@ class Generator:
     def _store_anchored(self, made: StoredTake, take: Take | None, segment: SegmentPlan,
                         conditioning: Conditioning, anchoring: Anchoring, score: bool,
                         scan: np.ndarray | None = None) -> Candidate:
-        """On a CPU worker: the anchored take of a take stored as its engine made it
-        (`take`: its frames in memory, when at hand; `scan`: a file's scan, when read
-        with its head and tail), stored and handed to `on_stored`."""
+        """On a CPU worker: the anchored take of a take stored as its engine made it,
+        kept as a grade of it (`TakeStore.put_graded`, encoded only if chosen), and
+        handed to `on_stored` graded. The grade is measured on the frames in memory
+        (`take`, when at hand), else on a file's scan (`scan`, when read with its head
+        and tail), else on the stored take read again."""
         from ..scoring.base import scan_size
-        from .colour import METHOD, anchor_colours, apply_grade, grade_for, measure
+        from .colour import METHOD, apply_grade, grade_for, measure
 
         meta = dict(made.meta.get("meta", {}))
         meta["colour_anchor"] = {"made": made.id, "to": anchoring.key, "method": METHOD,
                                  "start": anchoring.start.to_json(), "target": anchoring.target.to_json()}
-        label = f"{made.label}, colour anchored"
         request = dict(made.meta.get("request", {}), anchored=made.id)
-        anchored_id = anchoring.take_id(made.id)
-        if made.meta.get("source") is not None:  # a file: graded, encoded only if chosen
+        frames = take.frames if take is not None else None
+        if frames is None and made.meta.get("source") is not None:  # a file: its scan
             if scan is None:
                 scan = made.read(size=scan_size(made.width, made.height))
-            grade = grade_for(measure(scan), start=anchoring.start, anchor=anchoring.target)
-            stored = self.store.put_graded(anchored_id, made, grade, label=label, meta=meta,
-                                           request=request)
-            frames, scan = None, apply_grade(scan, grade)
-        else:
-            frames = take.frames if take is not None and take.frames is not None else made.span.read()
-            lead = take.lead if take is not None and take.lead is not None else made.lead()
-            frames, anchored_lead = anchor_colours(frames, start=anchoring.start,
-                                                   anchor=anchoring.target, lead=lead)
-            result = Take(frames=frames, seed=made.seed, label=label, meta=meta, lead=anchored_lead)
-            if made.sound is not None:  # the take's own sound goes with it
-                result.audio, result.audio_start = made.sound
-            stored = self.store.put(anchored_id, result, fps=made.fps, engine=made.engine,
-                                    request=request)
+        elif frames is None:
+            frames = made.read()
+        measured = frames if frames is not None else scan
+        assert measured is not None
+        grade = grade_for(measure(measured), start=anchoring.start, anchor=anchoring.target)
+        lead = take.lead if take is not None and take.lead is not None else made.lead()
+        if lead is not None and len(lead):  # the re-made frames before the first, graded as it is
+            lead = apply_grade(lead, np.repeat(grade[:1], len(lead), axis=0))
+        stored = self.store.put_graded(anchoring.take_id(made.id), made, grade,
+                                       label=f"{made.label}, colour anchored", meta=meta,
+                                       request=request, lead=lead)
         reused = take is None  # made (and paid for) by an earlier render; only anchored now
         self._count(stored.id, reused=reused)
         if score and self.on_stored is not None:
-            self.on_stored(segment, stored, frames, scan, conditioning)
+            if frames is not None:
+                self.on_stored(segment, stored, apply_grade(frames, grade), None, conditioning)
+            else:
+                assert scan is not None
+                self.on_stored(segment, stored, None, apply_grade(scan, grade), conditioning)
         self._announce(segment, stored, reused)
         return Candidate(stored, made.seed, reused=reused)
 
