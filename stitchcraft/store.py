@@ -246,23 +246,6 @@ class StoredTake:
         source = self.meta.get("source")
         return not (isinstance(source, dict) and source.get("ends") == "read")
 
-    def read_at(self, indices: Sequence[int], *, size: tuple[int, int]) -> list[np.ndarray]:
-        """Single frames of the take at `size` (width, height), read from its file in one
-        pass (a thumbnail's worth, without reading the ends whole).
-
-        Raises:
-            MediaError: the file is unreadable.
-            RenderError: a graded take's made take is gone from the cache.
-        """
-        if not self.encoded:
-            from .generate.colour import apply_grade
-
-            grade = self.grade()
-            return [apply_grade(frame[None], grade, index)[0]
-                    for index, frame in zip(indices, self.made().read_at(indices, size=size), strict=True)]
-        span = self.span
-        return read_span_at(span.path, span.start or 0.0, indices, fps=self.fps, size=size)
-
     def _read_end(self, name: str) -> np.ndarray:
         """A head, tail or middle the entry does not keep, read from the file (as
         `_save_ends` would have kept it), remembered for the next few asks."""
@@ -398,18 +381,6 @@ def read_span(path: Path, start: float, first: int, count: int, *, fps: Fraction
     return decode_graph([source], chain, label="out", size=size, frames=count,
                         what=f"read frames {first}-{first + count} of {Path(path).name} "
                              f"from {start:.3f} s")
-
-
-def read_span_at(path: Path, start: float, indices: Sequence[int], *, fps: Fraction,
-                 size: tuple[int, int]) -> list[np.ndarray]:
-    """Single frames of the span of `path` that begins `start` seconds in (`read_span`),
-    each from its own seek and ffmpeg run (one decoder at a time: a thumbnail job runs
-    beside the assembly's encoders, and three 720p decoders hold 70 MB).
-
-    Raises:
-        MediaError: the file is unreadable, or gave fewer frames.
-    """
-    return [read_span(path, start, index, 1, fps=fps, size=size)[0] for index in indices]
 
 
 # Ends read from takes' files (`StoredTake._read_end`), the last few kept.
@@ -768,7 +739,6 @@ class TakeStore:
                 raise RenderError(f"take {take.id[:12]} is no longer in the cache; render again")
             if current.encoded:
                 return current
-            made = self.made_of(current)
             frames = current.read()
             try:
                 work = self._tmp_dir()
@@ -776,7 +746,7 @@ class TakeStore:
                 raise self._storage_error(exc, f"take {take.id[:12]}") from exc
             try:
                 media.write_video(frames, work / "take.mp4", current.fps, crf=TAKE_CRF,
-                                  preset=GRADED_PRESET, audio=made.sound)
+                                  preset=GRADED_PRESET, audio=current.sound)
                 info = media.probe(work / "take.mp4")
                 if info.frames != current.frames or (info.width, info.height) != (current.width, current.height):
                     raise VerificationError(

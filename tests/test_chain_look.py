@@ -15,7 +15,7 @@ import pytest
 
 from stitchcraft.engines import register_engine
 from stitchcraft.engines.base import Capabilities, Engine, FrameRule, SegmentRequest, Take
-from stitchcraft.generate.colour import anchor_colours, look_of
+from stitchcraft.generate.colour import apply_grade, grade_for, look_of, measure
 from stitchcraft.media import read_frames
 from stitchcraft.render import RenderOptions, render
 from stitchcraft.scoring.classical import colour_stats, delta_e
@@ -125,7 +125,7 @@ def test_anchoring_holds_a_chain_to_its_first_takes_colours(board):
 def test_anchoring_is_smooth_in_time():
     frames = np.stack([drift(np.roll(scene(64, 96), j, axis=1), j) for j in range(24)])
     start = look_of(frames[:1])
-    anchored, _ = anchor_colours(frames, start=start, anchor=start)
+    anchored = apply_grade(frames, grade_for(measure(frames), start=start, anchor=start))
     means = np.array([colour_stats(f[None]).lab for f in anchored])
     steps = np.linalg.norm(np.diff(means, axis=0), axis=1)
     # no frame jumps: the correction moves by a small, steady amount per frame

@@ -4,7 +4,7 @@ A take's id is the hash of its segment, its seed and the takes it conditions on,
 take that was ever finished is found again and never regenerated. Engines are
 created once per render and reused across shots (a diffusion pipeline loads once).
 
-A chained take's colours are anchored to its chain's first take (`colour.anchor_colours`,
+A chained take's colours are anchored to its chain's first take (`colour.grade_for`,
 unless the shot says ``colour_anchor: false``): the engine's take is stored as made, and
 the anchored take beside it, with an id of its own made from the made take's and the
 anchor's. The anchored take is the candidate: what is scored, chosen, shown and chained
@@ -77,7 +77,7 @@ class Conditioning:
 
 @dataclass(frozen=True)
 class Anchoring:
-    """How a segment's takes are colour-anchored (see `colour.anchor_colours`).
+    """How a segment's takes are colour-anchored (see `colour.grade_for`).
 
     Attributes:
         start: The look of the frames shown just before (the previous take's last).

@@ -1,9 +1,9 @@
 """Colour anchoring: a chained take's look held to its chain's, smoothly in time.
 
 Chained extensions drift: hue, saturation and contrast creep a little in every take and
-the creep adds up along a chain. `anchor_colours` moves a chained take's colours toward
-an anchor look (the chain's first take, or a reference image) without a visible step at
-the seam and without flicker. numpy, and OpenCV to apply the per-frame transform.
+the creep adds up along a chain. A take's *grade* (`grade_for`, applied by `apply_grade`)
+moves its colours toward an anchor look (the chain's first take, or a reference image)
+without a visible step at the seam and without flicker. numpy, and OpenCV to apply the per-frame transform.
 
 How:
 
@@ -79,28 +79,6 @@ def start_look(tail: np.ndarray) -> Look:
 def take_look(head: np.ndarray, middle: np.ndarray | None, tail: np.ndarray) -> Look:
     """A whole take's look (an anchor's), from its first, middle and last frames."""
     return look_of(np.concatenate([head, *([middle] if middle is not None else []), tail]))
-
-
-def anchor_colours(frames: np.ndarray, *, start: Look, anchor: Look,
-                   lead: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """A take's frames with their colours anchored (see the module docstring).
-
-    Args:
-        frames: The take, F x H x W x 3 uint8.
-        start: The look of the frames shown just before the take.
-        anchor: The look the take should end on.
-        lead: Frames the engine made again before the take's first (they re-create the
-            previous take's last frames); corrected as the first frame is.
-
-    Returns:
-        The anchored frames and the anchored lead (None when `lead` is None).
-    """
-    grade = grade_for(measure(frames), start=start, anchor=anchor)
-    anchored = apply_grade(frames, grade)
-    anchored_lead = None
-    if lead is not None:
-        anchored_lead = apply_grade(lead, grade[:1].repeat(len(lead), axis=0)) if len(lead) else lead.copy()
-    return anchored, anchored_lead
 
 
 def grade_for(looks: np.ndarray, *, start: Look, anchor: Look) -> np.ndarray:

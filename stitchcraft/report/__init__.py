@@ -101,7 +101,8 @@ def make_thumbnails(path: str | os.PathLike[str], frames: int | None = None, *,
 def take_thumbnails(take: StoredTake, *, width: int = THUMB_WIDTH) -> list[bytes]:
     """The first, middle and last frames of a stored take as small JPEGs, from the
     lossless frames the store keeps (an older entry's middle is read from its span), or
-    for a take that keeps none, read from its file in one pass.
+    for a take that keeps none, read from its file one at a time (one decoder alive: the
+    job may run beside the assembly's encoders).
 
     Raises:
         MediaError: the take's file is unreadable.
@@ -115,9 +116,8 @@ def take_thumbnails(take: StoredTake, *, width: int = THUMB_WIDTH) -> list[bytes
         return np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BILINEAR))
 
     if not take.ends_kept:  # three frames from the file, not its ends whole
-        first, middle, last = take.read_at([0, (take.frames - 1) // 2, take.frames - 1],
-                                           size=(width, height))
-        return [encode_jpeg(image) for image in (first, middle, last)]
+        return [encode_jpeg(take.read(index, 1, size=(width, height))[0])
+                for index in (0, (take.frames - 1) // 2, take.frames - 1)]
     kept = take.middle()
     middle = (small(kept[0]) if kept is not None
               else take.read((take.frames - 1) // 2, 1, size=(width, height))[0])
