@@ -358,10 +358,24 @@ def read_frames(path: str | os.PathLike[str], start: int = 0, count: int | None 
     Raises:
         MediaError: unreadable, or fewer frames than asked for.
     """
+    out = list(iter_frames(path, start, count, size=size))
+    if not out:
+        return np.zeros((0, 0, 0, 3), dtype=np.uint8)
+    return np.stack(out)
+
+
+def iter_frames(path: str | os.PathLike[str], start: int = 0, count: int | None = None,
+                *, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+    """`read_frames`, one H x W x 3 frame at a time (memory stays flat whatever the
+    length); the same decode, so the same pixels.
+
+    Raises:
+        MediaError: as `read_frames` (fewer frames: once the last one is yielded).
+    """
     import av
 
     path = Path(path)
-    out: list[np.ndarray] = []
+    given = 0
     with _open(path) as container:
         if not container.streams.video:
             raise MediaError(path, "has no video stream")
@@ -384,16 +398,14 @@ def read_frames(path: str | os.PathLike[str], start: int = 0, count: int | None 
                     continue
                 if size is not None:
                     frame = frame.reformat(width=size[0], height=size[1])
-                out.append(frame.to_ndarray(format="rgb24"))
-                if count is not None and len(out) >= count:
+                given += 1
+                yield frame.to_ndarray(format="rgb24")
+                if count is not None and given >= count:
                     break
         except av.error.FFmpegError as exc:
             raise MediaError(path, f"decoding failed at frame {index} ({exc})") from None
-    if count is not None and len(out) < count:
-        raise MediaError(path, f"has {start + len(out)} frames, needed {start + count}")
-    if not out:
-        return np.zeros((0, 0, 0, 3), dtype=np.uint8)
-    return np.stack(out)
+    if count is not None and given < count:
+        raise MediaError(path, f"has {start + given} frames, needed {start + count}")
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
@@ -548,7 +560,7 @@ def write_video(frames: Iterable[np.ndarray] | np.ndarray, path: str | os.PathLi
                 if frame.shape != first.shape or frame.dtype != np.uint8:
                     raise ValueError(f"frame {written} is {frame.shape} {frame.dtype}, "
                                      f"expected {first.shape} uint8")
-                proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+                proc.stdin.write(memoryview(np.ascontiguousarray(frame)).cast("B"))
                 written += 1
             proc.stdin.close()
         except BrokenPipeError:
@@ -668,6 +680,22 @@ def decode_graph(inputs: Sequence[Input], graph: str, *, label: str, size: tuple
         write_raw_frames(inputs, graph, [(label, raw, frames)], size=size, what=what)
         pixels = np.fromfile(raw, dtype=np.uint8)
     return pixels[:frames * height * width * 3].reshape(frames, height, width, 3)
+
+
+def iter_graph(inputs: Sequence[Input], graph: str, *, label: str, size: tuple[int, int],
+               frames: int, what: str) -> Iterator[np.ndarray]:
+    """`decode_graph`, one frame at a time: the frames are decoded to a scratch file
+    first (the same run, so the same pixels), then handed out one by one from it, so
+    memory stays flat whatever the length."""
+    width, height = size
+    with tempfile.TemporaryDirectory(prefix="stitchcraft-frames-") as folder:
+        raw = Path(folder) / "frames.rgb"
+        write_raw_frames(inputs, graph, [(label, raw, frames)], size=size, what=what)
+        with open(raw, "rb") as pixels:
+            for _ in range(frames):
+                frame = np.empty((height, width, 3), np.uint8)
+                pixels.readinto(memoryview(frame).cast("B"))
+                yield frame
 
 
 def write_raw_frames(inputs: Sequence[Input], graph: str,

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from .errors import ConfigError, ShotFailed, StitchError
 from .generate import Generator, default_cache, engine_fingerprints, storyboard_digests
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from .generate import Candidate
     from .provenance import SigningIdentity
     from .select.units import Unit
+
+T = TypeVar("T")
 
 
 class Reporter(Protocol):
@@ -330,7 +332,8 @@ def _choose(loaded: LoadedStoryboard, plan: Plan, generator: Generator, book: An
     width = options.beam or loaded.storyboard.scoring.beam
     ahead = None
     if early and width == 1 and options.reroll == 0:
-        ahead = _EarlyAssembly(loaded, plan, work_folder(generator.store), options.quality)
+        ahead = _EarlyAssembly(loaded, plan, work_folder(generator.store), options.quality,
+                               quiet=generator.executor.quiet)
     try:
         selection = CutChooser(loaded, plan, generator, book, width=width, reroll=options.reroll,
                                picks=picks, log=reporter,
@@ -521,9 +524,16 @@ class _EarlyAssembly:
     still to be stored and scored. A shot of several segments waits (its take is joined
     at the end). A chosen take kept as a colour grade is encoded first, on threads of
     their own at the same lower priority, and its pieces wait for it.
+
+    Each such job starts only once the generator's CPU workers are idle (`quiet`): a
+    lower priority does not keep a Python thread off the interpreter lock, and takes
+    landing together (a level of chains, all in flight at once) are each chain's
+    critical path. It waits `_YIELD_SECONDS` at most, so that work beside this render's
+    (a batch sharing the executor) never starves it.
     """
 
-    def __init__(self, loaded: LoadedStoryboard, plan: Plan, work: Path, quality: str):
+    def __init__(self, loaded: LoadedStoryboard, plan: Plan, work: Path, quality: str, *,
+                 quiet: Callable[[float], bool] = lambda timeout: True):
         from concurrent.futures import ThreadPoolExecutor
 
         from .select.units import build_units
@@ -540,6 +550,7 @@ class _EarlyAssembly:
         self.encodings: dict[str, Future[StoredTake]] = {}
         self.lock = threading.RLock()  # an encode done already calls back at once
         self.given_up = False
+        self.quiet = quiet
 
     def decided(self, index: int, candidate: Candidate) -> None:
         from .select.join import blend_length
@@ -582,7 +593,7 @@ class _EarlyAssembly:
 
     def _encode_ahead(self, take: StoredTake) -> Future[StoredTake]:
         if take.id not in self.encodings:
-            self.encodings[take.id] = self.encoder.submit(_encode, take)
+            self.encodings[take.id] = self.encoder.submit(self._when_quiet, _encode, take)
         return self.encodings[take.id]
 
     def _encoded(self, shot_id: str, take_id: str, encoding: Future[StoredTake]) -> None:
@@ -603,11 +614,16 @@ class _EarlyAssembly:
         cut, _ = _cut_spec(self.loaded, None, self.loaded, self.plan, shown, self.quality)
         known = [shown[s.id] is not None for s in self.plan.shots]
         try:
-            prerender(cut, known, workdir=self.work, started=self.started, submit=self.pool.submit)
+            prerender(cut, known, workdir=self.work, started=self.started,
+                      submit=lambda piece: self.pool.submit(self._when_quiet, piece))
         except (StitchError, OSError, ValueError):
             # Working ahead is an optimisation: the assembly meets the same problem
             # and reports it where it belongs. The chain's walk goes on.
             self.given_up = True
+
+    def _when_quiet(self, work: Callable[..., T], *args: Any) -> T:
+        self.quiet(_YIELD_SECONDS)
+        return work(*args)
 
     def close(self, *, failed: bool = False) -> None:
         """Drops the pieces not started (the assembly renders them) and waits for the
@@ -615,6 +631,10 @@ class _EarlyAssembly:
         render `failed`."""
         self.encoder.shutdown(wait=True, cancel_futures=failed)
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+# The longest a job of `_EarlyAssembly` waits for the generator's CPU workers to idle.
+_YIELD_SECONDS = 20.0
 
 
 def _lower_priority() -> None:

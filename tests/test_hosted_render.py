@@ -585,6 +585,8 @@ def test_chained_downloads_are_anchored_as_grades_and_only_the_chosen_one_is_enc
         np.testing.assert_array_equal(take.head(), apply_grade(made.head(), grade))
         chosen = candidate["id"] == shot["chosen"]
         assert take.encoded == chosen, "a runner-up was encoded, or the chosen take was not"
+        if not chosen:  # read one frame at a time (as it is encoded), the same frames
+            np.testing.assert_array_equal(np.stack(list(take.stream())), take.read())
         assert (candidate["path"] == "") != chosen
         if chosen:
             # Its file holds every frame of the download graded (as closely as 4:2:0

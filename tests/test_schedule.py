@@ -187,3 +187,26 @@ def test_a_failure_while_assembling_ahead_never_stops_the_render(board, tmp_path
     result = render(load_storyboard(board), RenderOptions(cache=tmp_path / "c", variants=[], beam=1))
     assert result.outputs[0].frames == 6 * 12
     assert result.generated == 6 * 3  # the chains were walked ahead all the same
+
+
+def test_work_that_can_wait_waits_until_the_cpu_workers_idle():
+    # `quiet` is how rendering ahead yields to the takes being stored and scored.
+    from stitchcraft.generate.executor import LocalExecutor
+
+    executor = LocalExecutor(cpu_workers=1)
+    release = threading.Event()
+    try:
+        running = executor.cpu(release.wait, 10)
+        queued = executor.cpu(lambda: 7)
+        assert not executor.quiet(0.05)  # one running, one queued
+        release.set()
+        assert executor.quiet(5)
+        assert running.result() is True and queued.result() == 7
+        release.clear()
+        executor.cpu(release.wait, 10)
+        dropped = executor.cpu(lambda: 8)
+        assert not executor.quiet(0.05)
+    finally:
+        release.set()
+        executor.close()
+    assert dropped.cancelled() and executor.quiet(0)  # queued work dropped on close counts as done

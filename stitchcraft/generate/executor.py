@@ -57,6 +57,13 @@ class Executor(Protocol):
         """Busy seconds so far, by kind of work (``generate``, ``cpu``)."""
         ...
 
+    def quiet(self, timeout: float) -> bool:
+        """Waits until no CPU work is queued or running, at most `timeout` seconds;
+        whether it is so. Work that can wait (rendering pieces of the cut ahead) calls
+        it before it starts, so that it never holds back the takes being stored and
+        scored."""
+        ...
+
     def close(self) -> None:
         """Stops the workers once their queues are done; pending engine calls are
         abandoned with `cancel_futures` semantics."""
@@ -187,6 +194,8 @@ class _CpuPool:
     def __init__(self, workers: int):
         self.queue: queue.PriorityQueue[_Work] = queue.PriorityQueue()
         self.order = itertools.count()
+        self.pending = 0  # queued or running
+        self.settled = threading.Condition()
         self.threads = [threading.Thread(target=self._serve, name=f"cpu-{i}", daemon=True)
                         for i in range(workers)]
         for thread in self.threads:
@@ -194,22 +203,37 @@ class _CpuPool:
 
     def submit(self, fn: Callable[[], T], priority: Priority) -> Future[T]:
         future: Future[T] = Future()
+        with self.settled:
+            self.pending += 1
         self.queue.put(_Work(priority, next(self.order), fn, future))
         return future
+
+    def quiet(self, timeout: float) -> bool:
+        with self.settled:
+            return self.settled.wait_for(lambda: self.pending == 0, timeout)
+
+    def _settle_one(self) -> None:
+        with self.settled:
+            self.pending -= 1
+            if not self.pending:
+                self.settled.notify_all()
 
     def _serve(self) -> None:
         while True:
             work = self.queue.get()
             if work.fn is None or work.future is None:
                 return
-            if not work.future.set_running_or_notify_cancel():
-                continue
             try:
-                result = work.fn()
-            except BaseException as exc:  # handed to whoever waits on the future
-                work.future.set_exception(exc)
-            else:
-                work.future.set_result(result)
+                if not work.future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    result = work.fn()
+                except BaseException as exc:  # handed to whoever waits on the future
+                    work.future.set_exception(exc)
+                else:
+                    work.future.set_result(result)
+            finally:
+                self._settle_one()
 
     def shutdown(self) -> None:
         """Cancels queued work, lets running work finish, stops the threads."""
@@ -220,6 +244,7 @@ class _CpuPool:
                 break
             if work.future is not None:
                 work.future.cancel()
+                self._settle_one()
         for _ in self.threads:
             self.queue.put(_Work(_STOP_PRIORITY, next(self.order), None))
         for thread in self.threads:
@@ -286,6 +311,9 @@ class LocalExecutor:
     def stats(self) -> dict[str, float]:
         with self._lock:
             return {k: round(v, 3) for k, v in self._busy.items()}
+
+    def quiet(self, timeout: float) -> bool:
+        return self.pool.quiet(timeout)
 
     def close(self) -> None:
         for lane in self._lanes.values():

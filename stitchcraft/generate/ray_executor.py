@@ -306,6 +306,9 @@ class RayExecutor:
     def stats(self) -> dict[str, float]:
         return self.local.stats()
 
+    def quiet(self, timeout: float) -> bool:
+        return self.local.quiet(timeout)
+
     def close(self) -> None:
         self.closing = True
         for pool in self._pools.values():
