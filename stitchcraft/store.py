@@ -246,8 +246,9 @@ class StoredTake:
         return self._frames("lead.npy") if self.lead_frames else None
 
     def last_frames(self, count: int) -> np.ndarray:
-        tail = self.tail()
-        return tail[-count:]
+        """The last `count` frames, a copy (a view would hold the whole tail in memory
+        for as long as a request keeps it)."""
+        return self.tail()[-count:].copy()
 
     @property
     def ends_kept(self) -> bool:

@@ -354,3 +354,17 @@ def test_scan_reads_every_frame_small(tmp_path):
     assert scanned.shape == (10, 96, 320, 3)  # short side 96 < 224: never scaled up
     assert source.sample(3).shape[0] == 3 and source.decoded == 10
     np.testing.assert_allclose(scanned.astype(float).mean(), read_frames(source.path).astype(float).mean(), atol=0.01)
+
+
+def test_a_source_keeps_no_more_of_the_stored_ends_than_pair_scores_read():
+    # A render keeps a source per take for seams and drift; the store's whole head and
+    # tail (24 full frames) per take added up to most of a hosted render's memory.
+    from stitchcraft.scoring.base import ENDS_KEPT
+
+    stored = np.random.default_rng(1).integers(0, 255, (16, 36, 64, 3), dtype=np.uint8)
+    source = FrameSource("take", Path("take.mp4"), 40, FPS, head=lambda: stored[:8], tail=lambda: stored)
+    np.testing.assert_array_equal(source.tail(2), stored[-2:])
+    np.testing.assert_array_equal(source.tail(ENDS_KEPT), stored[-ENDS_KEPT:])
+    np.testing.assert_array_equal(source.head(3), stored[:3])
+    for kept in (source._tail, source._head):
+        assert kept is not None and len(kept) == ENDS_KEPT and not np.shares_memory(kept, stored)

@@ -1,4 +1,5 @@
-"""A render that needs no model must not pay for one: torch and open_clip stay unimported."""
+"""A render that needs no model must not pay for one: torch and open_clip stay unimported;
+and the CLI's process gives freed frames back to the system."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 HEAVY = ("torch", "open_clip", "lpips", "torchvision", "diffusers", "transformers")
 
@@ -27,3 +30,41 @@ def test_title_render_without_weights_never_imports_torch(tmp_path: Path):
     assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
     assert "CLIP scorers prompt, reference, seam_clip are off" in done.stderr  # decided from files
     assert (tmp_path / "out" / "t.mp4").is_file()
+
+
+FRAME_BLOCKS = """
+import ctypes, sys
+import numpy as np
+from stitchcraft import cli
+if sys.argv[1] == "stitch":
+    cli._return_freed_frames()
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                               "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Info
+big = np.ones(8 << 20, np.uint8)  # freed: glibc would now keep blocks up to 8 MB in its heaps
+del big
+before = libc.mallinfo2().hblks
+frame = np.ones(2 << 20, np.uint8)
+print(libc.mallinfo2().hblks - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_the_cli_has_freed_frames_given_back_to_the_system():
+    # A frame-sized block is mapped on its own (and unmapped when freed) under `stitch`,
+    # whatever was freed before; by default glibc would take it from a heap that keeps it.
+    import ctypes
+
+    if not hasattr(ctypes.CDLL(None), "mallinfo2"):
+        pytest.skip("not glibc 2.33 or later")
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+
+    def mapped(how: str) -> str:
+        done = subprocess.run([sys.executable, "-c", FRAME_BLOCKS, how], capture_output=True, text=True,
+                              env=env, check=True)
+        return done.stdout.strip()
+
+    assert mapped("stitch") == "1"
+    assert mapped("default") == "0"

@@ -36,6 +36,17 @@ def test_put_get_round_trip(tmp_path):
     assert not list((tmp_path / "tmp").iterdir())  # no leftovers
 
 
+def test_conditioning_frames_hold_no_more_than_themselves(tmp_path):
+    # A chained request keeps its conditioning frames for as long as it is pending: a
+    # view of the whole stored tail would keep all of it (16 frames: 44 MB at 720p).
+    frames = gradient_frames()
+    stored = TakeStore(tmp_path).put("ab" * 32, Take(frames, seed=3), fps=Fraction(24), engine="title",
+                                     request={})
+    last = stored.last_frames(1)
+    assert last.base is None and last.nbytes == frames[0].nbytes
+    np.testing.assert_array_equal(last, frames[-1:])
+
+
 def test_put_is_idempotent_and_scores_persist(tmp_path):
     store = TakeStore(tmp_path)
     take = Take(gradient_frames(4), seed=1)

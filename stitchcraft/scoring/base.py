@@ -120,7 +120,7 @@ class FrameSource:
 
     def head(self, count: int) -> np.ndarray:
         """The first `count` frames, uint8 count x H x W x 3."""
-        self._head = _loaded(self._head)
+        self._head = _loaded(self._head, slice(0, ENDS_KEPT))
         if self._head is not None and len(self._head) >= count:
             return self._head[:count]
         count = min(count, self.frames)
@@ -128,7 +128,7 @@ class FrameSource:
 
     def tail(self, count: int) -> np.ndarray:
         """The last `count` frames (lossless when the store holds them)."""
-        self._tail = _loaded(self._tail)
+        self._tail = _loaded(self._tail, slice(-ENDS_KEPT, None))
         if self._tail is not None and len(self._tail) >= count:
             return self._tail[-count:]
         count = min(count, self.frames)
@@ -178,7 +178,7 @@ class FrameSource:
 
     def _dimensions(self) -> tuple[int, int]:
         if self._size is None:
-            self._head = _loaded(self._head)
+            self._head = _loaded(self._head, slice(0, ENDS_KEPT))
             if self._head is not None and len(self._head):
                 self._size = (self._head.shape[2], self._head.shape[1])
             elif self.start is not None:
@@ -221,8 +221,18 @@ class FrameSource:
 Frames = Union["np.ndarray", Callable[[], "np.ndarray"]]
 
 
-def _loaded(frames: Frames | None) -> np.ndarray | None:
-    return frames() if callable(frames) else frames
+# The most frames of a take's head or tail that a pair scorer reads (seams: 4); a
+# source keeps no more of the store's ends than this once it has loaded them.
+ENDS_KEPT = 4
+
+
+def _loaded(frames: Frames | None, kept: slice | None = None) -> np.ndarray | None:
+    """Frames, loaded if given as a loader; of loaded ones only the `kept` part, copied
+    (a render keeps a source per take: 24 full frames each at 720p is 66 MB)."""
+    if not callable(frames):
+        return frames
+    loaded = frames()
+    return loaded if kept is None else loaded[kept].copy()
 
 
 def file_stamp(paths: Iterable[Path]) -> str:
