@@ -286,7 +286,7 @@ def _select_cuts(loaded: LoadedStoryboard, plan: Plan, generator: Generator, boo
     for variant in sb.variants:
         if variant.name not in wanted:
             continue
-        derived = _variant_storyboard(loaded, variant)
+        derived = loaded.for_variant(variant)
         # Titles are redrawn for a frame of another size rather than cropped.
         size = parse_size(variant_output(sb, variant, loaded.base_dir, options.quality)["size"])
         title_size = size if size != sb.output.dimensions and any(
@@ -386,37 +386,6 @@ def _short_takes(cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]],
 
 
 # --- variants -------------------------------------------------------------------------
-
-def _variant_storyboard(loaded: LoadedStoryboard, variant: Variant) -> LoadedStoryboard:
-    """The storyboard a variant renders: shots with the variant's changes applied.
-
-    Takes are made at the main output's size, so a variant that only reframes or
-    re-captions shares every take with the main cut.
-    """
-    sb = loaded.storyboard
-    if not variant.shots and variant.audio is None:
-        return loaded
-    content_keys = {"prompt", "source", "image", "title"}
-    shots = []
-    sources = dict(loaded.sources)
-    for shot in sb.shots:
-        override = variant.shots.get(shot.id)
-        if override is None:
-            shots.append(shot)
-            continue
-        fields = shot.model_dump(exclude_unset=True)
-        changes = override.model_dump(include=override.model_fields_set)
-        if content_keys & set(changes):
-            fields = {k: v for k, v in fields.items() if k not in content_keys}
-        fields.update(changes)
-        if "source" in changes:
-            sources[shot.id] = loaded.sources.get(f"{variant.name}/{shot.id}", [])
-        shots.append(type(shot).model_validate(fields))
-    update: dict[str, Any] = {"shots": shots}
-    if variant.audio is not None:
-        update["audio"] = variant.audio
-    return LoadedStoryboard(loaded.path, sb.model_copy(update=update), loaded.located, sources)
-
 
 # --- assembly -------------------------------------------------------------------------
 

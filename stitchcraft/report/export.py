@@ -287,11 +287,9 @@ def _derived(loaded: LoadedStoryboard, variant: str | None) -> LoadedStoryboard:
     """The storyboard a cut was rendered from: a variant's changes applied."""
     if variant is None:
         return loaded
-    from ..render import _variant_storyboard
-
     for spec in loaded.storyboard.variants:
         if spec.name == variant:
-            return _variant_storyboard(loaded, spec)
+            return loaded.for_variant(spec)
     raise InputError(f"{loaded.path} no longer has a variant '{variant}'; render it again")
 
 

@@ -27,7 +27,7 @@ from ..errors import Issue, StoryboardError
 from ..media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from ..timeline import seconds_to_frames
 from ..yamlsource import FieldPath, Located, load_yaml, shown, spelled
-from . import DraftSettings, EngineSettings, Shot, Storyboard, Transition
+from . import DraftSettings, EngineSettings, Shot, Storyboard, Transition, Variant
 
 if TYPE_CHECKING:
     from .cast import KeyframeSpec, ReferenceRoute
@@ -87,6 +87,37 @@ class LoadedStoryboard:
         """This storyboard as a render at `quality` sees it (`Storyboard.for_quality`)."""
         routed = self.storyboard.for_quality(quality)
         return self if routed is self.storyboard else dataclasses.replace(self, storyboard=routed)
+
+    def for_variant(self, variant: Variant) -> LoadedStoryboard:
+        """The storyboard a variant renders: its shots with the variant's changes applied
+        (a changed content field replaces the shot's others), its audio if it has its own.
+
+        Takes are made at the main output's size, so a variant that only reframes or
+        re-captions shares every take with the main cut.
+        """
+        sb = self.storyboard
+        if not variant.shots and variant.audio is None:
+            return self
+        content_keys = {"prompt", "source", "image", "title"}
+        shots = []
+        sources = dict(self.sources)
+        for shot in sb.shots:
+            override = variant.shots.get(shot.id)
+            if override is None:
+                shots.append(shot)
+                continue
+            fields = shot.model_dump(exclude_unset=True)
+            changes = override.model_dump(include=override.model_fields_set)
+            if content_keys & set(changes):
+                fields = {k: v for k, v in fields.items() if k not in content_keys}
+            fields.update(changes)
+            if "source" in changes:
+                sources[shot.id] = self.sources.get(f"{variant.name}/{shot.id}", [])
+            shots.append(type(shot).model_validate(fields))
+        update: dict[str, Any] = {"shots": shots}
+        if variant.audio is not None:
+            update["audio"] = variant.audio
+        return LoadedStoryboard(self.path, sb.model_copy(update=update), self.located, sources)
 
     # --- cast, style and keyframes (the rules live in `stitchcraft.storyboard.cast`) -------------
 

@@ -459,7 +459,7 @@ def _variant(main: Any, other: Any, name: str) -> dict[str, Any]:
     for mine, theirs in zip(main.get("shots", []), other.get("shots", []), strict=True):
         changed = {key: theirs[key] for key in _SHOT_FIELDS if key in theirs and theirs[key] != mine.get(key)}
         if any(key in changed for key in _CONTENT):
-            # A changed content field replaces them all (`render._variant_storyboard`):
+            # A changed content field replaces them all (`LoadedStoryboard.for_variant`):
             # carry the ones that stay, so an image keeps its motion prompt.
             changed.update({key: theirs[key] for key in _CONTENT if key in theirs})
         if changed:
