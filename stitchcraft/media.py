@@ -692,9 +692,11 @@ def iter_graph(inputs: Sequence[Input], graph: str, *, label: str, size: tuple[i
         raw = Path(folder) / "frames.rgb"
         write_raw_frames(inputs, graph, [(label, raw, frames)], size=size, what=what)
         with open(raw, "rb") as pixels:
-            for _ in range(frames):
+            for index in range(frames):
                 frame = np.empty((height, width, 3), np.uint8)
-                pixels.readinto(memoryview(frame).cast("B"))
+                if pixels.readinto(memoryview(frame).cast("B")) != frame.nbytes:
+                    path = inputs[0].path if inputs else Path("-")
+                    raise MediaError(path, f"gave {index} of the {frames} frames asked for ({what})")
                 yield frame
 
 

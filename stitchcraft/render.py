@@ -520,6 +520,7 @@ class _EarlyAssembly:
         self.lock = threading.RLock()  # an encode done already calls back at once
         self.given_up = False
         self.quiet = quiet
+        self.abandoned = threading.Event()  # the render failed: nothing more is started
 
     def decided(self, index: int, candidate: Candidate) -> None:
         from .select.join import blend_length
@@ -591,13 +592,21 @@ class _EarlyAssembly:
             self.given_up = True
 
     def _when_quiet(self, work: Callable[..., T], *args: Any) -> T:
-        self.quiet(_YIELD_SECONDS)
+        from concurrent.futures import CancelledError
+
+        deadline = time.monotonic() + _YIELD_SECONDS
+        while not self.abandoned.is_set() and not self.quiet(0.25) and time.monotonic() < deadline:
+            pass
+        if self.abandoned.is_set():
+            raise CancelledError()
         return work(*args)
 
     def close(self, *, failed: bool = False) -> None:
         """Drops the pieces not started (the assembly renders them) and waits for the
         one in progress; lets the encodes finish (the assembly needs them) unless the
         render `failed`."""
+        if failed:
+            self.abandoned.set()
         self.encoder.shutdown(wait=True, cancel_futures=failed)
         self.pool.shutdown(wait=True, cancel_futures=True)
 

@@ -51,7 +51,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -149,7 +149,7 @@ class StoredTake:
         frames = self.made().read(first, count, size=size)
         return apply_grade(frames, self.grade(), first)
 
-    def stream(self) -> Iterator[np.ndarray]:
+    def stream(self) -> Generator[np.ndarray, None, None]:
         """Every frame of the take, one at a time, as `read` gives them (memory stays
         flat whatever the length): a graded take not encoded yet is the frames of the
         take it grades, graded.
@@ -778,9 +778,10 @@ class TakeStore:
             try:
                 # Streamed: a whole take in memory, twice (as made, graded), is 0.7 GB
                 # at 720p for five seconds.
-                media.write_video(current.stream(), work / "take.mp4", current.fps, crf=TAKE_CRF,
-                                  preset=GRADED_PRESET, audio=current.sound,
-                                  frame_count=current.frames)
+                with contextlib.closing(current.stream()) as frames:  # its scratch, at once
+                    media.write_video(frames, work / "take.mp4", current.fps, crf=TAKE_CRF,
+                                      preset=GRADED_PRESET, audio=current.sound,
+                                      frame_count=current.frames)
                 info = media.probe(work / "take.mp4")
                 if info.frames != current.frames or (info.width, info.height) != (current.width, current.height):
                     raise VerificationError(

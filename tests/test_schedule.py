@@ -10,6 +10,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import CancelledError
 from pathlib import Path
 
 import pytest
@@ -210,3 +211,20 @@ def test_work_that_can_wait_waits_until_the_cpu_workers_idle():
         release.set()
         executor.close()
     assert dropped.cancelled() and executor.quiet(0)  # queued work dropped on close counts as done
+
+
+def test_work_ahead_of_a_failed_render_is_dropped_not_waited_for(board, tmp_path):
+    # Work ahead waits for the CPU workers to idle; a render that failed (or was
+    # stopped) while they were busy neither starts it nor waits out the 20 s.
+    from stitchcraft.render import _EarlyAssembly, _plan
+
+    loaded = load_storyboard(board)
+    ahead = _EarlyAssembly(loaded, _plan(loaded, "final"), tmp_path, "final",
+                           quiet=lambda timeout: time.sleep(timeout) or False)  # never idle
+    ran: list[int] = []
+    waiting = ahead.encoder.submit(ahead._when_quiet, ran.append, 1)
+    time.sleep(0.3)
+    started = time.monotonic()
+    ahead.close(failed=True)
+    assert time.monotonic() - started < 5
+    assert not ran and isinstance(waiting.exception(), CancelledError)

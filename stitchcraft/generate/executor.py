@@ -15,7 +15,7 @@ a file, a download or footage, holds next to nothing and never waits).
 
 Priorities are tuples, lowest first: the select stage puts chained segments (the
 critical path) ahead of independent ones, and earlier segments ahead of later ones.
-A cluster executor plugs in behind the same four methods (`executor_for` names them;
+A cluster executor plugs in behind the same five methods (`executor_for` names them;
 `stitchcraft.generate.ray_executor` spreads engine calls over a Ray cluster).
 """
 
