@@ -43,28 +43,28 @@ class Info(ctypes.Structure):
                                                "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 libc = ctypes.CDLL(None)
 libc.mallinfo2.restype = Info
-big = np.ones(8 << 20, np.uint8)  # freed: glibc would now keep blocks up to 8 MB in its heaps
+big = np.ones(24 << 20, np.uint8)  # mapped; freed, by default it raises glibc's thresholds
 del big
-before = libc.mallinfo2().hblks
-frame = np.ones(2 << 20, np.uint8)
-print(libc.mallinfo2().hblks - before)
+frames = np.ones(20 << 20, np.uint8)  # from the heap, then freed
+del frames
+print(libc.mallinfo2().arena >> 20)  # MB the heap still holds
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
 def test_the_cli_has_freed_frames_given_back_to_the_system():
-    # A frame-sized block is mapped on its own (and unmapped when freed) under `stitch`,
-    # whatever was freed before; by default glibc would take it from a heap that keeps it.
+    # Under `stitch` a heap gives freed blocks back (its trim threshold stays at 128 KB);
+    # by default glibc would keep 20 MB of freed frames in it here.
     import ctypes
 
     if not hasattr(ctypes.CDLL(None), "mallinfo2"):
         pytest.skip("not glibc 2.33 or later")
     env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
 
-    def mapped(how: str) -> str:
+    def held(how: str) -> int:
         done = subprocess.run([sys.executable, "-c", FRAME_BLOCKS, how], capture_output=True, text=True,
                               env=env, check=True)
-        return done.stdout.strip()
+        return int(done.stdout.strip())
 
-    assert mapped("stitch") == "1"
-    assert mapped("default") == "0"
+    assert held("stitch") < 12
+    assert held("default") >= 20
