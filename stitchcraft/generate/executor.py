@@ -34,6 +34,7 @@ from typing import Any, Protocol, TypeVar
 from ..engines.base import Engine, SegmentRequest, Take, TakeFailure
 
 T = TypeVar("T")
+Q = TypeVar("Q")
 Priority = tuple[int, ...]
 
 
@@ -145,6 +146,15 @@ class _Lane:
             self.jobs.put(_Job(_STOP_PRIORITY, next(self.executor._order), None, None, None, None))
 
 
+def queued(items: queue.Queue[Q]) -> Iterator[Q]:
+    """Takes out and yields what a queue holds now, without waiting."""
+    while True:
+        try:
+            yield items.get_nowait()
+        except queue.Empty:
+            return
+
+
 def _trace(started: float, ended: float, kind: str, what: str, priority: Priority) -> None:
     """Appends one piece of work to the file named by STITCHCRAFT_TRACE (for the
     benchmarks: where the time went), when set."""
@@ -237,11 +247,7 @@ class _CpuPool:
 
     def shutdown(self) -> None:
         """Cancels queued work, lets running work finish, stops the threads."""
-        while True:
-            try:
-                work = self.queue.get_nowait()
-            except queue.Empty:
-                break
+        for work in queued(self.queue):
             if work.future is not None:
                 work.future.cancel()
                 self._settle_one()
@@ -317,11 +323,7 @@ class LocalExecutor:
 
     def close(self) -> None:
         for lane in self._lanes.values():
-            while True:  # drop queued calls: the render is over or failed
-                try:
-                    job = lane.jobs.get_nowait()
-                except queue.Empty:
-                    break
+            for job in queued(lane.jobs):  # drop queued calls: the render is over or failed
                 if job.future is not None:
                     job.future.cancel()
             lane.close()

@@ -46,7 +46,7 @@ from typing import Any, TypeVar
 
 from ..engines.base import Engine, SegmentRequest, Take, TakeFailure
 from ..errors import ConfigError, EngineError, EngineUnavailable, StitchError
-from .executor import LocalExecutor, Priority, _gathered
+from .executor import LocalExecutor, Priority, _gathered, queued
 
 T = TypeVar("T")
 INSTALL_HINT = "pip install 'stitchcraft[ray]'"
@@ -216,11 +216,7 @@ class _Pool:
         self.drain(self.broken)
 
     def drain(self, error: BaseException) -> None:
-        while True:
-            try:
-                job = self.jobs.get_nowait()
-            except queue.Empty:
-                return
+        for job in queued(self.jobs):
             if job.flight is not None:
                 self.executor._fail(job.flight, error)
 
