@@ -56,15 +56,17 @@ def to_gray(frames: np.ndarray, width: int = ANALYSIS_WIDTH) -> np.ndarray:
     area-averaged down (never up)."""
     import cv2
 
-    height, original_width = frames.shape[1:3]
-    size = None
-    if original_width > width:
-        size = (width, max(1, round(height * width / original_width)))
-    out = []
-    for frame in frames:
-        gray = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY).astype(np.float32)
-        out.append(cv2.resize(gray, size, interpolation=cv2.INTER_AREA) if size else gray)
-    return np.stack(out) if out else np.zeros((0, height, original_width), np.float32)
+    count, height, original_width = frames.shape[:3]
+    if not count:
+        return np.zeros((0, height, original_width), np.float32)
+    # One conversion for the whole stack (the same per-pixel arithmetic as frame by frame).
+    gray = cv2.cvtColor(np.ascontiguousarray(frames).reshape(count * height, original_width, 3),
+                        cv2.COLOR_RGB2GRAY).reshape(count, height, original_width)
+    if original_width <= width:
+        return gray.astype(np.float32)
+    size = (width, max(1, round(height * width / original_width)))
+    return np.stack([cv2.resize(frame.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+                     for frame in gray])
 
 
 def ssim(first: np.ndarray, second: np.ndarray) -> float:
@@ -160,7 +162,7 @@ def _spike_threshold(diffs: np.ndarray, floor: float, factor: float) -> float:
     return max(floor, factor * typical)
 
 
-def find_flashes(gray: np.ndarray, *, floor: float = 12.0) -> list[int]:
+def find_flashes(gray: np.ndarray, *, floor: float = 12.0, diffs: np.ndarray | None = None) -> list[int]:
     """Frames that jump away from their neighbours and straight back: one- or two-frame
     flashes, black frames and glitches. Returns the first index of each flash.
 
@@ -170,8 +172,9 @@ def find_flashes(gray: np.ndarray, *, floor: float = 12.0) -> list[int]:
     or its mean luma jumps that way (by more than max(`floor`, 4 x the median luma
     change) into and out of the flash, and back within half of that), which finds a
     white or black frame in footage whose every frame differs a lot in pixels.
+    `diffs`: `frame_differences(gray)`, when the caller has them.
     """
-    diffs = frame_differences(gray)
+    diffs = frame_differences(gray) if diffs is None else diffs
     threshold = _spike_threshold(diffs, floor, 4.0)
     luma = gray.mean(axis=(1, 2))
     luma_threshold = _spike_threshold(np.abs(np.diff(luma)), floor, 4.0)
@@ -203,7 +206,7 @@ def find_flashes(gray: np.ndarray, *, floor: float = 12.0) -> list[int]:
 
 
 def find_cuts(gray: np.ndarray, *, floor: float = 20.0, flashes: list[int] | None = None,
-              histograms: np.ndarray | None = None) -> list[int]:
+              histograms: np.ndarray | None = None, diffs: np.ndarray | None = None) -> list[int]:
     """Hard cuts: frames i whose difference from i-1 exceeds max(`floor`, 3 x the median
     frame difference) and 2.5 x the differences just before and after it (so speeding
     motion is no cut), and that are not part of a flash. With `histograms` (one
@@ -212,11 +215,11 @@ def find_cuts(gray: np.ndarray, *, floor: float = 20.0, flashes: list[int] | Non
     the distances either side) while its pixels jump too (over `floor` / 2 levels and
     1.5 x the difference on its calmer side) is a cut too: that finds cuts into or out of
     busy footage whose every frame differs a lot in pixels. Returns the first frame
-    after each cut.
+    after each cut. `diffs`: `frame_differences(gray)`, when the caller has them.
     """
-    diffs = frame_differences(gray)
+    diffs = frame_differences(gray) if diffs is None else diffs
     threshold = _spike_threshold(diffs, floor, 3.0)
-    flashes = find_flashes(gray) if flashes is None else flashes
+    flashes = find_flashes(gray, diffs=diffs) if flashes is None else flashes
     inside = {j for f in flashes for j in (f, f + 1, f + 2)}
     jumps = _histogram_jumps(histograms) if histograms is not None else np.zeros(len(diffs))
     jump_threshold = _spike_threshold(jumps, 0.3, 4.0)
@@ -259,8 +262,8 @@ def _still(first: np.ndarray, second: np.ndarray) -> bool:
     return bool(delta.mean() < STILL_MEAN and (delta > STILL_LEVELS).mean() < STILL_CHANGED)
 
 
-def find_frozen(gray: np.ndarray, fps: float, *, min_seconds: float = 0.25
-                ) -> tuple[list[tuple[int, int]], list[int]]:
+def find_frozen(gray: np.ndarray, fps: float, *, min_seconds: float = 0.25,
+                diffs: np.ndarray | None = None) -> tuple[list[tuple[int, int]], list[int]]:
     """Repeated frames: the picture holding exactly still, not slow motion.
 
     A frame repeats frame a when it is `_still` against it: a mean difference under
@@ -276,17 +279,25 @@ def find_frozen(gray: np.ndarray, fps: float, *, min_seconds: float = 0.25
         still for at least `min_seconds` (and 3 frames); `duplicates` are frames that
         repeat their predecessor in shorter runs (dropped or doubled frames) where the
         take around them moves at least 1/`DUPLICATE_RATIO` times as much.
+
+    `diffs`: `frame_differences(gray)`, when the caller has them.
     """
     count = len(gray)
     if count < 2:
         return [], []
-    diffs = frame_differences(gray)
+    diffs = frame_differences(gray) if diffs is None else diffs
     min_run = max(3, math.ceil(min_seconds * fps))
     spans: list[tuple[int, int]] = []
     duplicates: list[int] = []
     anchor = 0
     while anchor < count - 1:
         last = anchor
+        # The next frame is further from the anchor than twice what a repeat may be
+        # (whatever order the sums were taken in): no run starts here, as in most of a
+        # moving take.
+        if diffs[anchor] > 2 * STILL_MEAN:
+            anchor += 1
+            continue
         while last + 1 < count and _still(gray[anchor], gray[last + 1]):
             last += 1
         if last - anchor + 1 >= min_run:
@@ -430,9 +441,10 @@ class StabilityScorer(Scorer):
         if count < 3:
             return Score(1.0, {"frames": float(count)}, note="too short to judge")
         fps = _fps(take)
-        flashes = find_flashes(gray)
-        cuts = find_cuts(gray, flashes=flashes, histograms=colour_histograms(scan))
-        spans, duplicates = find_frozen(gray, fps)
+        diffs = frame_differences(gray)
+        flashes = find_flashes(gray, diffs=diffs)
+        cuts = find_cuts(gray, flashes=flashes, histograms=colour_histograms(scan), diffs=diffs)
+        spans, duplicates = find_frozen(gray, fps, diffs=diffs)
         frozen_frames = sum(last - first + 1 for first, last in spans)
         events = {j for f in flashes for j in (f, f + 1, f + 2)} | set(cuts)
         held = {j for first, last in spans for j in range(first + 1, last + 1)} | set(duplicates)
@@ -466,7 +478,7 @@ class StabilityScorer(Scorer):
         return Score(
             value=min(1.0, max(0.0, value)),
             parts={
-                "motion": float(frame_differences(gray).mean()),
+                "motion": float(diffs.mean()),
                 "flashes": float(len(flashes)), "cuts": float(len(cuts)),
                 "duplicates": float(len(duplicates)), "frozen_seconds": frozen_frames / fps,
                 "luma_flicker": flicker, "jitter": jitter, "colour_drift": drift,
