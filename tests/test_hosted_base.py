@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar
@@ -298,6 +299,37 @@ def test_the_estimate_and_the_job_bill_alike(write_storyboard, tmp_path, engine,
     job = made.job_for(request, 0)
     assert job.seconds == seconds and job.bill is not None
     assert job.bill.billed_seconds == seconds and job.bill.usd == pytest.approx(usd)
+
+
+def test_the_candidates_of_a_chained_shot_share_one_png_of_its_first_frame(video, monkeypatch):
+    # Each candidate is a job on a thread of its own, all asking at once.
+    import numpy as np
+
+    encoded: list[int] = []
+    real_png = hosted_base.png
+
+    def slow_png(frame: Any) -> bytes:
+        encoded.append(1)
+        time.sleep(0.3)  # the other threads ask meanwhile
+        return real_png(frame)
+
+    monkeypatch.setattr(hosted_base, "png", slow_png)
+    engine = Scripted(video, [succeeded()])
+    frames = np.random.default_rng(3).integers(0, 256, (2, 16, 24, 3), dtype=np.uint8)
+    started = threading.Barrier(4)
+    sent: list[bytes] = []
+
+    def ask() -> None:
+        started.wait(5)
+        sent.append(engine._first_frame_png(frames))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(encoded) == 1 and len(set(sent)) == 1 and len(sent) == 4
+    assert sent[0] == real_png(frames[-1])
 
 
 # -- 5. closing the clients ----------------------------------------------------------------------

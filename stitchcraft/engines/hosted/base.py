@@ -256,6 +256,7 @@ class HostedEngine(Engine):
         self._clients_lock = threading.Lock()
         self._shared: Any = None
         self._pngs: dict[int, tuple[np.ndarray, bytes]] = {}  # `_first_frame_png`
+        self._png_lock = threading.Lock()
         # Every client made, with how to close it (per-thread ones included).
         self._clients: list[tuple[Any, Callable[[Any], None]]] = []
 
@@ -483,13 +484,13 @@ class HostedEngine(Engine):
 
     def _first_frame_png(self, condition_frames: np.ndarray) -> bytes:
         """The last conditioning frame as PNG, encoded once for all of a request's
-        candidates (each is a job of its own, sent the same frame)."""
-        with self._clients_lock:
+        candidates (each is a job of its own, sent the same frame): the candidates'
+        threads ask together, and one encodes while the others wait for it."""
+        with self._png_lock:
             found = self._pngs.get(id(condition_frames))
             if found is not None and found[0] is condition_frames:
                 return found[1]
-        encoded = png(condition_frames[-1])
-        with self._clients_lock:
+            encoded = png(condition_frames[-1])
             if len(self._pngs) >= 8:
                 self._pngs.clear()
             self._pngs[id(condition_frames)] = (condition_frames, encoded)
