@@ -45,13 +45,14 @@ import collections
 import contextlib
 import errno
 import hashlib
+import io
 import json
 import os
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -196,8 +197,9 @@ class StoredTake:
         span = self.span
         return span.path, span.start or 0.0
 
-    def head(self, *, mapped: bool = False) -> np.ndarray:
-        """First frames, lossless.
+    def head(self, count: int | None = None, *, mapped: bool = False) -> np.ndarray:
+        """First frames (the first `count` of those kept, all by default), lossless; a
+        grade's are graded, only those asked for.
 
         Args:
             mapped: Map the file rather than read it (for a frame or two of a large take).
@@ -206,15 +208,16 @@ class StoredTake:
             RenderError: the file was damaged after the take was read (it is moved
                 aside, so the next render makes the take again).
         """
-        return self._frames("head.npy", mapped)
+        return self._frames("head.npy", mapped, slice(None) if count is None else slice(0, count))
 
-    def tail(self, *, mapped: bool = False) -> np.ndarray:
-        """Last frames, lossless.
+    def tail(self, count: int | None = None, *, mapped: bool = False) -> np.ndarray:
+        """Last frames (the last `count` of those kept, all by default), lossless; a
+        grade's are graded, only those asked for.
 
         Raises:
             RenderError: as `head`.
         """
-        return self._frames("tail.npy", mapped)
+        return self._frames("tail.npy", mapped, slice(-count, None) if count else slice(None))
 
     def middle(self) -> np.ndarray | None:
         """The middle frame (1 x H x W x 3, lossless), None for an entry stored before
@@ -248,7 +251,7 @@ class StoredTake:
     def last_frames(self, count: int) -> np.ndarray:
         """The last `count` frames, a copy (a view would hold the whole tail in memory
         for as long as a request keeps it)."""
-        return self.tail()[-count:].copy()
+        return self.tail(count, mapped=True).copy()
 
     @property
     def ends_kept(self) -> bool:
@@ -303,8 +306,9 @@ class StoredTake:
                               f"which cannot be read ({problem}); render again to make it anew")
         return _stored_take(made_id, directory, meta, None)
 
-    def _graded_end(self, name: str) -> np.ndarray | None:
-        """A graded take's head, tail or middle: the made take's (lossless), graded."""
+    def _graded_end(self, name: str, part: slice = slice(None)) -> np.ndarray | None:
+        """A graded take's head, tail or middle: the made take's (lossless), graded;
+        of a head or tail only the `part` asked for."""
         from .generate.colour import apply_grade
 
         made = self.made()
@@ -316,16 +320,23 @@ class StoredTake:
         else:
             frames = made._frames(name, mapped=True)
             first = 0 if name == "head.npy" else self.frames - len(frames)
+            first += part.indices(len(frames))[0]
+            frames = frames[part]
         return apply_grade(frames, self.grade(), first)
 
-    def _frames(self, name: str, mapped: bool = False) -> np.ndarray:
+    def _frames(self, name: str, mapped: bool = False, part: slice = slice(None)) -> np.ndarray:
+        """A file of the entry, checked; of a head or tail only the `part` asked for
+        (read from a map of the file, unless it is all of it)."""
         if self.graded_from is not None and name in ("head.npy", "tail.npy"):
-            graded = self._graded_end(name)
+            graded = self._graded_end(name, part)
             assert graded is not None
             return graded
         if name in ("head.npy", "tail.npy", "middle.npy") and self.graded_from is None \
                 and not self.ends_kept:
-            return self._read_end(name)
+            return self._read_end(name)[part]
+        whole = part == slice(None)
+        if not whole and not mapped:
+            return np.array(self._frames(name, True, part))
         path = self.dir / name
         try:
             frames = np.load(path, allow_pickle=False, mmap_mode="r" if mapped else None)
@@ -337,7 +348,7 @@ class StoredTake:
             expected = _frames_shape(name, self.frames, self.height, self.width, self.lead_frames)
             dtype = _dtype(name)
             if frames.shape == expected and frames.dtype == dtype:
-                return frames
+                return frames if whole else frames[part]
             problem = f"{name} holds {frames.shape} {frames.dtype}, expected {expected} {dtype}"
         moved = self.store._set_aside(self.id, self.dir, problem) if self.store else None
         where = f"; it was moved to {moved}" if moved else ""
@@ -423,7 +434,7 @@ _ENDS_KEPT = 8
 
 def _save_ends(folder: Path, path: Path, start: float, count: int, *, fps: Fraction,
                size: tuple[int, int], info: MediaInfo,
-               scan_size: tuple[int, int] | None = None) -> np.ndarray | None:
+               scan_size: tuple[int, int] | None = None) -> tuple[np.ndarray | None, dict[str, str]]:
     """The span's head, tail and middle frame (`read_span`) saved to ``head.npy``,
     ``tail.npy`` and ``middle.npy`` in `folder` by one ffmpeg run, and never held in
     memory (a render's footage takes would otherwise leave them in the heap).
@@ -432,6 +443,10 @@ def _save_ends(folder: Path, path: Path, start: float, count: int, *, fps: Fract
         info: The file's probe (a copy's is its source's).
         scan_size: Also read the whole span at this size in the same run, and return
             it (what scoring reads of a take: `FrameSource.scan`).
+
+    Returns:
+        The scan (None without `scan_size`), and each file's sha256 by name, taken as
+        it was written (the entry's meta records them).
     """
     from .assemble.normalize import Grid, clip_chain
     from .media import Input, write_raw_frames
@@ -464,17 +479,25 @@ def _save_ends(folder: Path, path: Path, start: float, count: int, *, fps: Fract
         raw.unlink()
         outputs.pop()
     width, height = size
+    digests = {}
     for label, raw, frames, _ in outputs:
         remaining = frames * height * width * 3
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                      "shape": (frames, height, width, 3)})
+        digest = hashlib.sha256(header.getvalue())
         with open(folder / f"{label}.npy", "wb") as out, open(raw, "rb") as pixels:
-            np.lib.format.write_array_header_1_0(out, {"descr": "|u1", "fortran_order": False,
-                                                       "shape": (frames, height, width, 3)})
+            out.write(header.getvalue())
             while remaining:
                 block = pixels.read(min(remaining, 1 << 20))
+                if not block:
+                    raise MediaError(path, f"gave fewer than the {frames} frames of its {label}")
+                digest.update(block)
                 out.write(block)
                 remaining -= len(block)
         raw.unlink()
-    return scan
+        digests[f"{label}.npy"] = digest.hexdigest()
+    return scan, digests
 
 
 def _span_chain(path: Path, start: float, first: int, count: int, fps: Fraction,
@@ -669,6 +692,7 @@ class TakeStore:
             if scan_size is None:
                 facts["ends"] = "read"
             path = source
+            digests: dict[str, str] = {}  # of the files written here, as they were written
             if copy:
                 name = "source" + (source.suffix.lower() if source.suffix.lower()
                                    in media.VIDEO_EXTENSIONS else ".mp4")
@@ -676,20 +700,22 @@ class TakeStore:
                 shutil.copyfile(source, path)
                 files.append(name)
                 facts["name"] = name
-                if sha256_file(path) != before["sha256"]:
+                digests[name] = sha256_file(path)
+                if digests[name] != before["sha256"]:
                     raise MediaError(source, "changed while it was being copied into the cache")
             else:
                 facts.update(path=str(source), **before)
             scan = None
             if scan_size is not None:
-                scan = _save_ends(work, path, start, count, fps=fps, size=(width, height),
-                                  info=info, scan_size=scan_size)
+                scan, written = _save_ends(work, path, start, count, fps=fps, size=(width, height),
+                                           info=info, scan_size=scan_size)
+                digests.update(written)
             if not copy and _file_facts(source) != before:
                 raise MediaError(source, "changed while its take was being stored")
             self._finish(work, take_id, take, frames=count, size=(width, height), fps=fps,
                          engine=engine, audio=take.audio is not None and info.has_audio,
                          request=request, files=[*files, *_save_lead(work, take, engine, (width, height))],
-                         source=facts)
+                         source=facts, digests=digests)
         except OSError as exc:
             raise self._storage_error(exc, f"take {take_id[:12]}") from exc
         finally:
@@ -807,14 +833,17 @@ class TakeStore:
     def _finish(self, work: Path, take_id: str, take: Take, *, frames: int, size: tuple[int, int],
                 fps: Fraction, engine: str, audio: bool, request: dict[str, Any],
                 files: Sequence[str], source: dict[str, Any] | None = None,
-                graded: dict[str, Any] | None = None) -> None:
-        """Writes a complete entry's meta.json (with its files' sizes and digests) and
-        renames the entry into place."""
+                graded: dict[str, Any] | None = None, digests: Mapping[str, str] | None = None) -> None:
+        """Writes a complete entry's meta.json (with its files' sizes and digests: those
+        in `digests` were taken as the files were written) and renames the entry into
+        place."""
+        digests = digests or {}
         meta: dict[str, Any] = {
             "id": take_id, "frames": frames, "width": size[0], "height": size[1],
             "fps": str(fps), "seed": take.seed, "engine": engine, "label": take.label,
             "audio": audio, "meta": take.meta, "request": request,
-            "files": {name: {"bytes": (work / name).stat().st_size, "sha256": sha256_file(work / name)}
+            "files": {name: {"bytes": (work / name).stat().st_size,
+                             "sha256": digests.get(name) or sha256_file(work / name)}
                       for name in files},
         }
         if source is not None:

@@ -134,12 +134,18 @@ def test_scan_is_read_with_the_ends_in_one_pass_and_matches_a_decode(tmp_path, m
     assert np.array_equal(stored.head(), whole[:HEAD_FRAMES])
     assert np.array_equal(stored.tail(), whole[-TAIL_FRAMES:])
     assert np.array_equal(stored.middle()[0], whole[(24 - 1) // 2])
+    # The digests recorded as the ends were written are those of the files written.
+    recorded = json.loads((stored.dir / "meta.json").read_text())["files"]
+    for name in ("head.npy", "tail.npy", "middle.npy"):
+        assert recorded[name]["sha256"] == hashlib.sha256((stored.dir / name).read_bytes()).hexdigest()
+    assert TakeStore(tmp_path / "cache").check_all(deep=True) == []
 
 
 def test_download_is_copied_into_the_entry_byte_for_byte(tmp_path, media):
     download = tmp_path / "download.mp4"
     download.write_bytes(media["plain"].read_bytes())
-    stored = put_span(TakeStore(tmp_path / "cache"), download, copy_source=True)
+    stored = put_span(TakeStore(tmp_path / "cache"), download, copy_source=True, scan_size=(64, 36),
+                      on_scan=lambda scan: None)
     copy = stored.dir / "source.mp4"
     assert stored.span.path == copy and copy.read_bytes() == download.read_bytes()
     assert not (stored.dir / "take.mp4").exists()

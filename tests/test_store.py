@@ -47,6 +47,38 @@ def test_conditioning_frames_hold_no_more_than_themselves(tmp_path):
     np.testing.assert_array_equal(last, frames[-1:])
 
 
+def test_a_grade_grades_only_the_ends_asked_for(tmp_path, monkeypatch):
+    # Thumbnails want one frame of each end, a frame source four, a chained request one.
+    from stitchcraft.generate import colour
+
+    store = TakeStore(tmp_path)
+    frames = gradient_frames()
+    made = store.put("ab" * 32, Take(frames, seed=3), fps=Fraction(24), engine="title", request={})
+    grade = np.zeros((len(frames), 3, 4), np.float32)
+    grade[:, :, :3] = np.eye(3) * 0.8
+    grade[:, :, 3] = np.linspace(0, 40, len(frames))[:, None]  # a lift that grows frame by frame
+    graded = store.put_graded("cd" * 32, made, grade, label="graded", meta={}, request={})
+    tail, head = colour.apply_grade(made.tail(), grade, len(frames) - TAIL_FRAMES), colour.apply_grade(
+        made.head(), grade, 0)
+    graded_frames: list[int] = []
+    real = colour.apply_grade
+
+    def counting(frames: np.ndarray, grade: np.ndarray, first: int = 0) -> np.ndarray:
+        graded_frames.append(len(frames))
+        return real(frames, grade, first)
+
+    monkeypatch.setattr(colour, "apply_grade", counting)
+    np.testing.assert_array_equal(graded.tail(3), tail[-3:])
+    np.testing.assert_array_equal(graded.head(2, mapped=True), head[:2])
+    np.testing.assert_array_equal(graded.last_frames(1), tail[-1:])
+    assert graded_frames == [3, 2, 1]
+    np.testing.assert_array_equal(graded.tail(), tail)  # and all of it by default
+    # A take's own ends, a part of them: a copy unless a map was asked for.
+    part = made.tail(2)
+    assert part.base is None and np.array_equal(part, frames[-2:])
+    np.testing.assert_array_equal(made.head(3, mapped=True), frames[:3])
+
+
 def test_put_is_idempotent_and_scores_persist(tmp_path):
     store = TakeStore(tmp_path)
     take = Take(gradient_frames(4), seed=1)

@@ -121,7 +121,7 @@ def take_thumbnails(take: StoredTake, *, width: int = THUMB_WIDTH) -> list[bytes
     kept = take.middle()
     middle = (small(kept[0]) if kept is not None
               else take.read((take.frames - 1) // 2, 1, size=(width, height))[0])
-    ends = small(take.head(mapped=True)[0]), small(take.tail(mapped=True)[-1])
+    ends = small(take.head(1, mapped=True)[0]), small(take.tail(1, mapped=True)[-1])
     return [encode_jpeg(image) for image in (ends[0], middle, ends[1])]
 
 

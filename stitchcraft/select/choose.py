@@ -317,8 +317,8 @@ class CutChooser:
         return FrameSource(take.id, take.dir, take.frames, take.fps, prompt=prompt,
                            reference=self.loaded.resolve(spec.reference) if spec.reference else None,
                            cast=self.loaded.cast_images(spec.id), style=self.loaded.style_images(),
-                           head=take.head if pixels is None else None,
-                           tail=take.tail if pixels is None else None,
+                           head=_kept_head(take) if pixels is None else None,
+                           tail=_kept_tail(take) if pixels is None else None,
                            size=(take.width, take.height), pixels=pixels, scan=scan,
                            reader=take.read)
 
@@ -347,7 +347,7 @@ class CutChooser:
         if root is not None and unit.chain_root is not None:
             self.book.drift_scores(self._source(self.units[unit.chain_root], root), source)
         # Kept for seams and drift: a few sampled frames, the lossless ends from the store.
-        source.slim(self.book.pair_samples(), head=take.head, tail=take.tail)
+        source.slim(self.book.pair_samples(), head=_kept_head(take), tail=_kept_tail(take))
         self._sources[take.id] = source
 
     def _weak_seams(self, gains: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -379,3 +379,18 @@ def apply_pick(candidates: list[Candidate], pick: str | int, unit: Unit) -> list
         what = "matches no take" if not matches else "matches several takes"
         raise ConfigError(f"shot '{unit.pick_key}': pick '{pick}' {what} (takes: {ids})")
     return matches
+
+
+def _kept_head(take: StoredTake) -> Callable[[], np.ndarray]:
+    """A loader of as much of a stored take's lossless head as a frame source keeps
+    (`scoring.base.ENDS_KEPT`): a grade grades no more of it."""
+    from ..scoring.base import ENDS_KEPT
+
+    return lambda: take.head(ENDS_KEPT)
+
+
+def _kept_tail(take: StoredTake) -> Callable[[], np.ndarray]:
+    """`_kept_head`, of the tail."""
+    from ..scoring.base import ENDS_KEPT
+
+    return lambda: take.tail(ENDS_KEPT)
