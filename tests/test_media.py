@@ -95,3 +95,37 @@ def test_a_published_file_is_not_probed_again(tmp_path, monkeypatch):
     final.write_bytes(source.read_bytes() + b"\0")  # changed since: read again
     media.probe(final)
     assert calls == [final]
+
+
+def test_a_graphs_frames_are_read_from_ffmpeg_as_it_decodes(tmp_path):
+    # The same pixels whole or one at a time, and as PyAV decodes them; nothing left
+    # running, nothing written beside the clip.
+    clip = make_video(tmp_path / "c.mp4", seconds=1, size="64x48", audio=None,
+                      video_args=["-c:v", "libx264", "-crf", "30"])
+    inputs = [media.Input(clip, threads=1)]
+    whole = media.decode_graph(inputs, "[0:v:0]null[out]", label="out", size=(64, 48), frames=20,
+                               what="read the clip")
+    assert whole.shape == (20, 48, 64, 3)
+    np.testing.assert_array_equal(whole, media.read_frames(clip, 0, 20))
+    streamed = list(media.iter_graph(inputs, "[0:v:0]null[out]", label="out", size=(64, 48),
+                                     frames=20, what="read the clip"))
+    np.testing.assert_array_equal(np.stack(streamed), whole)
+    assert len({id(frame) for frame in streamed}) == 20  # each frame its own array
+    assert not media._CHILDREN and sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4"]
+
+
+def test_a_graph_that_falls_short_or_fails_says_so_and_an_early_close_ends_ffmpeg(tmp_path):
+    clip = make_video(tmp_path / "c.mp4", seconds=1, size="64x48", audio=None)
+    inputs = [media.Input(clip)]
+    with pytest.raises(MediaError, match=r"gave 24 of the 30 frames asked for \(read too much\)"):
+        media.decode_graph(inputs, "[0:v:0]null[out]", label="out", size=(64, 48), frames=30,
+                           what="read too much")
+    with pytest.raises(FFmpegError, match="read nonsense"):
+        list(media.iter_graph(inputs, "[0:v:0]nosuchfilter[out]", label="out", size=(64, 48),
+                              frames=2, what="read nonsense"))
+    frames = media.iter_graph(inputs, "[0:v:0]null[out]", label="out", size=(64, 48), frames=24,
+                              what="read one")
+    next(frames)
+    (child,) = media._CHILDREN
+    frames.close()
+    assert child.returncode is not None and not media._CHILDREN
