@@ -155,3 +155,32 @@ def test_overlap_is_cross_faded_at_each_chained_join(board, blend):
 
 def _take_dir(near: Path, take_id: str) -> Path:
     return near.parent.parent / take_id[:2] / take_id
+
+
+def test_an_anchored_take_is_graded_where_scoring_reads_it(board, monkeypatch):
+    # Scoring reads a take at scan size and a few lossless frames of each end: an
+    # anchored take is graded at that size, not frame after frame at full size.
+    from stitchcraft.generate import colour
+    from stitchcraft.scoring.base import ENDS_KEPT, scan_size
+
+    graded: list[tuple[int, int]] = []  # (frames, height) of each grading
+    real = colour.apply_grade
+
+    def spy(frames: np.ndarray, grade: np.ndarray, first: int = 0) -> np.ndarray:
+        graded.append((len(frames), frames.shape[1]))
+        return real(frames, grade, first)
+
+    monkeypatch.setattr(colour, "apply_grade", spy)
+    path = board("large", "blend: 0")
+    path.write_text(path.read_text().replace("96x64", "448x256").replace("duration: 5", "duration: 2"))
+    frames, manifest = rendered(path)
+    assert frames.shape == (36, 256, 448, 3)
+    assert all("colour anchored" in c["label"] for s in manifest["shots"]["b"]["segments"]
+               for c in s["candidates"])
+    # Each chained take's scan (three segments of 8 frames), graded whole at scan size;
+    # at full size never more than a frame source's ends, but for the whole takes the
+    # shot's segments are joined from.
+    scan_height = scan_size(448, 256)[1]
+    assert [count for count, height in graded if height == scan_height] == [8, 8, 8]
+    joined = 3
+    assert sorted(count for count, height in graded if height == 256)[-joined - 1] <= ENDS_KEPT

@@ -405,7 +405,7 @@ class Generator:
         handed to `on_stored` graded. The grade is measured on the frames in memory
         (`take`, when at hand), else on a file's scan (`scan`, when read with its head
         and tail), else on the stored take read again."""
-        from ..scoring.base import scan_size
+        from ..scoring.base import scan_size, scanned
         from .colour import METHOD, apply_grade, grade_for, measure
 
         meta = dict(made.meta.get("meta", {}))
@@ -430,11 +430,12 @@ class Generator:
         reused = take is None  # made (and paid for) by an earlier render; only anchored now
         self._count(stored.id, reused=reused)
         if score and self.on_stored is not None:
-            if frames is not None:
-                self.on_stored(segment, stored, apply_grade(frames, grade), None, conditioning)
-            else:
-                assert scan is not None
-                self.on_stored(segment, stored, None, apply_grade(scan, grade), conditioning)
+            # Graded where scoring reads it: the scan (scaled, then graded, as a file's
+            # is) and the few lossless ends a frame source keeps (graded as they are
+            # read from the store), not every frame at full size (0.9 s a take at 720p).
+            scan = scanned(frames) if frames is not None else scan
+            assert scan is not None
+            self.on_stored(segment, stored, None, apply_grade(scan, grade), conditioning)
         self._announce(segment, stored, reused)
         return Candidate(stored, made.seed, reused=reused)
 
@@ -443,7 +444,7 @@ class Generator:
         """How a chained segment's takes are anchored; None when they are not (not
         chained, or ``colour_anchor: false``)."""
         from ..media import read_image
-        from .colour import look_of, start_look, take_look
+        from .colour import START_FRAMES, look_of, start_look, take_look
 
         previous = conditioning.previous
         if previous is None or not segment.condition or segment.bridge_to is not None:
@@ -451,7 +452,7 @@ class Generator:
         if not self.loaded.colour_anchor(shot.id):
             return None
         spec = self.loaded.shot(shot.id)
-        start = start_look(previous.tail())
+        start = start_look(previous.tail(START_FRAMES))
         if spec.reference:
             path = self.loaded.resolve(spec.reference)
             key = "reference:" + file_digest(path)

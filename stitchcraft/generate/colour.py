@@ -37,7 +37,7 @@ _FROM_YCC = np.linalg.inv(_TO_YCC)
 _SCALE_LIMITS = (0.5, 2.0)
 _STD_FLOOR = 1.0       # a flat channel is not stretched from nothing
 _SAMPLE_WIDTH = 96     # columns a frame is measured at
-_START_FRAMES = 4      # the previous take's last frames whose look a chained take starts from
+START_FRAMES = 4       # the previous take's last frames whose look a chained take starts from
 METHOD = "ycbcr-ramp-2"  # recorded with anchored takes; change it when the transfer changes
 
 
@@ -73,7 +73,7 @@ def look_of(frames: np.ndarray) -> Look:
 
 def start_look(tail: np.ndarray) -> Look:
     """The look a chained take starts from: the previous take's last frames'."""
-    return look_of(tail[-_START_FRAMES:])
+    return look_of(tail[-START_FRAMES:])
 
 
 def take_look(head: np.ndarray, middle: np.ndarray | None, tail: np.ndarray) -> Look:

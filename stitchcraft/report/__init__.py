@@ -299,8 +299,8 @@ def _stored_ends(store: TakeStore | None, take_id: str, end: str) -> list[bytes]
         take = store.get(take_id)
         if take is None:
             return []
-        kept = take.head(mapped=True) if end == "head" else take.tail(mapped=True)
-        frames = kept[:SEAM_FRAMES] if end == "head" else kept[-SEAM_FRAMES:]
+        frames = (take.head(SEAM_FRAMES, mapped=True) if end == "head"
+                  else take.tail(SEAM_FRAMES, mapped=True))
     except (StitchError, OSError, ValueError):
         return []
     height = max(2, round(take.height * SEAM_THUMB_WIDTH / take.width / 2) * 2)

@@ -156,7 +156,7 @@ class FrameSource:
             size = scan_size(width, height)
             whole = size == (width, height)
             if self._pixels is not None:
-                frames = self._pixels if whole else _resized(self._pixels, size)
+                frames = scanned(self._pixels)
             else:
                 frames = self._decode(0, self.frames, None if whole else size)
             self._cache[key] = frames
@@ -246,6 +246,13 @@ def file_stamp(paths: Iterable[Path]) -> str:
         stat = path.stat() if path.is_file() else None
         stamps.append(f"{path}:{stat.st_size}:{int(stat.st_mtime)}" if stat else str(path))
     return hashlib.sha1("|".join(stamps).encode()).hexdigest()[:16]
+
+
+def scanned(frames: np.ndarray) -> np.ndarray:
+    """Frames in memory as `FrameSource.scan` reads them: at `scan_size` (they are
+    themselves when that is their size)."""
+    size = scan_size(frames.shape[2], frames.shape[1])
+    return frames if size == (frames.shape[2], frames.shape[1]) else _resized(frames, size)
 
 
 def _resized(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -330,9 +330,10 @@ class CutChooser:
     def _score_in_memory(self, segment: SegmentPlan, take: StoredTake, frames: np.ndarray | None,
                          scan: np.ndarray | None, conditioning: Conditioning) -> None:
         """On a CPU worker, right after a new take is stored: its take scores, from the
-        frames the engine returned (no decode), or for a take that is a file (footage,
-        a download) from the low-resolution pass read with its head and tail (`scan`),
-        here rather than on the selection's thread, so takes arriving together are
+        frames the engine returned (no decode), or from what scoring reads of them
+        (`scan`, with the store's lossless ends): for a take that is a file (footage,
+        a download) the low-resolution pass read with its head and tail, for a colour
+        grade its made take's scan, graded; here rather than on the selection's thread, so takes arriving together are
         scored side by side. A chained take's seam with the take it continues and its
         drift from its chain's first take are scored here too (`_score` finds them in
         the book). (The generator calls it only for a unit with something to choose or
