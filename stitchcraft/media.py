@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
@@ -548,12 +548,8 @@ def write_video(frames: Iterable[np.ndarray] | np.ndarray, path: str | os.PathLi
     with atomic_output(path) as tmp, _child(
             [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args, str(tmp)],
             what=what, stdin=True) as proc:
-        assert proc.stdin is not None and proc.stderr is not None
-        errors = proc.stderr
-        stderr_chunks: list[bytes] = []
-        reader = threading.Thread(target=lambda: stderr_chunks.append(errors.read()),
-                                  daemon=True)
-        reader.start()
+        assert proc.stdin is not None
+        ended = _stderr_aside(proc)
         written = 0
         try:
             for frame in _chain(first, iterator):
@@ -565,11 +561,28 @@ def write_video(frames: Iterable[np.ndarray] | np.ndarray, path: str | os.PathLi
             proc.stdin.close()
         except BrokenPipeError:
             pass
+        code, stderr = ended()
+        if code != 0:
+            raise _failure(code, what, stderr, path)
+    return path
+
+
+def _stderr_aside(proc: subprocess.Popen[bytes]) -> Callable[[], tuple[int, str]]:
+    """Reads a child's stderr on a thread of its own, so that a full stderr pipe never
+    stalls a child whose other pipe this thread is serving; the call returned waits for
+    the child and gives its exit code and what it wrote to stderr."""
+    assert proc.stderr is not None
+    errors = proc.stderr
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.append(errors.read()), daemon=True)
+    reader.start()
+
+    def ended() -> tuple[int, str]:
         code = proc.wait()
         reader.join()
-        if code != 0:
-            raise _failure(code, what, b"".join(stderr_chunks).decode("utf-8", "replace"), path)
-    return path
+        return code, b"".join(chunks).decode("utf-8", "replace")
+
+    return ended
 
 
 def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
@@ -709,18 +722,12 @@ def _graph_frames(inputs: Sequence[Input], graph: str, *, label: str, frames: in
              "-an", "-sn", "-dn", "-fps_mode", "passthrough", "-pix_fmt", "rgb24", "-f", "rawvideo",
              "pipe:1"]
     with _child(args, what=what, stdout=True) as proc:
-        assert proc.stdout is not None and proc.stderr is not None
-        errors, pixels = proc.stderr, proc.stdout
-        stderr_chunks: list[bytes] = []
-        reader = threading.Thread(target=lambda: stderr_chunks.append(errors.read()), daemon=True)
-        reader.start()
+        assert proc.stdout is not None
+        pixels, ended = proc.stdout, _stderr_aside(proc)
 
         def failed() -> StitchError | None:
-            code = proc.wait()
-            reader.join()
-            if code == 0:
-                return None
-            return _failure(code, what, b"".join(stderr_chunks).decode("utf-8", "replace"), None)
+            code, stderr = ended()
+            return None if code == 0 else _failure(code, what, stderr, None)
 
         for index in range(frames):
             frame = np.empty(shape, np.uint8) if into is None else into[index]
