@@ -312,13 +312,13 @@ class CutChooser:
         from ..scoring.base import FrameSource
 
         spec = self._specs[unit.shot.id]
+        head, tail = _kept_ends(take) if pixels is None else (None, None)
         prompt = (self.loaded.keyframe_prompt(spec.id, quality=self.plan.quality) if unit.is_keyframe
                   else self.loaded.prompt(spec.id))
         return FrameSource(take.id, take.dir, take.frames, take.fps, prompt=prompt,
                            reference=self.loaded.resolve(spec.reference) if spec.reference else None,
                            cast=self.loaded.cast_images(spec.id), style=self.loaded.style_images(),
-                           head=_kept_head(take) if pixels is None else None,
-                           tail=_kept_tail(take) if pixels is None else None,
+                           head=head, tail=tail,
                            size=(take.width, take.height), pixels=pixels, scan=scan,
                            reader=take.read)
 
@@ -348,7 +348,8 @@ class CutChooser:
         if root is not None and unit.chain_root is not None:
             self.book.drift_scores(self._source(self.units[unit.chain_root], root), source)
         # Kept for seams and drift: a few sampled frames, the lossless ends from the store.
-        source.slim(self.book.pair_samples(), head=_kept_head(take), tail=_kept_tail(take))
+        head, tail = _kept_ends(take)
+        source.slim(self.book.pair_samples(), head=head, tail=tail)
         self._sources[take.id] = source
 
     def _weak_seams(self, gains: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -382,16 +383,9 @@ def apply_pick(candidates: list[Candidate], pick: str | int, unit: Unit) -> list
     return matches
 
 
-def _kept_head(take: StoredTake) -> Callable[[], np.ndarray]:
-    """A loader of as much of a stored take's lossless head as a frame source keeps
-    (`scoring.base.ENDS_KEPT`): a grade grades no more of it."""
+def _kept_ends(take: StoredTake) -> tuple[Callable[[], np.ndarray], Callable[[], np.ndarray]]:
+    """Loaders of as much of a stored take's lossless head and tail as a frame source
+    keeps (`scoring.base.ENDS_KEPT`): a grade grades no more of them."""
     from ..scoring.base import ENDS_KEPT
 
-    return lambda: take.head(ENDS_KEPT)
-
-
-def _kept_tail(take: StoredTake) -> Callable[[], np.ndarray]:
-    """`_kept_head`, of the tail."""
-    from ..scoring.base import ENDS_KEPT
-
-    return lambda: take.tail(ENDS_KEPT)
+    return (lambda: take.head(ENDS_KEPT)), (lambda: take.tail(ENDS_KEPT))
