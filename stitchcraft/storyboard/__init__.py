@@ -443,6 +443,10 @@ class Shot(Model):
 class ShotOverride(Model):
     """A variant's changes to one shot (language, product, framing)."""
 
+    # What the shot shows: a variant that changes one of them replaces the shot's others
+    # (`LoadedStoryboard.for_variant`), so an image shot can become a prompt shot.
+    CONTENT: ClassVar[tuple[str, ...]] = ("prompt", "source", "image", "title")
+
     prompt: PromptText | None = None
     source: FilePath | None = None
     image: FilePath | None = None

@@ -27,7 +27,7 @@ from ..errors import Issue, StoryboardError
 from ..media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from ..timeline import seconds_to_frames
 from ..yamlsource import FieldPath, Located, load_yaml, shown, spelled
-from . import DraftSettings, EngineSettings, Shot, Storyboard, Transition, Variant
+from . import DraftSettings, EngineSettings, Shot, ShotOverride, Storyboard, Transition, Variant
 
 if TYPE_CHECKING:
     from .cast import KeyframeSpec, ReferenceRoute
@@ -98,7 +98,7 @@ class LoadedStoryboard:
         sb = self.storyboard
         if not variant.shots and variant.audio is None:
             return self
-        content_keys = {"prompt", "source", "image", "title"}
+        content_keys = set(ShotOverride.CONTENT)
         shots = []
         sources = dict(self.sources)
         for shot in sb.shots:

@@ -43,6 +43,7 @@ from pydantic import ValidationError
 
 from ..errors import Issue, StoryboardError
 from ..yamlsource import FieldPath, Located, format_path, shown
+from . import ShotOverride
 
 if TYPE_CHECKING:
     from . import Storyboard
@@ -55,7 +56,6 @@ _BARE = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
 _AXIS = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
 _RATIO = re.compile(r"\s*(\d{1,4})\s*:\s*(\d{1,4})\s*")
 _SHOT_FIELDS = ("prompt", "source", "image", "title", "text", "fit")
-_CONTENT = ("prompt", "source", "image", "title")
 _WHERE = ("the storyboard's title, output and audio, and a shot's prompt, source, image "
           "file, title, text and fit")
 _SYNTAX = "write {matrix.AXIS}, {matrix.AXIS.FIELD} or {matrix.name}"
@@ -458,10 +458,10 @@ def _variant(main: Any, other: Any, name: str) -> dict[str, Any]:
     shots: dict[str, Any] = {}
     for mine, theirs in zip(main.get("shots", []), other.get("shots", []), strict=True):
         changed = {key: theirs[key] for key in _SHOT_FIELDS if key in theirs and theirs[key] != mine.get(key)}
-        if any(key in changed for key in _CONTENT):
+        if any(key in changed for key in ShotOverride.CONTENT):
             # A changed content field replaces them all (`LoadedStoryboard.for_variant`):
             # carry the ones that stay, so an image keeps its motion prompt.
-            changed.update({key: theirs[key] for key in _CONTENT if key in theirs})
+            changed.update({key: theirs[key] for key in ShotOverride.CONTENT if key in theirs})
         if changed:
             shots[theirs["id"]] = changed
     variant: dict[str, Any] = {"name": name, "output": other.get("output", {})}
