@@ -792,13 +792,14 @@ def run_audio_graph(inputs: Sequence[Input], graph: str, outputs: Sequence[tuple
 
 @dataclass(frozen=True)
 class Loudness:
-    """EBU R128 measurements (loudnorm's first pass)."""
+    """EBU R128 measurements: loudnorm's first pass (`parse_loudnorm`), or ebur128's
+    summary (`parse_ebur128`), which has no target offset (0)."""
 
     integrated: float
     true_peak: float
     lra: float
     threshold: float
-    offset: float
+    offset: float = 0.0
 
 
 def parse_loudnorm(stderr: str) -> Loudness | None:
@@ -817,6 +818,28 @@ def parse_loudnorm(stderr: str) -> Loudness | None:
     if not np.isfinite(loudness.integrated) or loudness.integrated < -70:
         return None
     return loudness
+
+
+def parse_ebur128(stderr: str) -> Loudness | None:
+    """Reads the summary ebur128 prints when it ends (with ``peak=true`` for the true
+    peak); None if the signal is silent (no block above the -70 LUFS gate).
+
+    Raises:
+        FFmpegError: there is no summary with a true peak in `stderr`.
+    """
+    summaries = stderr.split("Summary:")
+    found = re.search(r"Integrated loudness:\s*I:\s*(\S+) LUFS\s*Threshold:\s*(\S+) LUFS"
+                      r".*?Loudness range:\s*LRA:\s*(\S+) LU"
+                      r".*?True peak:\s*Peak:\s*(\S+) dBFS", summaries[-1], re.S)
+    if len(summaries) < 2 or found is None:
+        raise FFmpegError("ebur128 printed no measurement", stderr)
+    try:
+        integrated, threshold, lra, peak = map(float, found.groups())
+    except ValueError:
+        return None
+    if not np.isfinite(integrated) or integrated <= -70:
+        return None
+    return Loudness(integrated=integrated, true_peak=peak, lra=lra, threshold=threshold)
 
 
 def measure_loudness(path: Path, *, stream: str = "a:0") -> Loudness | None:

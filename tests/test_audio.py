@@ -124,3 +124,48 @@ def test_measure_loudness_of_silence_is_none(tmp_path):
     run_ffmpeg(["-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo", "-t", "1", str(silent)],
                what="make silence")
     assert measure_loudness(silent) is None
+
+
+def _meter(path: Path) -> tuple[float, float]:
+    """(integrated LUFS, true peak dBTP) of a file, by ffmpeg's ebur128."""
+    from stitchcraft.media import parse_ebur128, run_ffmpeg
+
+    stderr = run_ffmpeg(["-nostats", "-i", str(path), "-af", "ebur128=peak=true:framelog=quiet",
+                         "-f", "null", "-"], what="meter")
+    measured = parse_ebur128(stderr)
+    assert measured is not None
+    return measured.integrated, measured.true_peak
+
+
+def test_a_mix_gets_one_gain_unless_its_peaks_would_pass_the_ceiling(tmp_path):
+    from stitchcraft.media import run_ffmpeg
+
+    def source(name: str, expression: str) -> Path:
+        path = tmp_path / f"{name}.wav"
+        run_ffmpeg(["-f", "lavfi", "-i", f"aevalsrc='{expression}':s=48000:c=stereo", "-t", "3",
+                    str(path)], what=f"make {name}")
+        return path
+
+    # A steady tone at -30 dBFS: one gain brings it to -16 LUFS, its peak far below the
+    # ceiling.
+    steady = source("steady", "0.0316*sin(2*PI*440*t)")
+    # The same tone under clicks peaking at -9 dBTP: the same gain would drive them 3 dB
+    # past -1 dBTP, so loudnorm's dynamic mode holds them at the ceiling instead.
+    clicks = source("clicks", "0.0316*sin(2*PI*440*t)+if(lt(mod(t,0.5),0.002),0.3,0)")
+    for path in (steady, clicks):
+        out = tmp_path / f"{path.stem}.m4a"
+        measured = render_soundtrack(Soundtrack(fps=Fraction(24), total_frames=72, music=path,
+                                                music_fade=0.0, loudness=-16), out,
+                                     workdir=tmp_path)
+        assert measured is not None and abs(measured.integrated - _meter(path)[0]) < 0.2
+        loudness, peak = _meter(out)
+        assert abs(loudness - -16) < 0.5, (path.stem, loudness)
+        assert peak < -0.5, (path.stem, peak)  # -1 dBTP, give or take AAC's overshoot
+    assert _meter(tmp_path / "clicks.m4a")[1] > -1.5  # limited to the ceiling, not below it
+    # One gain: the steady tone comes out scaled by exactly what it lacked, level from
+    # end to end.
+    gain = -16 - _meter(steady)[0]
+    after = decode_audio(tmp_path / "steady.m4a")
+    levels = [rms_db(after[int(t * 48000):int((t + 0.5) * 48000)]) for t in (0.25, 1.25, 2.25)]
+    assert max(levels) - min(levels) < 0.1
+    assert abs(levels[0] - (20 * np.log10(0.0316 / np.sqrt(2)) + gain)) < 0.3

@@ -64,6 +64,28 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_ebur128s_summary_agrees_with_loudnorms_first_pass(tmp_path):
+    from lavfi import make_tone
+
+    def summary(path):
+        return media.parse_ebur128(media.run_ffmpeg(
+            ["-nostats", "-i", str(path), "-af", "ebur128=peak=true:framelog=quiet", "-f", "null", "-"],
+            what="meter"))
+
+    tone = make_tone(tmp_path / "tone.wav", seconds=3.0, volume_db=-18.0)
+    metered, measured = summary(tone), media.measure_loudness(tone)
+    assert metered is not None and measured is not None
+    assert abs(metered.integrated - measured.integrated) <= 0.15
+    assert abs(metered.true_peak - measured.true_peak) <= 0.15
+    assert abs(metered.threshold - measured.threshold) <= 0.15 and metered.offset == 0.0
+    silent = tmp_path / "silence.wav"
+    media.run_ffmpeg(["-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo", "-t", "1", str(silent)],
+                     what="make silence")
+    assert summary(silent) is None
+    with pytest.raises(FFmpegError, match="no measurement"):
+        media.parse_ebur128("[Parsed_ebur128_0 @ 0x1] Summary:\n  Integrated loudness:\n")
+
+
 def test_integrated_loudness_agrees_with_loudnorm(tmp_path):
     from lavfi import make_tone
 
