@@ -842,14 +842,21 @@ def parse_ebur128(stderr: str) -> Loudness | None:
     return Loudness(integrated=integrated, true_peak=peak, lra=lra, threshold=threshold)
 
 
-def measure_loudness(path: Path, *, stream: str = "a:0") -> Loudness | None:
+def measure_loudness(path: Path, *, stream: str = "a:0", loudness: float | None = None,
+                     true_peak: float | None = None) -> Loudness | None:
     """Integrated loudness, true peak and range of a file's audio; None when silent.
+
+    Args:
+        loudness, true_peak: The targets loudnorm's second pass will be given (its
+            target offset depends on them); loudnorm's defaults when None.
 
     Raises:
         FFmpegError: ffmpeg failed (no audio stream, unreadable file).
     """
+    targets = "".join(f"{name}={value}:" for name, value in (("I", loudness), ("TP", true_peak))
+                      if value is not None)
     stderr = run_ffmpeg(["-nostats", "-i", str(path), "-map", f"0:{stream}", "-af",
-                         "loudnorm=print_format=json", "-f", "null", "-"],
+                         f"loudnorm={targets}print_format=json", "-f", "null", "-"],
                         what=f"measure the loudness of {Path(path).name}")
     return parse_loudnorm(stderr)
 

@@ -28,11 +28,10 @@ from ..media import (
     Loudness,
     detect_silence,
     filter_value,
+    measure_loudness,
     parse_ebur128,
-    parse_loudnorm,
     probe_audio,
     run_audio_graph,
-    run_ffmpeg,
 )
 
 SAMPLE_RATE = 48000
@@ -231,10 +230,7 @@ def _normalise(track: Soundtrack, measured: Loudness, mixed: Path) -> str:
     gain = track.loudness - measured.integrated
     if measured.true_peak + gain <= track.true_peak:
         return f"volume={gain:.2f}dB,"
-    stderr = run_ffmpeg(["-nostats", "-i", str(mixed), "-af", f"loudnorm=I={track.loudness}:"
-                         f"TP={track.true_peak}:print_format=json", "-f", "null", "-"],
-                        what="measure the soundtrack for loudnorm")
-    measured = parse_loudnorm(stderr) or measured
+    measured = measure_loudness(mixed, loudness=track.loudness, true_peak=track.true_peak) or measured
     lra = min(50.0, max(11.0, measured.lra + 1.0))
     return (f"loudnorm=I={track.loudness}:TP={track.true_peak}:LRA={lra:.1f}:"
             f"measured_I={measured.integrated}:measured_TP={measured.true_peak}:"
