@@ -218,11 +218,12 @@ def _catalogue() -> _Catalogue:
         package = types.ModuleType(alias)
         package.__path__ = [str(folder)]
         sys.modules[alias] = package
-    # The table tries `import safetensors.torch` (torch) for loading, which it is not
-    # asked to do here: hide it while this private copy loads.
-    hidden = "safetensors.torch" not in sys.modules
-    if hidden:
-        sys.modules["safetensors.torch"] = None  # type: ignore[assignment]
+    # The table tries `import safetensors.torch` (torch) and huggingface_hub (httpx, 16 MB)
+    # for loading and downloading, neither of which it is asked to do here: hide them
+    # while this private copy loads.
+    hidden = [name for name in ("safetensors.torch", "huggingface_hub") if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]
     try:
         pretrained = importlib.import_module(f"{alias}.pretrained")
     except Exception:  # a release whose table needs more than its own module
@@ -230,8 +231,8 @@ def _catalogue() -> _Catalogue:
 
         return _Catalogue(open_clip.pretrained, open_clip.list_models)
     finally:
-        if hidden:
-            del sys.modules["safetensors.torch"]
+        for name in hidden:
+            del sys.modules[name]
     return _Catalogue(pretrained, folder / "model_configs")
 
 

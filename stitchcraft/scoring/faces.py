@@ -72,6 +72,23 @@ class FacesUnavailable(Exception):
 _LOCAL = threading.local()  # a cascade per thread: detectMultiScale is not re-entrant
 
 
+def cascade_file() -> Path | None:
+    """Where OpenCV's frontal-face cascade lies, found without importing OpenCV (about
+    25 MB of memory a render that looks at no face need not hold); None where OpenCV or
+    the file is missing (OpenCV 5 ships no cascades)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("cv2")
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "data" / FACE_CASCADE
+        if path.is_file():
+            return path
+    return None
+
+
 def face_cascade():
     """This thread's frontal-face Haar cascade, loaded on first use.
 
@@ -82,13 +99,13 @@ def face_cascade():
     if cascade is None:
         import cv2
 
-        folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
-        if not hasattr(cv2, "CascadeClassifier") or not folder or not (Path(folder) / FACE_CASCADE).is_file():
+        path = cascade_file()
+        if path is None or not hasattr(cv2, "CascadeClassifier"):
             raise FacesUnavailable(f"OpenCV {cv2.__version__} has no Haar face cascade (OpenCV 5 "
                                    "moved them out): pip install 'opencv-python-headless<5'")
-        cascade = cv2.CascadeClassifier(str(Path(folder) / FACE_CASCADE))
+        cascade = cv2.CascadeClassifier(str(path))
         if cascade.empty():
-            raise FacesUnavailable(f"cannot read {Path(folder) / FACE_CASCADE}")
+            raise FacesUnavailable(f"cannot read {path}")
         _LOCAL.cascade = cascade
     return cascade
 
@@ -286,10 +303,9 @@ class IdentityScorer(Scorer):
     def availability(cls, settings: Scoring | None = None) -> Availability:
         from ..engines.base import Availability
 
-        try:
-            face_cascade()
-        except FacesUnavailable as exc:
-            return Availability(False, str(exc))
+        if cascade_file() is None:
+            return Availability(False, "OpenCV without its Haar face cascade (OpenCV 5 moved them out): "
+                                       "pip install 'opencv-python-headless<5'")
         return Availability(True)
 
     @property
