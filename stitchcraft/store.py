@@ -153,6 +153,21 @@ class StoredTake:
         frames = self.made().read(first, count, size=size)
         return apply_grade(frames, self.grade(), first)
 
+    def pick(self, indices: Sequence[int], *, size: tuple[int, int] | None = None) -> np.ndarray:
+        """The frames at `indices` (ascending, distinct), as `read` gives them, in one
+        decode (`TakeSpan.pick`).
+
+        Raises:
+            As `read`.
+        """
+        if self.encoded:
+            return self.span.pick(indices, size=size)
+        from .generate.colour import apply_grade
+
+        frames, grade = self.made().span.pick(indices, size=size), self.grade()
+        return np.stack([apply_grade(frame[None], grade, index)[0] for frame, index in zip(frames, indices,
+                                                                                             strict=True)])
+
     def stream(self) -> Generator[np.ndarray, None, None]:
         """Every frame of the take, one at a time, as `read` gives them (memory stays
         flat whatever the length): a graded take not encoded yet is the frames of the
@@ -395,6 +410,33 @@ class TakeSpan:
             return read_frames(self.path, first, count, size=size)
         return read_span(self.path, self.start, first, count, fps=self.fps,
                          size=size or (self.width, self.height))
+
+    def pick(self, indices: Sequence[int], *, size: tuple[int, int] | None = None) -> np.ndarray:
+        """The frames at `indices` (ascending, distinct), as `read` gives them, from one
+        decode through the last of them: where reading each would seek to the keyframe
+        before it and decode from there again (a camera's GOP is often the whole clip).
+
+        Raises:
+            MediaError: as `read`.
+        """
+        wanted = list(indices)
+        if wanted != sorted(set(wanted)) or not wanted or wanted[0] < 0 or wanted[-1] >= self.frames:
+            raise ValueError(f"frames {wanted} are not ascending within the take's {self.frames}")
+        if self.start is None:
+            from .media import iter_frames
+
+            wanted_set = set(wanted)
+            frames = iter_frames(self.path, 0, wanted[-1] + 1, size=size)
+            return np.stack([frame for index, frame in enumerate(frames) if index in wanted_set])
+        from .media import decode_graph
+
+        size = size or (self.width, self.height)
+        source, chain = _span_chain(self.path, self.start, 0, wanted[-1] + 1, self.fps, size, index=0,
+                                    label="span")
+        chosen = "+".join(f"eq(n\\,{index})" for index in wanted)
+        return decode_graph([source], f"{chain};[span]select={chosen}[out]", label="out", size=size,
+                            frames=len(wanted), what=f"read frames {wanted} of {self.path.name} "
+                                                     f"from {self.start:.3f} s")
 
     def stream(self) -> Iterator[np.ndarray]:
         """Every frame, one at a time, as `read` gives them (the same decode)."""

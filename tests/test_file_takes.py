@@ -356,6 +356,35 @@ def test_thumbnails_made_beside_the_render_match_the_reports_own(tmp_path):
     assert (damaged.dir / "head.npy").exists() and not store.damaged.exists()
 
 
+def test_frames_picked_in_one_decode_are_the_frames_read_one_by_one(tmp_path):
+    # A download's GOP is often the whole clip: three reads would decode it from the top
+    # three times. Picked, it is decoded once, to the last frame asked for.
+    from stitchcraft.generate.colour import apply_grade
+
+    clip = make_video(tmp_path / "long-gop.mp4", seconds=3, size="320x180", audio=None,
+                      video_args=["-c:v", "libx264", "-preset", "ultrafast", "-g", "250", "-pix_fmt", "yuv420p"])
+    store = TakeStore(tmp_path / "cache")
+    span_take = put_span(store, clip, start=0.5, frames=48)
+    whole = store.put("a1" * 32, Take(read_frames(clip, 0, 40), seed=1), fps=FPS, engine="title", request={})
+    grade = np.zeros((40, 3, 4), np.float32)
+    grade[:, :, :3] = np.eye(3) * 0.9
+    grade[:, :, 3] = np.linspace(0, 30, 40)[:, None]
+    graded = store.put_graded("a2" * 32, whole, grade, label="graded", meta={}, request={})
+    for take, picks in ((span_take, [0, 23, 47]), (whole, [0, 19, 39]), (graded, [3, 39])):
+        for size in (None, (96, 54)):
+            one_by_one = np.stack([take.read(index, 1, size=size)[0] for index in picks])
+            np.testing.assert_array_equal(take.pick(picks, size=size), one_by_one)
+    assert not graded.encoded  # read graded, never encoded to be looked at
+    np.testing.assert_array_equal(graded.pick([5])[0], apply_grade(whole.read(5, 1), grade, 5)[0])
+    with pytest.raises(ValueError):
+        span_take.span.pick([23, 0])
+    with pytest.raises(ValueError):
+        span_take.span.pick([48])
+    assert not span_take.ends_kept  # so its thumbnails are picked from its file
+    first, middle, last = take_thumbnails(span_take, width=96)
+    assert first != middle != last
+
+
 # --- the render -------------------------------------------------------------------------
 
 STORYBOARD = """

@@ -101,8 +101,8 @@ def make_thumbnails(path: str | os.PathLike[str], frames: int | None = None, *,
 def take_thumbnails(take: StoredTake, *, width: int = THUMB_WIDTH) -> list[bytes]:
     """The first, middle and last frames of a stored take as small JPEGs, from the
     lossless frames the store keeps (an older entry's middle is read from its span), or
-    for a take that keeps none, read from its file one at a time (one decoder alive: the
-    job may run beside the assembly's encoders).
+    for a take that keeps none, picked from one decode of its file (one decoder, at
+    most one pass: the job may run beside the assembly's encoders).
 
     Raises:
         MediaError: the take's file is unreadable.
@@ -116,8 +116,9 @@ def take_thumbnails(take: StoredTake, *, width: int = THUMB_WIDTH) -> list[bytes
         return np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BILINEAR))
 
     if not take.ends_kept:  # three frames from the file, not its ends whole
-        return [encode_jpeg(take.read(index, 1, size=(width, height))[0])
-                for index in (0, (take.frames - 1) // 2, take.frames - 1)]
+        picks = sorted({0, (take.frames - 1) // 2, take.frames - 1})
+        found = dict(zip(picks, take.pick(picks, size=(width, height)), strict=True))
+        return [encode_jpeg(found[index]) for index in (0, (take.frames - 1) // 2, take.frames - 1)]
     kept = take.middle()
     middle = (small(kept[0]) if kept is not None
               else take.read((take.frames - 1) // 2, 1, size=(width, height))[0])
