@@ -356,6 +356,21 @@ def test_scan_reads_every_frame_small(tmp_path):
     np.testing.assert_allclose(scanned.astype(float).mean(), read_frames(source.path).astype(float).mean(), atol=0.01)
 
 
+def test_a_scan_of_frames_that_are_views_is_the_scan_of_their_copy():
+    # An engine may hand over views (a crop, windows on one wide picture): they are
+    # scaled where they lie, and must scale exactly as a contiguous copy does.
+    from stitchcraft.scoring.base import scanned
+
+    strip = np.random.default_rng(5).integers(0, 256, (540, 1200, 3), dtype=np.uint8)
+    views = np.lib.stride_tricks.as_strided(strip, shape=(6, 540, 960, 3),
+                                            strides=(3 * 40, *strip.strides), writeable=False)
+    assert not views[0].flags["C_CONTIGUOUS"]
+    found = scanned(views)
+    assert found.shape == (6, 224, 398, 3)
+    np.testing.assert_array_equal(found, scanned(np.ascontiguousarray(views)))
+    np.testing.assert_array_equal(scanned(views[:, 10:-10, 7:-9])[1],
+                                  scanned(np.ascontiguousarray(views[:, 10:-10, 7:-9]))[1])
+
 def test_a_source_keeps_no_more_of_the_stored_ends_than_pair_scores_read():
     # A render keeps a source per take for seams and drift; the store's whole head and
     # tail (24 full frames) per take added up to most of a hosted render's memory.

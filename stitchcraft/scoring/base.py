@@ -267,7 +267,9 @@ def _resized(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
             frame = cv2.resize(frame, (frame.shape[1] // 2, frame.shape[0] // 2), interpolation=cv2.INTER_AREA)
         return cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
 
-    return np.stack([scaled(np.ascontiguousarray(frame)) for frame in frames])
+    # OpenCV reads a frame whose rows lie apart (a view: cropped, or a window on a
+    # wider picture) where it is, as numpy's copy would give it: no copy per frame.
+    return np.stack([scaled(frame) for frame in frames])
 
 
 class Scorer:
