@@ -72,7 +72,8 @@ class TakeEntry:
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "engine": self.engine, "label": self.label, "frames": self.frames,
-                "size": self.size, "bytes": self.bytes, "used": self.used, "path": str(self.path)}
+                "size": self.size, "bytes": self.bytes, "used": self.used, "path": str(self.path),
+                "grade_of": self.needs}
 
 
 def list_takes(store: TakeStore) -> list[TakeEntry]:

@@ -601,8 +601,11 @@ def cache_ls(storyboard: StoreArg = None, cache: CacheOpt = None, as_json: JsonO
         return
     now = time.time()
     for take in takes:
+        # A grade holds its transform, not its pictures (until chosen): its made take, which
+        # prune keeps beside it, is what was paid for and what it is read from.
+        grade = f"  (a grade of {take.needs[:12]})" if take.needs else ""
         typer.echo(f"{take.id[:12]}  {take.engine:<10} {take.frames:>5} fr {take.size:>9} "
-                   f"{take.bytes / 1e6:8.1f} MB  used {(now - take.used) / 86400:5.1f} d ago  {take.label}")
+                   f"{take.bytes / 1e6:8.1f} MB  used {(now - take.used) / 86400:5.1f} d ago  {take.label}{grade}")
     typer.echo(f"{len(takes)} takes")
 
 

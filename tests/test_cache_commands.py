@@ -62,6 +62,28 @@ def test_show_check_ls_and_du_agree(rendered):
     assert usage["total"] == sum(usage["bytes"].values())
 
 
+def test_ls_says_which_take_a_grade_is_made_from(tmp_path):
+    from fractions import Fraction
+
+    from stitchcraft.engines.base import Take
+    from stitchcraft.store import TakeStore
+
+    store = TakeStore(tmp_path / "cache")
+    frames = np.full((6, 36, 64, 3), 90, np.uint8)
+    made = store.put("ab" * 32, Take(frames, seed=1, label="made"), fps=Fraction(24), engine="title",
+                     request={})
+    grade = np.zeros((6, 3, 4), np.float32)
+    grade[:, :, :3] = np.eye(3)
+    store.put_graded("cd" * 32, made, grade, label="made, colour anchored", meta={}, request={})
+    listed = {t["id"]: t for t in stitch("cache", "ls", "--cache", "cache", cwd=tmp_path)}
+    assert listed["cd" * 32]["grade_of"] == made.id and listed[made.id]["grade_of"] is None
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    text = subprocess.run([sys.executable, "-m", "stitchcraft", "cache", "ls", "--cache", "cache"], cwd=tmp_path,
+                          capture_output=True, text=True, env=env, timeout=300, check=True).stdout
+    graded_line, = [line for line in text.splitlines() if line.startswith("cdcdcdcdcdcd")]
+    assert graded_line.endswith(f"(a grade of {made.id[:12]})")
+    assert "grade of" not in next(line for line in text.splitlines() if line.startswith("abababababab"))
+
 def test_prune_unused_keeps_what_listed_storyboards_use_and_running_jobs(rendered):
     cache = rendered / ".stitchcraft" / "cache"
     a, b = takes_of(rendered, "a"), takes_of(rendered, "b")
