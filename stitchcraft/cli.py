@@ -759,10 +759,12 @@ def _return_freed_frames() -> None:
     with this). Fixing the mmap threshold at that 32 MB keeps the trim threshold at
     128 KB; temporaries up to 32 MB still come from the heap (mapping each afresh would
     fault in its pages every time: a fixed 1 MB made scoring 50 % slower). A threshold the
-    user set is left alone."""
+    user set is left alone (``MALLOC_MMAP_THRESHOLD_``, or ``glibc.malloc.mmap_threshold``
+    in ``GLIBC_TUNABLES``)."""
     import ctypes
 
-    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ \
+            or "glibc.malloc.mmap_threshold=" in os.environ.get("GLIBC_TUNABLES", ""):
         return
     try:
         ctypes.CDLL(None).mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD; fixed, it stops rising

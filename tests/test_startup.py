@@ -68,3 +68,29 @@ def test_the_cli_has_freed_frames_given_back_to_the_system():
 
     assert held("stitch") < 12
     assert held("default") >= 20
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_a_threshold_the_user_set_is_left_alone(monkeypatch):
+    import ctypes
+
+    from stitchcraft import cli
+
+    calls = []
+
+    class Libc:
+        def mallopt(self, option: int, value: int) -> int:
+            calls.append((option, value))
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: Libc())
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.check=0:glibc.malloc.mmap_threshold=1048576")
+    cli._return_freed_frames()
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.check=0")
+    cli._return_freed_frames()
+    assert calls == []
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    cli._return_freed_frames()
+    assert calls == [(-3, 32 << 20)]
