@@ -563,8 +563,22 @@ class _EarlyAssembly:
 
     def _encode_ahead(self, take: StoredTake) -> Future[StoredTake]:
         if take.id not in self.encodings:
-            self.encodings[take.id] = self.encoder.submit(self._when_quiet, _encode, take)
+            self.encodings[take.id] = self.encoder.submit(self._when_quiet, self._encode_yielding, take)
         return self.encodings[take.id]
+
+    def _encode_yielding(self, take: StoredTake) -> StoredTake:
+        """Encodes a grade, pausing between frames whenever takes are being stored and
+        scored (a lower priority does not keep its thread off the interpreter lock: an
+        encode run through a level's takes doubled their storing time), for
+        `_YIELD_SECONDS` in all at most."""
+        assert take.store is not None, "a graded take is encoded in its store"
+        deadline = time.monotonic() + _YIELD_SECONDS
+
+        def between_frames() -> None:
+            while not self.abandoned.is_set() and time.monotonic() < deadline and not self.quiet(0.25):
+                pass
+
+        return take.store.encode(take, between_frames=between_frames)
 
     def _encoded(self, shot_id: str, take_id: str, encoding: Future[StoredTake]) -> None:
         if encoding.cancelled() or encoding.exception() is not None:

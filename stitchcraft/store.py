@@ -823,10 +823,13 @@ class TakeStore:
                               "which is no longer in the cache; render again to make it anew")
         return made
 
-    def encode(self, take: StoredTake) -> StoredTake:
+    def encode(self, take: StoredTake, *, between_frames: Callable[[], None] | None = None) -> StoredTake:
         """A graded take with its pictures encoded into its entry (``take.mp4``, visually
         lossless, with the made take's sound), once: a take encoded already, here or by
         another render, is returned as it is.
+
+        `between_frames` is called before each frame goes to the encoder: work that can
+        wait may wait there (its decoder and encoder block on their pipes).
 
         Raises:
             RenderError: the take or the take it grades is gone from the cache.
@@ -851,7 +854,7 @@ class TakeStore:
                 # Streamed: a whole take in memory, twice (as made, graded), is 0.7 GB
                 # at 720p for five seconds.
                 with contextlib.closing(current.stream()) as frames:  # its scratch, at once
-                    media.write_video(frames, work / "take.mp4", current.fps, crf=TAKE_CRF,
+                    media.write_video(_paced(frames, between_frames), work / "take.mp4", current.fps, crf=TAKE_CRF,
                                       preset=TAKE_PRESET, audio=current.sound,
                                       frame_count=current.frames)
                 info = media.probe(work / "take.mp4")
@@ -1072,6 +1075,16 @@ class TakeStore:
         """A failed cache write as one line: the path, the cause, and what was stored."""
         return StorageError(exc.filename or self.root,
                             f"{os_cause(exc, self.root)} (storing {what} in the cache {self.root})")
+
+
+def _paced(frames: Iterator[np.ndarray], between: Callable[[], None] | None) -> Iterator[np.ndarray]:
+    """`frames`, with `between` called before each (as is, without)."""
+    if between is None:
+        yield from frames
+        return
+    for frame in frames:
+        between()
+        yield frame
 
 
 def _stored_take(take_id: str, directory: Path, meta: dict[str, Any],

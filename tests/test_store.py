@@ -114,3 +114,27 @@ def test_half_written_take_is_invisible(tmp_path):
     directory.mkdir(parents=True)
     (directory / "take.mp4").write_bytes(b"partial")
     assert store.get("12" * 32) is None  # no meta.json: never finished
+
+
+def test_a_grade_encoded_with_pauses_is_the_grade_encoded_at_once(tmp_path):
+    # Early assembly encodes a chosen grade pausing between frames while takes are being
+    # stored; the file must be the one an encode without pauses writes.
+    from stitchcraft.generate.colour import apply_grade
+
+    frames = gradient_frames(count=20)
+    grade = np.zeros((20, 3, 4), np.float32)
+    grade[:, :, :3] = np.eye(3) * 0.85
+    grade[:, :, 3] = np.linspace(0, 25, 20)[:, None]
+    pauses: list[int] = []
+    encoded = {}
+    for name, between in (("at once", None), ("paused", lambda: pauses.append(1))):
+        store = TakeStore(tmp_path / name)
+        made = store.put("ab" * 32, Take(frames, seed=3), fps=Fraction(24), engine="title", request={})
+        graded = store.put_graded("cd" * 32, made, grade, label="graded", meta={}, request={})
+        done = store.encode(graded, between_frames=between)
+        assert done.encoded
+        encoded[name] = (done.dir / "take.mp4").read_bytes()
+        expected = apply_grade(made.read(), grade).astype(float)
+        assert np.abs(done.read().astype(float) - expected).mean() < 1.5
+    assert len(pauses) == 20  # once before each frame
+    assert encoded["paused"] == encoded["at once"]
