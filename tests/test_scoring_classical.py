@@ -16,9 +16,11 @@ from stitchcraft.scoring.classical import (
     StabilityScorer,
     colour_stats,
     delta_e,
+    find_backsteps,
     find_cuts,
     find_flashes,
     find_frozen,
+    frame_differences,
     histogram_distance,
     rgb_to_lab,
     ssim,
@@ -84,6 +86,33 @@ def test_detectors_on_arrays():
     assert find_cuts(gray, flashes=flashes) == [40]
     spans, duplicates = find_frozen(gray, 24.0)
     assert spans == [] and duplicates == [31]  # the second black frame repeats the first
+
+
+def test_frame_by_frame_measures_are_the_whole_stack_formulas():
+    # to_gray, frame_differences and find_backsteps work a frame at a time in reused
+    # buffers (a stack's temporaries fault in tens of MB each); they must give exactly
+    # what the plain numpy formulas over the whole stack give.
+    import cv2
+
+    base = texture(6, width=700, height=120)
+    frames = np.stack([base[:, 2 * t:2 * t + 640] for t in range(30)])
+    frames[12] = frames[11] // 2 + 60     # a step back in tone, and some jitter
+    frames[20], frames[21] = frames[21].copy(), frames[20].copy()
+    gray = to_gray(frames)
+    luma = cv2.cvtColor(frames.reshape(-1, 640, 3), cv2.COLOR_RGB2GRAY).reshape(30, 120, 640)
+    reference = np.stack([cv2.resize(f.astype(np.float32), (256, 48), interpolation=cv2.INTER_AREA)
+                          for f in luma])
+    np.testing.assert_array_equal(gray, reference)
+    np.testing.assert_array_equal(frame_differences(gray), np.abs(np.diff(gray, axis=0)).mean(axis=(1, 2)))
+    centred = gray - gray.mean(axis=(1, 2), keepdims=True)
+    step = np.abs(np.diff(centred, axis=0)).mean(axis=(1, 2))
+    across = np.abs(centred[2:] - centred[:-2]).mean(axis=(1, 2))
+    larger = np.maximum(step[:-1], step[1:])
+    expected = float(np.maximum(0.0, 1.0 - across / larger).mean())
+    assert find_backsteps(gray) == expected > 0.0
+    skipped = [i for i in range(28) if {i, i + 1, i + 2} & {20, 21}]
+    kept = np.setdiff1d(np.arange(28), skipped)
+    assert find_backsteps(gray, {20, 21}) == float(np.maximum(0.0, 1.0 - across[kept] / larger[kept]).mean())
 
 
 # -- scorers on encoded media ------------------------------------------------------------

@@ -65,8 +65,14 @@ def to_gray(frames: np.ndarray, width: int = ANALYSIS_WIDTH) -> np.ndarray:
     if original_width <= width:
         return gray.astype(np.float32)
     size = (width, max(1, round(height * width / original_width)))
-    return np.stack([cv2.resize(frame.astype(np.float32), size, interpolation=cv2.INTER_AREA)
-                     for frame in gray])
+    # Frame by frame through one float buffer into the result: the stack's temporaries
+    # are tens of MB, and each fresh one faults in its pages again.
+    scaled = np.empty((count, size[1], size[0]), np.float32)
+    wide = np.empty((height, original_width), np.float32)
+    for frame, out in zip(gray, scaled, strict=True):
+        np.copyto(wide, frame)
+        cv2.resize(wide, size, dst=out, interpolation=cv2.INTER_AREA)
+    return scaled
 
 
 def ssim(first: np.ndarray, second: np.ndarray) -> float:
@@ -74,8 +80,8 @@ def ssim(first: np.ndarray, second: np.ndarray) -> float:
     import cv2
 
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    a = first.astype(np.float32)
-    b = second.astype(np.float32)
+    a = first.astype(np.float32, copy=False)
+    b = second.astype(np.float32, copy=False)
 
     def blur(image: np.ndarray) -> np.ndarray:
         return cv2.GaussianBlur(image, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
@@ -105,7 +111,18 @@ def frame_differences(gray: np.ndarray) -> np.ndarray:
     """Mean absolute difference of each consecutive pair of gray frames (N-1 values)."""
     if len(gray) < 2:
         return np.zeros(0, dtype=np.float32)
-    return np.abs(np.diff(gray, axis=0)).mean(axis=(1, 2))
+    diffs = np.empty(len(gray) - 1, np.float32)
+    work = np.empty(gray.shape[1:], np.float32)  # one frame's worth, not a stack's (see `to_gray`)
+    for index in range(len(diffs)):
+        diffs[index] = _mean_abs_difference(gray[index + 1], gray[index], work)
+    return diffs
+
+
+def _mean_abs_difference(first: np.ndarray, second: np.ndarray, work: np.ndarray) -> np.floating:
+    """Mean of |first - second| over a frame, computed in `work` (same shape, float32)."""
+    np.subtract(first, second, out=work)
+    np.abs(work, out=work)
+    return work.mean()
 
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -325,11 +342,22 @@ def find_backsteps(gray: np.ndarray, skip: set[int] | frozenset[int] = frozenset
     (more than 0.02 levels) and touch no frame in `skip` (flashes, cuts, repeats): 0
     for forward motion, about 0.06-0.25 for every fourth frame swapped.
     """
-    if len(gray) < 3:
+    count = len(gray)
+    if count < 3:
         return 0.0
-    centred = gray - gray.mean(axis=(1, 2), keepdims=True)
-    step = np.abs(np.diff(centred, axis=0)).mean(axis=(1, 2))
-    across = np.abs(centred[2:] - centred[:-2]).mean(axis=(1, 2))
+    means = gray.mean(axis=(1, 2))
+    step = np.empty(count - 1, np.float32)
+    across = np.empty(count - 2, np.float32)
+    # The last three frames centred, and a frame to work in (see `frame_differences`).
+    centred = [np.empty(gray.shape[1:], np.float32) for _ in range(3)]
+    work = np.empty(gray.shape[1:], np.float32)
+    for index in range(count):
+        frame = centred[index % 3]
+        np.subtract(gray[index], means[index], out=frame)
+        if index >= 1:
+            step[index - 1] = _mean_abs_difference(frame, centred[(index - 1) % 3], work)
+        if index >= 2:
+            across[index - 2] = _mean_abs_difference(frame, centred[(index - 2) % 3], work)
     larger = np.maximum(step[:-1], step[1:])
     moving = larger > 0.02
     clean = np.array([not ({i, i + 1, i + 2} & skip) for i in range(len(across))])
