@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
@@ -343,6 +343,7 @@ def _choose(loaded: LoadedStoryboard, plan: Plan, generator: Generator, book: An
             ahead.close(failed=True)
         raise
     if ahead is not None:
+        ahead.finish(selection.chosen)
         ahead.close()
     return selection
 
@@ -521,6 +522,7 @@ class _EarlyAssembly:
         self.given_up = False
         self.quiet = quiet
         self.abandoned = threading.Event()  # the render failed: nothing more is started
+        self.heard: set[int] = set()  # units whose choice is known here
 
     def decided(self, index: int, candidate: Candidate) -> None:
         from .select.join import blend_length
@@ -529,6 +531,9 @@ class _EarlyAssembly:
         if len(unit.shot.segments) != 1 or unit.is_keyframe or self.given_up:
             return
         with self.lock:
+            if index in self.heard:
+                return
+            self.heard.add(index)
             if not candidate.take.encoded:  # needed as a file whether it waits or not
                 self._encode_ahead(candidate.take)
             # A shot a chained shot continues shows its end cross-faded into that shot's
@@ -614,6 +619,14 @@ class _EarlyAssembly:
         if self.abandoned.is_set():
             raise CancelledError()
         return work(*args)
+
+    def finish(self, chosen: Sequence[Candidate]) -> None:
+        """Hears the choices of the whole cut (the search's, one per unit) that no walk
+        ahead told yet: a chain's last choice, made by its walk and by the search from
+        the same scores, often reached the search first, and the cut went on without its
+        encode and pieces started here. Call before `close`."""
+        for index, candidate in enumerate(chosen):
+            self.decided(index, candidate)
 
     def close(self, *, failed: bool = False) -> None:
         """Drops the pieces not started (the assembly renders them) and waits for the

@@ -203,6 +203,28 @@ def test_match_chooses_the_take_that_continues_the_one_before(match_board, beam,
     assert not any(c["seams"] for c in manifest["shots"]["b"]["segments"][0]["candidates"])
 
 
+def test_the_early_assembly_is_told_every_choice_when_no_walk_told_it(match_board, monkeypatch):
+    # A chain's last choice is made by its walk ahead and by the search, from the same
+    # scores; when the search gets there first, the early assembly still hears it (and
+    # starts that take's encode and pieces) before it closes. Here no walk tells it anything.
+    from stitchcraft.select.choose import CutChooser
+
+    told: dict[str, list[str]] = {}
+    early = _EarlyAssembly.decided
+
+    def spy(self, index, candidate):
+        told.setdefault(self.units[index].shot.id, []).append(candidate.take.id)
+        early(self, index, candidate)
+
+    monkeypatch.setattr(_EarlyAssembly, "decided", spy)
+    monkeypatch.setattr(CutChooser, "_walk_chain", lambda self, root: None)
+    board = match_board()
+    result = render(load_storyboard(board), RenderOptions(cache=board.parent / "cache", variants=[]))
+    manifest = json.loads(result.manifest.read_text())
+    assert told == {shot: [entry["chosen"]] for shot, entry in manifest["shots"].items()}
+    assert len(told) == 3
+
+
 def test_a_matched_shots_takes_do_not_depend_on_the_take_before(match_board):
     board = match_board()
     first = render(load_storyboard(board), RenderOptions(cache=board.parent / "cache", variants=[]))
