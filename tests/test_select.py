@@ -63,6 +63,16 @@ def test_ties_are_deterministic():
     assert beam_search(1, options, width=1).takes == ("x",)
 
 
+def test_a_gain_lost_in_the_sums_rounding_still_wins():
+    # After a 3.0, gains 0.1 and 0.1 + 2e-16 sum to the same float; the greedy search
+    # must still take the larger gain, as a chain's walk ahead (which sees gains only) does.
+    larger = 0.1 + 2e-16
+    assert 3.0 + 0.1 == 3.0 + larger and larger > 0.1
+    options = table_options([{"a": 3.0}, {"b1": 0.1, "b2": larger}], {})
+    assert beam_search(2, options, width=1).takes == ("a", "b2")
+    assert beam_search(2, options, width=2).takes == ("a", "b2")
+
+
 def test_a_unit_extends_only_the_best_partial_cuts_it_is_allowed():
     # Three takes of a; b (chained) may only be made from the best two partial cuts.
     takes = [{"a1": 0.9, "a2": 0.8, "a3": 0.7}, {"b1": 0.1, "b2": 0.1}]

@@ -37,16 +37,20 @@ Options = Callable[[Partial, int], Sequence[tuple[str, float]]]
 def extend(beams: Sequence[Partial], unit: int, options: Options, width: int) -> list[Partial]:
     """Extends every partial cut with every candidate of `unit`; keeps the best `width`.
 
-    Ties keep the earlier beam and candidate, so results are deterministic.
+    Equal totals rank by the candidate's own gain, then keep the earlier beam and
+    candidate, so results are deterministic. Ranking by gain first matters where two
+    gains differ by less than the rounding of the sum: from one beam, the best
+    extension is then the candidate with the best gain (the first of equal ones), the
+    choice a chain's walk ahead makes from the gains alone (`CutChooser._walk_chain`).
     """
-    grown: list[tuple[float, int, Partial]] = []
+    grown: list[tuple[float, float, int, Partial]] = []
     order = 0
     for beam in beams:
         for take, gain in options(beam, unit):
-            grown.append((-(beam.score + gain), order, Partial(beam.takes + (take,), beam.score + gain)))
+            grown.append((-(beam.score + gain), -gain, order, Partial(beam.takes + (take,), beam.score + gain)))
             order += 1
-    grown.sort(key=lambda item: (item[0], item[1]))
-    return [partial for _, _, partial in grown[:width]]
+    grown.sort(key=lambda item: item[:3])
+    return [partial for *_, partial in grown[:width]]
 
 
 # prepare(beams, unit): told which partial cuts are about to be extended with `unit`,
