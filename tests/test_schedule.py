@@ -11,8 +11,10 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import CancelledError
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 from ray_engines import continuing_frames
 
@@ -211,6 +213,53 @@ def test_work_that_can_wait_waits_until_the_cpu_workers_idle():
         release.set()
         executor.close()
     assert dropped.cancelled() and executor.quiet(0)  # queued work dropped on close counts as done
+
+
+class Burst(Engine):
+    """Makes its take at once, many calls in flight; counts the takes it hands over."""
+
+    NAME = "burst"
+    CAPABILITIES = Capabilities(kinds=frozenset({"prompt"}), text_to_video=True)
+    CONCURRENCY = 8
+    made = threading.Semaphore(0)
+
+    def generate(self, request: SegmentRequest) -> Iterator[Take]:
+        for seed in request.seeds:
+            type(self).made.release()
+            yield Take(frames=np.zeros((1, 4, 4, 3), np.uint8), seed=seed, label=request.shot_id)
+
+
+def test_takes_landing_together_are_stored_by_priority_not_by_arrival():
+    # A level of chains in flight lands at once; the backlog of takes in memory is full
+    # at once, and the takes waiting for room get it critical path first, so each
+    # chain's takes are stored (and its choice made) in turn.
+    from stitchcraft.generate.executor import LocalExecutor
+
+    executor = LocalExecutor(cpu_workers=1, backlog=1)
+    gate, stored = threading.Event(), []
+
+    def on_take(take: Take):
+        return executor.cpu(lambda: (gate.wait(10), stored.append(take.label)))
+
+    priorities = [(1, 7), (1, 3), (1, 9), (0, 5), (1, 1)]
+    try:
+        for priority in priorities:
+            executor.generate(Burst(None), SegmentRequest(shot_id=str(priority), segment=0, kind="prompt",
+                                                          frames=1, width=4, height=4, fps=Fraction(12),
+                                                          seeds=[0]), priority, on_take)
+        # The first to land takes the room; the rest wait for it, in whatever order
+        # they landed.
+        assert all(Burst.made.acquire(timeout=5) for _ in priorities)
+        time.sleep(0.2)
+        gate.set()
+        deadline = time.monotonic() + 10
+        while len(stored) < len(priorities) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        gate.set()
+        executor.close()
+    first, *rest = stored
+    assert rest == [str(p) for p in sorted(priorities) if str(p) != first]
 
 
 def test_work_ahead_of_a_failed_render_is_dropped_not_waited_for(board, tmp_path):

@@ -11,7 +11,10 @@ and scored while the engine makes the next one; the pool serves its work by the 
 priorities as the engine calls, so a chained take is scored before independent ones.
 A bounded number of takes held in memory may wait for the CPU pool (`backlog`): past
 it the engine waits too, so memory stays bounded whatever the speeds (a take that is
-a file, a download or footage, holds next to nothing and never waits).
+a file, a download or footage, holds next to nothing and never waits). Takes waiting
+for room are let in by the same priorities, so that when many land at once (a level of
+chains in flight together), each chain's are stored and chosen in turn, not all
+chains' a little at a time.
 
 Priorities are tuples, lowest first: the select stage puts chained segments (the
 critical path) ahead of independent ones, and earlier segments ahead of later ones.
@@ -22,6 +25,7 @@ A cluster executor plugs in behind the same five methods (`executor_for` names t
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import itertools
 import os
 import queue
@@ -112,7 +116,7 @@ class _Lane:
                     # served, not by priority.
                     held = getattr(take, "frames", None) is not None
                     if held:
-                        self.executor.backlog.acquire()
+                        self.executor.backlog.acquire(job.priority)
                     try:
                         stored = job.on_take(take)
                     except BaseException:
@@ -187,6 +191,32 @@ def _gathered(parts: list[Future[int]]) -> Future[int]:
     for part in parts:
         part.add_done_callback(done)
     return whole
+
+
+class Backlog:
+    """Room for takes of pixels waiting for the CPU pool: a bounded semaphore whose
+    waiters are let in lowest priority first (then in the order they came), not in the
+    order they happen to wake."""
+
+    def __init__(self, room: int):
+        self.free = room
+        self.waiting: list[tuple[Priority, int]] = []  # a heap
+        self.order = itertools.count()
+        self.changed = threading.Condition()
+
+    def acquire(self, priority: Priority = (9,)) -> None:
+        with self.changed:
+            me = (priority, next(self.order))
+            heapq.heappush(self.waiting, me)
+            self.changed.wait_for(lambda: self.free > 0 and self.waiting[0] == me)
+            heapq.heappop(self.waiting)
+            self.free -= 1
+            self.changed.notify_all()  # room may be left for the next in line
+
+    def release(self) -> None:
+        with self.changed:
+            self.free += 1
+            self.changed.notify_all()
 
 
 @dataclass(order=True)
@@ -269,7 +299,7 @@ class LocalExecutor:
     def __init__(self, cpu_workers: int | None = None, backlog: int | None = None):
         self.cpu_workers = cpu_workers or max(1, min(8, os.cpu_count() or 1))
         self.pool = _CpuPool(self.cpu_workers)
-        self.backlog = threading.BoundedSemaphore(backlog or 2 * self.cpu_workers)
+        self.backlog = Backlog(backlog or 2 * self.cpu_workers)
         self._lanes: dict[str, _Lane] = {}
         self._order = itertools.count()
         self._busy: dict[str, float] = {"generate": 0.0, "cpu": 0.0}

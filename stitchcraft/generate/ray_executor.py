@@ -125,6 +125,7 @@ class _Flight:
     engine: Engine
     request: SegmentRequest  # for this take's seed alone, without the driver's journal
     waiting: list[tuple[Callable[[Take | TakeFailure], Future[Any]], Future[int]]]
+    priority: Priority = (9,)  # the first request's
     attempts: int = 0
     made: list[Take | TakeFailure] | None = None
 
@@ -284,7 +285,7 @@ class RayExecutor:
                 if flight is None:
                     flight = self._flights[key] = _Flight(
                         key, engine, dataclasses.replace(request, seeds=[seed], jobs=None),
-                        [(on_take, part)])
+                        [(on_take, part)], priority)
                     pool.put(priority, flight)
                     continue
                 flight.waiting.append((on_take, part))
@@ -349,7 +350,8 @@ class RayExecutor:
         with self._lock:
             flight.made = takes
             waiting = list(flight.waiting)
-        stored = [s for on_take, part in waiting for s in self._hand(takes, on_take, part, hold=True)]
+        stored = [s for on_take, part in waiting
+                  for s in self._hand(takes, on_take, part, hold=True, priority=flight.priority)]
         left = [len(stored)]
 
         def forget(_: Future[Any]) -> None:  # stored: a request from now on finds it in the store
@@ -374,16 +376,17 @@ class RayExecutor:
         return dataclasses.replace(take, source=path, audio=audio)
 
     def _hand(self, takes: list[Take | TakeFailure], on_take: Callable[[Take | TakeFailure], Future[Any]],
-              part: Future[int], *, hold: bool) -> list[Future[Any]]:
+              part: Future[int], *, hold: bool, priority: Priority = (9,)) -> list[Future[Any]]:
         """Hands a request its take (on this thread) and settles its part; with `hold`,
-        a take of pixels counts against the local executor's backlog until stored."""
+        a take of pixels counts against the local executor's backlog until stored
+        (waiting for room at `priority`)."""
         stored: list[Future[Any]] = []
         backlog = self.local.backlog
         try:
             for take in takes:
                 held = hold and getattr(take, "frames", None) is not None
                 if held:
-                    backlog.acquire()
+                    backlog.acquire(priority)
                 try:
                     work = on_take(take)
                 except BaseException:
