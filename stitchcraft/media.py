@@ -1009,6 +1009,41 @@ def index_packets(path: Path, fps: Fraction) -> PacketIndex:
     return PacketIndex(tuple(sorted(keyframes)), frames, exact)
 
 
+def keyframe_seconds(path: Path, start: float, end: float) -> list[float]:
+    """The display times (seconds from the video's first frame) of a video's keyframes
+    from the last one at or before `start` through `end`, read from its packets without
+    decoding, and only around that stretch of a long file.
+
+    Raises:
+        MediaError: the file is unreadable or has no video.
+    """
+    import av
+
+    path = Path(path)
+    with _open(path) as container:
+        if not container.streams.video:
+            raise MediaError(path, "has no video stream")
+        video = container.streams.video[0]
+        tb = video.time_base
+        if not tb:
+            return []
+        first = video.start_time or 0
+        found: list[float] = []
+        try:
+            if start > 0:
+                container.seek(first + int(start / tb), stream=video, backward=True)
+            for packet in container.demux(video):
+                if packet.pts is None:
+                    continue
+                if packet.dts is not None and float((packet.dts - first) * tb) > end:
+                    break
+                if packet.is_keyframe:
+                    found.append(float((packet.pts - first) * tb))
+        except av.error.FFmpegError as exc:
+            raise MediaError(path, f"cannot read its packets ({exc})") from None
+    return sorted(found)
+
+
 def copy_video_span(source: Path, output: Path, start: int, end: int, fps: Fraction) -> None:
     """Copies display frames ``start .. end`` of `source` into `output` without decoding.
 

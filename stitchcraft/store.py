@@ -431,12 +431,39 @@ class TakeSpan:
         from .media import decode_graph
 
         size = size or (self.width, self.height)
-        source, chain = _span_chain(self.path, self.start, 0, wanted[-1] + 1, self.fps, size, index=0,
-                                    label="span")
-        chosen = "+".join(f"eq(n\\,{index})" for index in wanted)
-        return decode_graph([source], f"{chain};[span]select={chosen}[out]", label="out", size=size,
-                            frames=len(wanted), what=f"read frames {wanted} of {self.path.name} "
-                                                     f"from {self.start:.3f} s")
+        picked = []
+        for run in self._runs(wanted):
+            # Frames run[0] .. run[-1], exactly as `read` gives them, and of those the wanted.
+            source, chain = _span_chain(self.path, self.start, run[0], run[-1] - run[0] + 1, self.fps, size,
+                                        index=0, label="span")
+            chosen = "+".join(f"eq(n\\,{index - run[0]})" for index in run)
+            picked.append(decode_graph([source], f"{chain};[span]select={chosen}[out]", label="out", size=size,
+                                       frames=len(run), what=f"read frames {run} of {self.path.name} "
+                                                           f"from {self.start:.3f} s"))
+        return np.concatenate(picked)
+
+    def _runs(self, wanted: list[int]) -> list[list[int]]:
+        """`wanted` split where a decode of its own, from the keyframe before its seek,
+        skips at least `_RESEEK_SECONDS` of pictures the one decode through would decode
+        (a short GOP, as most cameras write); one run for a file whose GOP is long."""
+        from .assemble.normalize import seek_seconds
+        from .media import keyframe_seconds, probe
+
+        assert self.start is not None
+        if len(wanted) < 2:
+            return [wanted]
+        info = probe(self.path)
+        times = [self.start + float(Fraction(index) / self.fps) for index in wanted]
+        keys = keyframe_seconds(self.path, self.start, times[-1])
+        runs = [[wanted[0]]]
+        for index, before in zip(wanted[1:], times, strict=False):  # `before`: the previous wanted's time
+            seek = self.start + seek_seconds(info, index, self.fps)
+            restart = max((k for k in keys if k <= seek + 1e-6), default=0.0)
+            if restart - before >= _RESEEK_SECONDS:
+                runs.append([index])
+            else:
+                runs[-1].append(index)
+        return runs
 
     def stream(self) -> Iterator[np.ndarray]:
         """Every frame, one at a time, as `read` gives them (the same decode)."""
@@ -470,6 +497,10 @@ def read_span(path: Path, start: float, first: int, count: int, *, fps: Fraction
                         what=f"read frames {first}-{first + count} of {Path(path).name} "
                              f"from {start:.3f} s")
 
+
+# A pick (`TakeSpan.pick`) decodes from a seek of its own when that skips this much of
+# the file (a new ffmpeg run costs about as much as decoding a few frames).
+_RESEEK_SECONDS = 0.5
 
 # Ends read from takes' files (`StoredTake._read_end`), the last few kept.
 _ENDS: collections.OrderedDict[tuple[str, str, str], np.ndarray] = collections.OrderedDict()

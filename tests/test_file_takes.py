@@ -31,7 +31,7 @@ import stitchcraft.engines.footage as footage
 from stitchcraft.assemble import CutClip, CutSpec, CutTransition, assemble
 from stitchcraft.engines.base import SegmentRequest, Take
 from stitchcraft.engines.footage import FootageEngine, decode_span
-from stitchcraft.media import encode_graph, probe, read_frames, run_ffmpeg
+from stitchcraft.media import encode_graph, keyframe_seconds, probe, read_frames, run_ffmpeg
 from stitchcraft.report import make_thumbnails, render_report, take_thumbnails
 from stitchcraft.scoring.base import FrameSource
 from stitchcraft.select.join import join_takes
@@ -383,6 +383,25 @@ def test_frames_picked_in_one_decode_are_the_frames_read_one_by_one(tmp_path):
     assert not span_take.ends_kept  # so its thumbnails are picked from its file
     first, middle, last = take_thumbnails(span_take, width=96)
     assert first != middle != last
+
+
+def test_frames_far_apart_in_a_short_gop_are_picked_from_seeks_of_their_own(tmp_path):
+    # A camera's GOP is often half a second: decoding the whole take to reach its last
+    # frame would decode pictures a seek to the keyframe before each frame skips. The
+    # frames are the same either way.
+    short = make_video(tmp_path / "short-gop.mp4", seconds=4, size="320x180", audio=None,
+                       video_args=["-c:v", "libx264", "-preset", "ultrafast", "-g", "12", "-pix_fmt", "yuv420p"])
+    long = make_video(tmp_path / "long-gop.mp4", seconds=4, size="320x180", audio=None,
+                      video_args=["-c:v", "libx264", "-preset", "ultrafast", "-g", "250", "-pix_fmt", "yuv420p"])
+    assert keyframe_seconds(short, 1.0, 2.0) == pytest.approx([1.0, 1.5, 2.0])
+    store = TakeStore(tmp_path / "cache")
+    picks = [0, 2, 40, 71]
+    for clip, runs in ((short, [[0, 2], [40], [71]]), (long, [picks])):
+        take = put_span(store, clip, start=0.3, frames=72, take_id=hashlib.sha256(clip.name.encode()).hexdigest())
+        assert take.span._runs(picks) == runs
+        for size in (None, (96, 54)):
+            one_by_one = np.stack([take.read(index, 1, size=size)[0] for index in picks])
+            np.testing.assert_array_equal(take.pick(picks, size=size), one_by_one)
 
 
 # --- the render -------------------------------------------------------------------------
