@@ -6,6 +6,7 @@ prints: progress goes to a `Reporter` the caller provides.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -189,7 +190,9 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
     clock.lap("check")
     from .report import ThumbnailJob
 
-    with ThumbnailJob() as thumbnails:  # the report's, made beside the stages below
+    # The report's thumbnails, made beside the stages below; and what the main cut's
+    # early assembly still renders when its takes are chosen (joined after the assembly).
+    with ThumbnailJob() as thumbnails, contextlib.ExitStack() as behind:
         # 4. Generate, score and select: the main cut, then each variant that differs.
         reporter.stage("generate & score")  # no total: footage offers every scene it finds
 
@@ -202,7 +205,7 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
         try:
             while True:  # a shot whose every candidate failed moves to its next fallback engine
                 try:
-                    cuts = _select_cuts(loaded, plan, generator, book, options, reporter, wanted)
+                    cuts = _select_cuts(loaded, plan, generator, book, options, reporter, wanted, behind)
                     break
                 except ShotFailed as failure:
                     loaded = _fall_back(loaded, failure.shot, failure.engine, str(failure),
@@ -276,12 +279,13 @@ def _wanted_variants(loaded: LoadedStoryboard, options: RenderOptions) -> set[st
 
 
 def _select_cuts(loaded: LoadedStoryboard, plan: Plan, generator: Generator, book: Any,
-                 options: RenderOptions, reporter: Reporter,
-                 wanted: set[str]) -> list[tuple[Variant | None, Selection, LoadedStoryboard]]:
+                 options: RenderOptions, reporter: Reporter, wanted: set[str],
+                 behind: contextlib.ExitStack) -> list[tuple[Variant | None, Selection, LoadedStoryboard]]:
     """The chosen cut of the main storyboard and of each wanted variant. A variant that
-    changes no content and no title shares the main cut's selection."""
+    changes no content and no title shares the main cut's selection. The main cut's
+    early assembly may leave a piece rendering: `behind` waits for it on exit."""
     sb = loaded.storyboard
-    main = _choose(loaded, plan, generator, book, options, reporter, early=True)
+    main = _choose(loaded, plan, generator, book, options, reporter, early=True, behind=behind)
     cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]] = [(None, main, loaded)]
     for variant in sb.variants:
         if variant.name not in wanted:
@@ -324,9 +328,12 @@ def work_folder(store: TakeStore) -> Path:
 
 
 def _choose(loaded: LoadedStoryboard, plan: Plan, generator: Generator, book: Any,
-            options: RenderOptions, reporter: Reporter, *, early: bool = False) -> Selection:
+            options: RenderOptions, reporter: Reporter, *, early: bool = False,
+            behind: contextlib.ExitStack | None = None) -> Selection:
     """The chosen cut of a storyboard; with `early`, its pieces are assembled as soon as
-    their takes are known (`_EarlyAssembly`, beam 1 without rerolls only)."""
+    their takes are known (`_EarlyAssembly`, beam 1 without rerolls only), the one in
+    progress when the cut is chosen left to finish beside what follows (`behind` waits
+    for it on exit; without it, here)."""
     picks = {s.id: s.pick for s in loaded.storyboard.shots if s.pick is not None}
     picks.update(options.picks)
     width = options.beam or loaded.storyboard.scoring.beam
@@ -345,6 +352,10 @@ def _choose(loaded: LoadedStoryboard, plan: Plan, generator: Generator, book: An
     if ahead is not None:
         ahead.finish(selection.chosen)
         ahead.close()
+        if behind is not None:
+            behind.callback(ahead.join)
+        else:
+            ahead.join()
     return selection
 
 
@@ -629,13 +640,18 @@ class _EarlyAssembly:
             self.decided(index, candidate)
 
     def close(self, *, failed: bool = False) -> None:
-        """Drops the pieces not started (the assembly renders them) and waits for the
-        one in progress; lets the encodes finish (the assembly needs them) unless the
-        render `failed`."""
+        """Drops the pieces not started (the assembly renders them) and lets the one in
+        progress finish beside what comes next (the assembly waits for it if it gets
+        there first: see `join`); lets the encodes finish (the assembly needs them)
+        unless the render `failed`, and then waits for the piece too."""
         if failed:
             self.abandoned.set()
         self.encoder.shutdown(wait=True, cancel_futures=failed)
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool.shutdown(wait=failed, cancel_futures=True)
+
+    def join(self) -> None:
+        """Waits for the piece left in progress by `close`."""
+        self.pool.shutdown(wait=True)
 
 
 # The longest a job of `_EarlyAssembly` waits for the generator's CPU workers to idle.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -269,3 +271,47 @@ def test_overlapping_transitions_longer_than_a_clip_are_refused(takes, tmp_path)
              CutClip("c", takes["c"], 10, CutTransition("dissolve", 8))]
     with pytest.raises(ValueError, match="longer than the clip"):
         render(clips, tmp_path)
+
+
+def test_a_piece_still_being_rendered_ahead_is_waited_for_not_rendered_twice(takes, tmp_path, monkeypatch):
+    # The early assembly may still be rendering a piece when the cut is chosen; the
+    # assembly starts at once and, reaching that piece, waits for it.
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from stitchcraft import assemble as assembly
+    from stitchcraft.assemble import prerender
+
+    ahead_started, release, encoded = threading.Event(), threading.Event(), []
+    original = assembly.encode_graph
+
+    def recording(inputs, graph, output, **kwargs):
+        ahead = threading.current_thread().name.startswith("ahead")
+        found = re.search(r"seg-[0-9a-f]+", Path(output).name)  # written under a temporary name
+        if found:
+            encoded.append((ahead, found.group(0)))
+        if ahead:
+            ahead_started.set()
+            assert release.wait(10)
+        return original(inputs, graph, output, **kwargs)
+
+    monkeypatch.setattr(assembly, "encode_graph", recording)
+    clips = [CutClip("a", takes["a"], 30, CUT), CutClip("b", takes["b"], 30, CutTransition("dissolve", 6)),
+             CutClip("c", takes["c"], 30, CUT)]
+    spec = CutSpec(clips=clips, fps=Fraction(24), width=160, height=90)
+    with ThreadPoolExecutor(1, thread_name_prefix="ahead") as pool:
+        # The first piece (a, and the dissolve into b) is rendered ahead, and held.
+        futures = prerender(spec, [True, True, False], workdir=tmp_path / "work", started=set(),
+                            submit=lambda piece: pool.submit(piece))
+        assert ahead_started.wait(10)
+        with ThreadPoolExecutor(1) as main:
+            cut = main.submit(assemble, spec, tmp_path / "out.mp4", workdir=tmp_path / "work")
+            time.sleep(0.5)  # the assembly reaches the held piece meanwhile
+            assert not cut.done()
+            release.set()
+            result = cut.result(timeout=60)
+        assert all(f.result() for f in futures)
+    assert result.frames == 30 + 30 - 6 + 30
+    pieces = [name for _, name in encoded]
+    assert len(pieces) == len(set(pieces)), encoded  # nothing encoded twice
+    assert any(ahead for ahead, _ in encoded) and any(not ahead for ahead, _ in encoded)

@@ -48,11 +48,12 @@ renamed into place only if it passes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -624,28 +625,45 @@ def _render_segment(cut: CutSpec, placed: list[_Placed], overlays: _Overlays,
         first, end = segment.local_start + offset, segment.local_end + offset
         key = _hash(["copy", _identity(spot.clip.path), str(first), str(end), format_fps(cut.fps)])
         path = folder / f"copy-{key}{suffix}"
-        if not _reusable(path, segment.frames, warnings):
-            with atomic_output(path) as partial:
-                copy_video_span(spot.clip.path, partial, first, end, cut.fps)
+        with _rendering(path):
+            if not _reusable(path, segment.frames, warnings):
+                with atomic_output(path) as partial:
+                    copy_video_span(spot.clip.path, partial, first, end, cut.fps)
         return path
     inputs, graph, files = _segment_graph(cut, placed, overlays, segment)
     encoder = encoder_args(cut.codec, crf=cut.crf, preset=cut.preset)
     key = _hash(["encode", ffmpeg_version(), graph, str(segment.frames), *encoder,
                  *(f"{i.seek}" for i in inputs), *(_identity(f) for f in files)])
     path = folder / f"seg-{key}{suffix}"
-    if _reusable(path, segment.frames, warnings):
-        return path
     what = (f"render {spot.clip.shot_id} frames {segment.local_start}-{segment.local_end}"
             + (" and the transition after it" if segment.join else ""))
-    with atomic_output(path) as partial:
-        encode_graph(inputs, graph, partial, label="out", frames=segment.frames,
-                     codec=cut.codec, crf=cut.crf, preset=cut.preset, what=what, fps=cut.fps,
-                     threads=_encoder_threads(cut))
-        made = video_packet_count(partial)
-        if made != segment.frames:
-            raise FFmpegError(f"ffmpeg wrote {made} frames, {segment.frames} planned, "
-                              f"to {what}")
+    with _rendering(path):
+        if _reusable(path, segment.frames, warnings):
+            return path
+        with atomic_output(path) as partial:
+            encode_graph(inputs, graph, partial, label="out", frames=segment.frames,
+                         codec=cut.codec, crf=cut.crf, preset=cut.preset, what=what, fps=cut.fps,
+                         threads=_encoder_threads(cut))
+            made = video_packet_count(partial)
+            if made != segment.frames:
+                raise FFmpegError(f"ffmpeg wrote {made} frames, {segment.frames} planned, "
+                                  f"to {what}")
     return path
+
+
+# Segments being rendered in this process, by path: a piece rendered ahead (`prerender`)
+# that the assembly reaches while it is still being made is waited for, not made twice.
+_RENDERING: dict[Path, threading.Lock] = {}
+_RENDERING_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _rendering(path: Path) -> Iterator[None]:
+    """Holds the segment at `path` for this thread while it is checked and rendered."""
+    with _RENDERING_LOCK:
+        lock = _RENDERING.setdefault(path, threading.Lock())
+    with lock:
+        yield
 
 
 def _reusable(path: Path, frames: int, warnings: list[str]) -> bool:
