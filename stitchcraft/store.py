@@ -412,9 +412,11 @@ class TakeSpan:
                          size=size or (self.width, self.height))
 
     def pick(self, indices: Sequence[int], *, size: tuple[int, int] | None = None) -> np.ndarray:
-        """The frames at `indices` (ascending, distinct), as `read` gives them, from one
-        decode through the last of them: where reading each would seek to the keyframe
-        before it and decode from there again (a camera's GOP is often the whole clip).
+        """The frames at `indices` (ascending, distinct), as `read` gives them, each
+        decoded once: frames whose reads would start from the same stretch of the file
+        come from one decode through the last of them (a download's GOP is often the
+        whole clip), and a frame past a keyframe that a seek reaches comes from a decode
+        of its own (`_runs`: a camera's GOP is often a second).
 
         Raises:
             MediaError: as `read`.

@@ -101,8 +101,8 @@ def make_thumbnails(path: str | os.PathLike[str], frames: int | None = None, *,
 def take_thumbnails(take: StoredTake, *, width: int = THUMB_WIDTH) -> list[bytes]:
     """The first, middle and last frames of a stored take as small JPEGs, from the
     lossless frames the store keeps (an older entry's middle is read from its span), or
-    for a take that keeps none, picked from one decode of its file (one decoder, at
-    most one pass: the job may run beside the assembly's encoders).
+    for a take that keeps none, picked from its file (`TakeSpan.pick`: one decoder at a
+    time, never more than one pass; the job may run beside the assembly's encoders).
 
     Raises:
         MediaError: the take's file is unreadable.
