@@ -315,3 +315,4 @@ def test_a_piece_still_being_rendered_ahead_is_waited_for_not_rendered_twice(tak
     pieces = [name for _, name in encoded]
     assert len(pieces) == len(set(pieces)), encoded  # nothing encoded twice
     assert any(ahead for ahead, _ in encoded) and any(not ahead for ahead, _ in encoded)
+    assert not assembly._RENDERING  # nothing held once every piece is made

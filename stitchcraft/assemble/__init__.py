@@ -651,9 +651,10 @@ def _render_segment(cut: CutSpec, placed: list[_Placed], overlays: _Overlays,
     return path
 
 
-# Segments being rendered in this process, by path: a piece rendered ahead (`prerender`)
-# that the assembly reaches while it is still being made is waited for, not made twice.
-_RENDERING: dict[Path, threading.Lock] = {}
+# Segments being rendered in this process, by path, and how many threads want each: a
+# piece rendered ahead (`prerender`) that the assembly reaches while it is still being
+# made is waited for, not made twice.
+_RENDERING: dict[Path, tuple[threading.Lock, int]] = {}
 _RENDERING_LOCK = threading.Lock()
 
 
@@ -661,9 +662,18 @@ _RENDERING_LOCK = threading.Lock()
 def _rendering(path: Path) -> Iterator[None]:
     """Holds the segment at `path` for this thread while it is checked and rendered."""
     with _RENDERING_LOCK:
-        lock = _RENDERING.setdefault(path, threading.Lock())
-    with lock:
-        yield
+        lock, users = _RENDERING.get(path, (threading.Lock(), 0))
+        _RENDERING[path] = (lock, users + 1)
+    try:
+        with lock:
+            yield
+    finally:
+        with _RENDERING_LOCK:
+            users = _RENDERING[path][1] - 1
+            if users:
+                _RENDERING[path] = (lock, users)
+            else:
+                del _RENDERING[path]  # a long batch keeps no lock per segment it ever made
 
 
 def _reusable(path: Path, frames: int, warnings: list[str]) -> bool:
