@@ -6,11 +6,13 @@ removes what belongs to a dead owner and never touches what belongs to a live on
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -55,6 +57,15 @@ print(json.dumps({{"files": [str(partial), str(take_work), str(audio)], "child":
       flush=True)
 time.sleep(600)
 """
+
+
+@pytest.fixture(autouse=True)
+def one_at_a_time():
+    """These tests start and end orphaned ffmpeg processes, which a sweep ends machine-wide:
+    under xdist one test's sweep ended the other's orphans. They take turns across workers."""
+    with open(Path(tempfile.gettempdir()) / "stitchcraft-tests-orphans.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def running(pid: int) -> bool:
