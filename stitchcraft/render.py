@@ -285,7 +285,7 @@ def _select_cuts(loaded: LoadedStoryboard, plan: Plan, generator: Generator, boo
     changes no content and no title shares the main cut's selection. The main cut's
     early assembly may leave a piece rendering: `behind` waits for it on exit."""
     sb = loaded.storyboard
-    main = _choose(loaded, plan, generator, book, options, reporter, early=True, behind=behind)
+    main = _choose(loaded, plan, generator, book, options, reporter, behind=behind)
     cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]] = [(None, main, loaded)]
     for variant in sb.variants:
         if variant.name not in wanted:
@@ -328,19 +328,20 @@ def work_folder(store: TakeStore) -> Path:
 
 
 def _choose(loaded: LoadedStoryboard, plan: Plan, generator: Generator, book: Any,
-            options: RenderOptions, reporter: Reporter, *, early: bool = False,
+            options: RenderOptions, reporter: Reporter, *,
             behind: contextlib.ExitStack | None = None) -> Selection:
-    """The chosen cut of a storyboard; with `early`, its pieces are assembled as soon as
-    their takes are known (`_EarlyAssembly`, beam 1 without rerolls only), the one in
+    """The chosen cut of a storyboard; with `behind`, its pieces are assembled as soon
+    as their takes are known (`_EarlyAssembly`, beam 1 without rerolls only), the one in
     progress when the cut is chosen left to finish beside what follows (`behind` waits
-    for it on exit; without it, here)."""
+    for it on exit)."""
     picks = {s.id: s.pick for s in loaded.storyboard.shots if s.pick is not None}
     picks.update(options.picks)
     width = options.beam or loaded.storyboard.scoring.beam
     ahead = None
-    if early and width == 1 and options.reroll == 0:
+    if behind is not None and width == 1 and options.reroll == 0:
         ahead = _EarlyAssembly(loaded, plan, work_folder(generator.store), options.quality,
                                quiet=generator.executor.quiet)
+        behind.callback(ahead.join)  # the piece `close` leaves in progress
     try:
         selection = CutChooser(loaded, plan, generator, book, width=width, reroll=options.reroll,
                                picks=picks, log=reporter,
@@ -352,10 +353,6 @@ def _choose(loaded: LoadedStoryboard, plan: Plan, generator: Generator, book: An
     if ahead is not None:
         ahead.finish(selection.chosen)
         ahead.close()
-        if behind is not None:
-            behind.callback(ahead.join)
-        else:
-            ahead.join()
     return selection
 
 
