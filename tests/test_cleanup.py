@@ -6,13 +6,12 @@ removes what belongs to a dead owner and never touches what belongs to a live on
 
 from __future__ import annotations
 
-import fcntl
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -36,12 +35,13 @@ LONG_RUN = ["-nostats", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
 RENDER_IN_PROGRESS = f"""
 import json, sys, threading, time
 from pathlib import Path
-from stitchcraft import media
+from stitchcraft import housekeeping, media
 from stitchcraft.assemble import scratch_folders
 from stitchcraft.housekeeping import owner_tag
 from stitchcraft.store import TakeStore
 
-root = Path(sys.argv[1])
+root, machine = Path(sys.argv[1]), sys.argv[2]
+housekeeping._machine = lambda: machine  # the test's machine, see a_machine_of_its_own
 writing = media.atomic_output(root / "out" / "cut.mp4")  # held open: never finished
 partial = writing.__enter__()
 take_work = TakeStore(root / "cache")._tmp_dir()
@@ -60,12 +60,19 @@ time.sleep(600)
 
 
 @pytest.fixture(autouse=True)
-def one_at_a_time():
-    """These tests start and end orphaned ffmpeg processes, which a sweep ends machine-wide:
-    under xdist one test's sweep ended the other's orphans. They take turns across workers."""
-    with open(Path(tempfile.gettempdir()) / "stitchcraft-tests-orphans.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+def a_machine_of_its_own(monkeypatch, request) -> str:
+    """Each test here poses as a machine of its own, a tag no other process shares.
+
+    A render's sweep ends dead owners' orphans machine-wide, and under xdist other tests'
+    renders run beside these: their sweeps ended the orphans made here before these tests
+    could look, and one test's sweep ended another's. Owners on another machine are never
+    touched, so now no sweep elsewhere reaches what a test here makes, nor its sweeps
+    what belongs to anyone else.
+    """
+    machine = hashlib.sha256(f"{os.getpid()} {request.node.nodeid}".encode()).hexdigest()[:8]
+    monkeypatch.setattr(housekeeping, "_machine", lambda: machine)
+    monkeypatch.setattr(housekeeping, "_OWN", [])
+    return machine
 
 
 def running(pid: int) -> bool:
@@ -91,9 +98,10 @@ def folders(root: Path) -> list[Path]:
 
 
 @pytest.fixture
-def render_in_progress(tmp_path):
+def render_in_progress(tmp_path, a_machine_of_its_own):
     """A process mid-render under tmp_path: (process, its scratch files, its ffmpeg pid)."""
-    proc = subprocess.Popen([sys.executable, "-c", RENDER_IN_PROGRESS, str(tmp_path)],
+    proc = subprocess.Popen([sys.executable, "-c", RENDER_IN_PROGRESS, str(tmp_path),
+                             a_machine_of_its_own],
                             stdout=subprocess.PIPE, text=True)
     made = json.loads(proc.stdout.readline())
     yield proc, [Path(p) for p in made["files"]], made["child"]
