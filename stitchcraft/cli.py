@@ -34,13 +34,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 StoryboardArg = Annotated[Path, typer.Argument(help="The storyboard YAML file.", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable result on stdout.")]
+# Help text is read as rich markup: a literal "[" is written "\\[".
 ExecutorOpt = Annotated[str, typer.Option(
-    help="Where engine calls run: local, or ray (a Ray cluster's GPUs; pip install 'stitchcraft[ray]').")]
+    help="Where engine calls run: local, or ray (a Ray cluster's GPUs; pip install 'stitchcraft\\[ray]').")]
 AddressOpt = Annotated[str | None, typer.Option(
     help="The Ray cluster for --executor ray (host:6379, ray://host:10001 or auto); "
          "default: a local Ray instance.")]
 CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Take store folder "
-                                               "[default: .stitchcraft/cache beside the storyboard].")]
+                                               "\\[default: .stitchcraft/cache beside the storyboard].")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Validate, plan and estimate the "
                                           "cost; generate nothing.")]
 
@@ -472,11 +473,11 @@ def batch(
     paths: Annotated[list[str], typer.Argument(help="Storyboards: files, folders (their *.yaml) "
                                                     "and glob patterns.", show_default=False)],
     cache: Annotated[Path | None, typer.Option("--cache", help="One take store for every storyboard "
-                                               "[default: each one's own].")] = None,
+                                               "\\[default: each one's own].")] = None,
     quality: Annotated[str, typer.Option(help="final, or draft for fast previews.")] = "final",
     no_variants: Annotated[bool, typer.Option("--no-variants", help="Render main cuts only.")] = False,
     jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="Threads for the CPU stages "
-                                             "(storing and scoring takes) [default: the cores].")] = None,
+                                             "(storing and scoring takes) \\[default: the cores].")] = None,
     max_cost: Annotated[float | None, typer.Option(
         "--max-cost", min=0, help="Per storyboard: refuse it if its hosted takes are estimated "
                                   "above this many USD.")] = None,
@@ -667,7 +668,7 @@ def cache_prune(
 def export(storyboard: StoryboardArg,
            fmt: Annotated[str, typer.Option("--format", help="otio, fcpxml, fcp7 (Premiere) or edl.")] = "otio",
            output: Annotated[Path | None, typer.Option("--output", help="The timeline file "
-                                                       "[default: beside the video].")] = None,
+                                                       "\\[default: beside the video].")] = None,
            variant: Annotated[str | None, typer.Option(help="Export a variant's cut.")] = None,
            as_json: JsonOpt = False) -> None:
     """Write the last render's cut as a timeline for an editor, its takes copied beside it."""

@@ -164,6 +164,35 @@ def test_validate_and_help_do_not_import_torch(project):
     assert time.monotonic() - began < 3  # generous for a loaded CI machine; ~0.3 s here
 
 
+def test_every_options_help_is_shown_as_written():
+    """Option help is rendered as rich markup, where "[ray]" is a style tag: unescaped,
+    it vanished and `render --help` told users to pip install 'stitchcraft'."""
+    import typer.main
+    from click import Group
+    from typer.testing import CliRunner
+
+    from stitchcraft.cli import app
+
+    def commands(group: Group, path: tuple[str, ...] = ()):
+        for name, command in group.commands.items():
+            yield (*path, name), command
+            if isinstance(command, Group):
+                yield from commands(command, (*path, name))
+
+    runner = CliRunner()
+    checked = 0
+    for path, command in commands(typer.main.get_command(app)):
+        shown = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "1000"})
+        assert shown.exit_code == 0, shown.output
+        text = " ".join(shown.output.replace("│", " ").split())
+        for param in command.params:
+            written = getattr(param, "help", None)
+            if written:
+                assert " ".join(written.replace("\\[", "[").split()) in text, (path, param.name)
+                checked += 1
+    assert checked > 40
+
+
 def test_plan_json_and_engines(project):
     board = write(project)
     plan = json.loads(stitch("plan", str(board), "--json", cwd=project).stdout)
