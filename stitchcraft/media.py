@@ -226,9 +226,13 @@ def _open(path: Path):
         raise MediaError(path, "file not found")
     if path.is_dir():
         raise MediaError(path, "is a folder, not a media file")
+    if path.stat().st_size == 0:
+        raise MediaError(path, "is empty (0 bytes): a copy or download that never finished?")
     try:
         return av.open(str(path))
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
+    except av.error.FFmpegError as exc:  # its str() leads with an errno and repeats the path
+        raise MediaError(path, f"not a readable media file ({exc.strerror})") from None
+    except (OSError, ValueError) as exc:
         raise MediaError(path, f"not a readable media file ({exc})") from None
 
 

@@ -85,3 +85,12 @@ def test_truncated_and_empty_files_are_rejected(tmp_path):
     with pytest.raises(MediaError, match="short.webm.*truncated"):
         inspect_clip(truncated)
     assert inspect_clip(good).frames == 24
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    with pytest.raises(MediaError, match=r"empty.mp4: is empty \(0 bytes\)"):
+        inspect_clip(empty)
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n" * 100)
+    with pytest.raises(MediaError) as refused:
+        inspect_clip(text)
+    assert str(refused.value) == f"{text}: not a readable media file (Invalid data found when processing input)"
