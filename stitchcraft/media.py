@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -230,10 +231,21 @@ def _open(path: Path):
         raise MediaError(path, "is empty (0 bytes): a copy or download that never finished?")
     try:
         return av.open(str(path))
-    except av.error.FFmpegError as exc:  # its str() leads with an errno and repeats the path
-        raise MediaError(path, f"not a readable media file ({exc.strerror})") from None
-    except (OSError, ValueError) as exc:
-        raise MediaError(path, f"not a readable media file ({exc})") from None
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise MediaError(path, f"not a readable media file ({_reason(exc)})") from None
+
+
+def _reason(exc: Exception) -> str:
+    """What went wrong, said once: a PyAV error's str() leads with an errno number and
+    repeats the path the message already names; its reason, and FFmpeg's last logged
+    line when there is one, are what a user can act on."""
+    reason = getattr(exc, "strerror", None)
+    if not reason:
+        return str(exc)
+    log = getattr(exc, "log", None)
+    if isinstance(log, tuple) and len(log) == 3 and str(log[2]).strip():
+        return f"{reason}: {str(log[2]).strip()}"
+    return str(reason)
 
 
 def probe(path: str | os.PathLike[str], *, count_frames: bool = False) -> MediaInfo:
@@ -298,22 +310,39 @@ def _probe(path: Path) -> MediaInfo:
                 rotation = int(round(getattr(frame, "rotation", 0) or 0)) % 360
                 break
         except av.error.FFmpegError as exc:
-            raise MediaError(path, f"video cannot be decoded ({exc})") from None
+            raise MediaError(path, f"video cannot be decoded ({_reason(exc)})") from None
         # Demuxing without decoding is cheap; the packet timestamps give the true frame
         # count (mkv and webm state none) and reveal variable frame rate.
         frames = video.frames
         vfr = False
         pts: list[int] = []
+        untimed = 0
         end = 0.0
         origin = (container.start_time or 0) / 1_000_000
-        container.seek(0)
-        for packet in container.demux():
-            if packet.pts is None:
-                continue
-            if packet.stream.index == video.index and packet.size:
-                pts.append(packet.pts)
-            if packet.time_base:
-                end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base) - origin)
+        with contextlib.ExitStack() as again:
+            demuxed = container
+            try:
+                container.seek(0)
+            except av.error.FFmpegError:  # a stream that cannot seek (a raw one): open it again
+                demuxed = again.enter_context(_open(path))
+            try:
+                for packet in demuxed.demux():
+                    if packet.pts is None:
+                        untimed += packet.stream.index == video.index and bool(packet.size)
+                        continue
+                    if packet.stream.index == video.index and packet.size:
+                        pts.append(packet.pts)
+                    if packet.time_base:
+                        end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                                  - origin)
+            except av.error.FFmpegError as exc:
+                raise MediaError(path, f"cannot read its packets ({_reason(exc)})") from None
+        if frames == 0 and not pts and untimed:
+            rate = f"{float(video.guessed_rate or fps):g}"
+            raise MediaError(path, f"is a bare {ctx.name} stream: its pictures carry no timestamps. "
+                                   f"Put it in a container at its frame rate first, e.g. ffmpeg "
+                                   f"-framerate {rate} -i {shlex.quote(path.name)} -c copy "
+                                   f"{shlex.quote(path.stem + '.mp4')}")
         if frames == 0:
             frames = len(pts)
         if len(pts) > 2:
@@ -407,7 +436,7 @@ def iter_frames(path: str | os.PathLike[str], start: int = 0, count: int | None 
                 if count is not None and given >= count:
                     break
         except av.error.FFmpegError as exc:
-            raise MediaError(path, f"decoding failed at frame {index} ({exc})") from None
+            raise MediaError(path, f"decoding failed at frame {index} ({_reason(exc)})") from None
     if count is not None and given < count:
         raise MediaError(path, f"has {start + given} frames, needed {start + count}")
 
@@ -1044,7 +1073,7 @@ def keyframe_seconds(path: Path, start: float, end: float) -> list[float]:
                 if packet.is_keyframe:
                     found.append(float((packet.pts - first) * tb))
         except av.error.FFmpegError as exc:
-            raise MediaError(path, f"cannot read its packets ({exc})") from None
+            raise MediaError(path, f"cannot read its packets ({_reason(exc)})") from None
     return sorted(found)
 
 
@@ -1111,7 +1140,7 @@ def container_tags(path: str | os.PathLike[str]) -> dict[str, str]:
         with av.open(str(path)) as container:
             return {str(k).lower(): str(v) for k, v in container.metadata.items()}
     except (av.error.FFmpegError, OSError) as exc:
-        raise MediaError(path, f"cannot be read ({exc})") from None
+        raise MediaError(path, f"cannot be read ({_reason(exc)})") from None
 
 
 def probe_audio(path: str | os.PathLike[str]) -> tuple[int, int, float]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from stitchcraft.assemble.normalize import (
     seek_seconds,
 )
 from stitchcraft.errors import MediaError
-from stitchcraft.media import Input, encode_graph, probe, read_frames
+from stitchcraft.media import Input, encode_graph, ffmpeg_exe, probe, read_frames
 
 
 def normalise(path: Path, out: Path, grid: Grid, fit: str, start: int, end: int) -> np.ndarray:
@@ -68,6 +70,22 @@ def test_fit_chain_uses_the_display_size(tmp_path):
                         video_args=["-vf", "setsar=4/3", "-c:v", "libx264"])
     chain = fit_chain(probe(source), Grid(160, 90, Fraction(24)), "contain", tag="t")
     assert chain.startswith("scale=160:90")  # 120x90 at 4:3 pixels is 160x90
+
+
+def test_a_bare_stream_is_refused_with_the_command_that_wraps_it(tmp_path):
+    """A raw H.264 stream cannot seek and its pictures carry no timestamps: probing it
+    raised PyAV's PermissionError ("operation not permitted", naming no file)."""
+    bare = make_video(tmp_path / "phone clip.h264", seconds=2, size="160x90", rate="30", audio=None,
+                      video_args=["-c:v", "libx264", "-preset", "ultrafast", "-f", "h264"])
+    with pytest.raises(MediaError) as refused:
+        inspect_clip(bare)
+    said = str(refused.value)
+    assert said.startswith(f"{bare}: is a bare h264 stream") and "-framerate 30 " in said
+
+    command = shlex.split(said[said.index("ffmpeg "):])  # what the message says to run
+    subprocess.run([ffmpeg_exe(), "-v", "error", *command[1:]], cwd=tmp_path, check=True)
+    wrapped = probe(tmp_path / "phone clip.mp4")
+    assert wrapped.frames == 60 and abs(wrapped.duration - 2.0) < 0.01
 
 
 def test_truncated_and_empty_files_are_rejected(tmp_path):
