@@ -93,6 +93,8 @@ def handled(fn: F) -> F:
             _err(f"render failed: {exc}")
             _fail(as_json, 1, exc)
         except OSError as exc:
+            if type(exc).__module__.startswith("av."):
+                _internal(exc, as_json)  # PyAV's errors are OSErrors, but no disk's or path's
             # A disk that is full or read-only, a path in the way: one line, no traceback.
             message = _os_error(exc)
             _err(f"error: {message}")
@@ -105,14 +107,19 @@ def handled(fn: F) -> F:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:
-            if os.environ.get("STITCHCRAFT_DEBUG"):
-                raise
-            message = f"internal error ({type(exc).__name__}: {exc}); this is a bug in stitchcraft"
-            _err(f"error: {message}. Run again with STITCHCRAFT_DEBUG=1 for the traceback and "
-                 "report it.")
-            _fail(as_json, 1, StitchError(message))
+            _internal(exc, as_json)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _internal(exc: Exception, as_json: bool) -> None:
+    """An error stitchcraft should have turned into a message of its own: said as a bug,
+    with how to get its traceback (raised as it is when STITCHCRAFT_DEBUG is set)."""
+    if os.environ.get("STITCHCRAFT_DEBUG"):
+        raise exc
+    message = f"internal error ({type(exc).__name__}: {exc}); this is a bug in stitchcraft"
+    _err(f"error: {message}. Run again with STITCHCRAFT_DEBUG=1 for the traceback and report it.")
+    _fail(as_json, 1, StitchError(message))
 
 
 def _os_error(exc: OSError) -> str:

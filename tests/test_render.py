@@ -193,6 +193,36 @@ def test_every_options_help_is_shown_as_written():
     assert checked > 40
 
 
+def test_a_media_library_error_that_escapes_is_said_as_a_bug_not_as_a_disk_error(monkeypatch, capsys):
+    """PyAV's errors are OSErrors: one that escaped was said as a path problem,
+    "stitchcraft: operation not permitted", where it is a bug to report."""
+    import av
+    import typer
+
+    from stitchcraft.cli import handled
+
+    monkeypatch.delenv("STITCHCRAFT_DEBUG", raising=False)
+
+    @handled
+    def decoding() -> None:
+        raise av.error.PermissionError(1, "Operation not permitted")
+
+    @handled
+    def writing() -> None:
+        raise PermissionError(13, "Permission denied", "/srv/out/cut.mp4")
+
+    with pytest.raises(typer.Exit) as ended:
+        decoding()
+    said = capsys.readouterr().err
+    assert ended.value.exit_code == 1
+    assert said.startswith("error: internal error (PermissionError: [Errno 1] Operation not "
+                           "permitted); this is a bug in stitchcraft") and "STITCHCRAFT_DEBUG=1" in said
+    with pytest.raises(typer.Exit) as ended:
+        writing()
+    assert ended.value.exit_code == 1
+    assert capsys.readouterr().err.startswith("error: /srv/out/cut.mp4: ")
+
+
 def test_plan_json_and_engines(project):
     board = write(project)
     plan = json.loads(stitch("plan", str(board), "--json", cwd=project).stdout)
