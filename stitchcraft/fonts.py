@@ -64,3 +64,62 @@ def fit_text(content: str, font_file: Path | None, size: int, max_width: int) ->
         if not too_wide or size <= 8:
             return "\n".join(lines), size
         size = max(8, int(size * 0.9))
+
+
+@cache
+def caption_font_file() -> Path | None:
+    """The file ffmpeg's drawtext draws a caption without a `font` in: what fontconfig
+    matches for "Sans" (as ffmpeg asks it), else the first sans-serif font found."""
+    import shutil
+    import subprocess
+
+    matcher = shutil.which("fc-match")
+    if matcher:
+        try:
+            found = subprocess.run([matcher, "-f", "%{file}", "Sans"], capture_output=True,
+                                   text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            found = ""
+        if found and Path(found).is_file():
+            return Path(found)
+    return sans_font_file()
+
+
+# A code point no font maps (the last of plane 16's private use): what a font draws for
+# a character it has no glyph for (its .notdef box).
+_UNMAPPED = "\U0010fffd"
+
+
+def missing_glyphs(text: str, font_file: Path | None) -> str:
+    """The characters of `text` that `font_file` has no glyph for, each once, in order;
+    they are drawn as the font's box. Spaces, controls, format characters and variation
+    selectors draw nothing and are never counted. `font_file` None is Pillow's own font
+    (what a title card is drawn in on a system without a sans-serif font). An unreadable
+    font file counts nothing: drawing reports it."""
+    import unicodedata
+
+    from PIL import ImageFont
+
+    try:
+        font = (ImageFont.truetype(str(font_file), 24, layout_engine=ImageFont.Layout.BASIC)
+                if font_file is not None else ImageFont.load_default(size=24))
+    except OSError:
+        return ""
+
+    def drawn(character: str) -> tuple[tuple[int, int], bytes]:
+        mask = font.getmask(character)
+        return mask.size, bytes(mask)
+
+    box = drawn(_UNMAPPED)
+    missing: list[str] = []
+    for character in dict.fromkeys(text):
+        if unicodedata.category(character)[0] in "ZC" or _selects_variation(character):
+            continue
+        if drawn(character) == box:
+            missing.append(character)
+    return "".join(missing)
+
+
+def _selects_variation(character: str) -> bool:
+    point = ord(character)
+    return 0xFE00 <= point <= 0xFE0F or 0xE0100 <= point <= 0xE01EF

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from fractions import Fraction
 from pathlib import Path
@@ -93,3 +94,39 @@ def test_logo_is_overlaid_top_right(plain, tmp_path):
     frame = read_frames(result.path, 3, 1)[0].astype(int)
     assert frame[12, 300, 0] > 180 and frame[12, 300, 2] < 90  # red logo
     assert abs(frame[150, 20] - read_frames(plain, 3, 1)[0][150, 20].astype(int)).max() < 12
+
+
+def test_missing_glyphs_are_what_a_font_draws_as_its_box():
+    from stitchcraft.fonts import missing_glyphs, sans_font_file
+
+    font = sans_font_file(bold=True)  # a title card's font here (None: Pillow's own)
+    assert missing_glyphs("Tokyo 東京 Tokyo\u200d\ufe0f 🎬\n東", font) == "東京🎬"
+    assert missing_glyphs("Tokyo", font) == ""
+
+
+def test_text_its_font_cannot_draw_is_warned_of_once_per_cut_that_shows_it(tmp_path):
+    """Boxes instead of letters are easy to miss in a batch of language variants."""
+    from stitchcraft.fonts import caption_font_file
+    from stitchcraft.render import RenderOptions, render
+    from stitchcraft.storyboard.load import load_storyboard
+
+    board = tmp_path / "lang.yaml"
+    board.write_text(
+        "version: 1\ntitle: lang\noutput: {path: out/lang.mp4, size: 160x90, fps: 12}\n"
+        "shots:\n"
+        "  - {id: card, title: \"Tokyo 東京\", duration: 1}\n"
+        "  - {id: logo, title: Stitchcraft, duration: 1, text: {content: Out now, position: bottom}}\n"
+        "variants:\n"
+        "  - {name: ja, shots: {logo: {text: 今すぐ}}}\n"
+        "  - {name: de, shots: {logo: {text: Jetzt}}}\n", encoding="utf-8")
+    result = render(load_storyboard(board), RenderOptions(cache=tmp_path / "cache"))
+
+    said = [w for w in result.warnings if "no glyph" in w]
+    assert len(said) == 1 + (caption_font_file() is not None), said
+    assert said[0].startswith("shot 'card': ") and "no glyph for 東京 (U+6771 U+4EAC) in its title" in said[0]
+    if len(said) == 2:
+        assert said[1].startswith(f"variant 'ja': shot 'logo': {caption_font_file().name} has no glyph "
+                                  "for 今すぐ (U+4ECA U+3059 U+3050) in its text, so they show as boxes")
+    manifest = json.loads(result.manifest.read_text())
+    assert [w for w in manifest["warnings"] if "no glyph" in w] == said
+    assert len(result.outputs) == 3  # warned of, and rendered all the same
