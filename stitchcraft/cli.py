@@ -178,20 +178,25 @@ def _load(path: Path):
 @app.command()
 @handled
 def validate(storyboard: StoryboardArg, as_json: JsonOpt = False) -> None:
-    """Check a storyboard without rendering: exit 0 if valid, 2 with the problems."""
+    """Check a storyboard without rendering: exit 0 if valid, 2 with the problems.
+    Warnings (text its font cannot draw) are said and leave it valid."""
+    from .fonts import undrawable_text
     from .storyboard.cast import describe_routes
 
     loaded = _load(storyboard)
     sb = loaded.storyboard
     routes = describe_routes(loaded)
+    warnings = undrawable_text(loaded)
     if as_json:
         typer.echo(json.dumps({"ok": True, "shots": len(sb.shots), "variants": len(sb.variants),
-                               "routes": routes}))
+                               "routes": routes, "warnings": warnings}))
     else:
         cuts = f"; its matrix makes {len(sb.variants) + 1} cuts" if sb.matrix else ""
         typer.echo(f"{storyboard}: ok ({len(sb.shots)} shots, {len(sb.variants)} variants{cuts})")
         for line in routes:
             typer.echo(f"  {line}")
+        for warning in warnings:
+            _err(f"warning: {warning}")
 
 
 @app.command()

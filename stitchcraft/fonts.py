@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .storyboard.load import LoadedStoryboard
 
 _SANS = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -123,3 +128,36 @@ def missing_glyphs(text: str, font_file: Path | None) -> str:
 def _selects_variation(character: str) -> bool:
     point = ord(character)
     return 0xFE00 <= point <= 0xFE0F or 0xE0100 <= point <= 0xE01EF
+
+
+def undrawable_text(loaded: LoadedStoryboard, variants: Collection[str] | None = None) -> list[str]:
+    """A warning for each title or caption holding characters its font has no glyph for
+    (drawn as boxes: a language its font does not cover), in the main cut and in each
+    variant named (every variant for None); a variant says only what the main cut does
+    not already say."""
+    said: dict[tuple[str, str, str, Path | None], str] = {}
+    boards = [("", loaded)] + [(f"variant '{v.name}': ", loaded.for_variant(v))
+                               for v in loaded.storyboard.variants if variants is None or v.name in variants]
+    for prefix, board in boards:
+        for shot in board.storyboard.shots:
+            texts: list[tuple[str, str | None, Path | None]] = []
+            title, caption = board.with_font_resolved(shot.title_card), board.with_font_resolved(shot.caption)
+            if title is not None:
+                font = Path(title.font) if title.font else sans_font_file(bold=True)
+                texts += [("title", title.text, font), ("subtitle", title.subtitle, font)]
+            if caption is not None:
+                font = Path(caption.font) if caption.font else caption_font_file()
+                if font is not None:  # else fontconfig's choice, which cannot be read here
+                    texts.append(("text", caption.content, font))
+            for where, text, font in texts:
+                missing = missing_glyphs(text or "", font)
+                if not missing:
+                    continue
+                shown = missing if len(missing) <= 12 else missing[:12] + "…"
+                codes = " ".join(f"U+{ord(c):04X}" for c in missing[:4]) + (" …" if len(missing) > 4 else "")
+                named = font.name if font else "Pillow's built-in font"
+                said.setdefault((shot.id, where, missing, font), (
+                    f"{prefix}shot '{shot.id}': {named} has no glyph for {shown} ({codes}) in its "
+                    f"{where}, so they show as boxes; give the {'title' if where == 'subtitle' else where} "
+                    "a font: file that has them"))
+    return list(said.values())

@@ -180,7 +180,9 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
     if shared:  # the batch's engines, by name and settings (a mapping the generator only indexes)
         generator._engines = cast("dict[str, Engine]", shared.engines_for(loaded))
     generator.check_engines()
-    warnings = generator.preflight() + _undrawable_text(loaded, wanted)
+    from .fonts import undrawable_text
+
+    warnings = generator.preflight() + undrawable_text(loaded, wanted)
     from .scoring import ScoreBook
 
     book = ScoreBook(sb.scoring, store)
@@ -392,40 +394,6 @@ def _short_takes(cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]],
                                 "is shorter than the shot)")
                 reporter.warn(warnings[-1])
     return warnings
-
-
-def _undrawable_text(loaded: LoadedStoryboard, wanted: set[str]) -> list[str]:
-    """A warning for each title or caption holding characters its font has no glyph for
-    (drawn as boxes: a language its font does not cover), in the main cut and in every
-    wanted variant; a variant says only what the main cut does not already say."""
-    from .fonts import caption_font_file, missing_glyphs, sans_font_file
-
-    said: dict[tuple[str, str, str, Path | None], str] = {}
-    boards = [("", loaded)] + [(f"variant '{v.name}': ", loaded.for_variant(v))
-                               for v in loaded.storyboard.variants if v.name in wanted]
-    for prefix, board in boards:
-        for shot in board.storyboard.shots:
-            texts: list[tuple[str, str | None, Path | None]] = []
-            title, caption = board.with_font_resolved(shot.title_card), board.with_font_resolved(shot.caption)
-            if title is not None:
-                font = Path(title.font) if title.font else sans_font_file(bold=True)
-                texts += [("title", title.text, font), ("subtitle", title.subtitle, font)]
-            if caption is not None:
-                font = Path(caption.font) if caption.font else caption_font_file()
-                if font is not None:  # else fontconfig's choice, which cannot be read here
-                    texts.append(("text", caption.content, font))
-            for where, text, font in texts:
-                missing = missing_glyphs(text or "", font)
-                if not missing:
-                    continue
-                shown = missing if len(missing) <= 12 else missing[:12] + "…"
-                codes = " ".join(f"U+{ord(c):04X}" for c in missing[:4]) + (" …" if len(missing) > 4 else "")
-                named = font.name if font else "Pillow's built-in font"
-                said.setdefault((shot.id, where, missing, font), (
-                    f"{prefix}shot '{shot.id}': {named} has no glyph for {shown} ({codes}) in its "
-                    f"{where}, so they show as boxes; give the {'title' if where == 'subtitle' else where} "
-                    "a font: file that has them"))
-    return list(said.values())
 
 
 # --- variants -------------------------------------------------------------------------

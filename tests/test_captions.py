@@ -130,3 +130,10 @@ def test_text_its_font_cannot_draw_is_warned_of_once_per_cut_that_shows_it(tmp_p
     manifest = json.loads(result.manifest.read_text())
     assert [w for w in manifest["warnings"] if "no glyph" in w] == said
     assert len(result.outputs) == 3  # warned of, and rendered all the same
+
+    from typer.testing import CliRunner
+
+    from stitchcraft.cli import app
+
+    checked = CliRunner().invoke(app, ["validate", str(board), "--json"])
+    assert checked.exit_code == 0 and json.loads(checked.stdout)["warnings"] == said  # said before rendering
