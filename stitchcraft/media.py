@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, FFmpegError, MediaError, StitchError, StorageError
+from .errors import ConfigError, FFmpegError, MediaError, StitchError, StorageError, os_cause
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mxf")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -237,15 +237,17 @@ def _open(path: Path):
 
 def _reason(exc: Exception) -> str:
     """What went wrong, said once: a PyAV error's str() leads with an errno number and
-    repeats the path the message already names; its reason, and FFmpeg's last logged
-    line when there is one, are what a user can act on."""
-    reason = getattr(exc, "strerror", None)
-    if not reason:
-        return str(exc)
+    repeats the path the message already names. An OSError (PyAV's PermissionError among
+    them) reads as any OS error does (`os_cause`); PyAV's other errors (InvalidDataError
+    is a ValueError) by their strerror; then FFmpeg's last logged line when there is one."""
+    if isinstance(exc, OSError):
+        reason = os_cause(exc)
+    else:
+        reason = getattr(exc, "strerror", None) or str(exc)
     log = getattr(exc, "log", None)
     if isinstance(log, tuple) and len(log) == 3 and str(log[2]).strip():
         return f"{reason}: {str(log[2]).strip()}"
-    return str(reason)
+    return reason
 
 
 def probe(path: str | os.PathLike[str], *, count_frames: bool = False) -> MediaInfo:
