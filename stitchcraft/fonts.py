@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -104,18 +104,9 @@ def missing_glyphs(text: str, font_file: Path | None) -> str:
     font file counts nothing: drawing reports it."""
     import unicodedata
 
-    from PIL import ImageFont
-
-    try:
-        font = (ImageFont.truetype(str(font_file), 24, layout_engine=ImageFont.Layout.BASIC)
-                if font_file is not None else ImageFont.load_default(size=24))
-    except OSError:
+    drawn = _drawing(font_file)
+    if drawn is None:
         return ""
-
-    def drawn(character: str) -> tuple[tuple[int, int], bytes]:
-        mask = font.getmask(character)
-        return mask.size, bytes(mask)
-
     box = drawn(_UNMAPPED)
     missing: list[str] = []
     for character in dict.fromkeys(text):
@@ -124,6 +115,27 @@ def missing_glyphs(text: str, font_file: Path | None) -> str:
         if drawn(character) == box:
             missing.append(character)
     return "".join(missing)
+
+
+@cache
+def _drawing(font_file: Path | None) -> Callable[[str], tuple[tuple[int, int], bytes]] | None:
+    """What a font draws for one character (size and pixels), each character's drawing
+    kept: a storyboard's shots and variants ask the same few fonts again and again. None
+    for a file that is not a readable font."""
+    from PIL import ImageFont
+
+    try:
+        font = (ImageFont.truetype(str(font_file), 24, layout_engine=ImageFont.Layout.BASIC)
+                if font_file is not None else ImageFont.load_default(size=24))
+    except OSError:
+        return None
+
+    @cache
+    def drawn(character: str) -> tuple[tuple[int, int], bytes]:
+        mask = font.getmask(character)
+        return mask.size, bytes(mask)
+
+    return drawn
 
 
 def _selects_variation(character: str) -> bool:
