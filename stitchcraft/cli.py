@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from inspect import signature
+from inspect import cleandoc, signature
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -22,7 +22,21 @@ from typer.core import TyperGroup
 
 from .errors import InputError, StitchError, StoryboardError
 
+
+class _Commands(TyperGroup):
+    """A command group whose listing shows each command's first paragraph as one line
+    of prose: help is read as rich markup, which keeps a docstring's line breaks, so the
+    listing broke sentences where the source wraps them."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for command in self.commands.values():
+            if command.short_help is None and command.help:
+                command.short_help = " ".join(cleandoc(command.help).split("\n\n")[0].split())
+        super().format_help(ctx, formatter)
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="stitch",
     help="Turn a YAML storyboard into a finished multi-shot video.",
     no_args_is_help=True,
@@ -544,7 +558,7 @@ def batch(
         raise typer.Exit(result.exit_code)
 
 
-class _CacheCommands(TyperGroup):
+class _CacheCommands(_Commands):
     """`stitch cache` subcommands; anything else (a storyboard, --check, --clean) is
     `stitch cache show`, as `stitch cache` was before it had subcommands."""
 

@@ -193,6 +193,24 @@ def test_every_options_help_is_shown_as_written():
     assert checked > 40
 
 
+def test_each_command_is_listed_by_its_first_paragraph_in_one_flow():
+    """The command listing read a docstring's line breaks as rich markup keeps them:
+    `stitch --help` broke "estimated GPU time and the / hosted takes' seconds" mid-line."""
+    from typer.testing import CliRunner
+
+    from stitchcraft.cli import app
+
+    runner = CliRunner()
+    for group, names in (((), ("validate", "plan", "engines", "pick", "batch", "inspect")),
+                         (("cache",), ("show", "prune"))):
+        shown = runner.invoke(app, [*group, "--help"], env={"COLUMNS": "1000"})
+        assert shown.exit_code == 0, shown.output
+        rows = {line.strip("│ ").split(" ", 1)[0]: line for line in shown.output.splitlines()}
+        for name in names:
+            # A wide terminal fits each listing on its one row, ending at the paragraph's end.
+            assert rows[name].rstrip("│ ").endswith((".", ")")), rows[name]
+
+
 def test_a_media_library_error_that_escapes_is_said_as_a_bug_not_as_a_disk_error(monkeypatch, capsys):
     """PyAV's errors are OSErrors: one that escaped was said as a path problem,
     "stitchcraft: operation not permitted", where it is a bug to report."""
