@@ -21,6 +21,7 @@ import typer
 from typer.core import TyperGroup
 
 from .errors import InputError, StitchError, StoryboardError
+from .ui import plural
 
 
 class _Commands(TyperGroup):
@@ -206,7 +207,8 @@ def validate(storyboard: StoryboardArg, as_json: JsonOpt = False) -> None:
                                "routes": routes, "warnings": warnings}))
     else:
         cuts = f"; its matrix makes {len(sb.variants) + 1} cuts" if sb.matrix else ""
-        typer.echo(f"{storyboard}: ok ({len(sb.shots)} shots, {len(sb.variants)} variants{cuts})")
+        typer.echo(f"{storyboard}: ok ({plural(len(sb.shots), 'shot')}, "
+                   f"{plural(len(sb.variants), 'variant')}{cuts})")
         for line in routes:
             typer.echo(f"  {line}")
         for warning in warnings:
@@ -487,8 +489,9 @@ def pick(storyboard: StoryboardArg, shot: Annotated[str, typer.Argument(help="Sh
 
 def _say_dry_run(storyboard: Path, planned: dict[str, Any]) -> None:
     takes = sum(planned.get("takes", {}).values())
-    typer.echo(f"{storyboard}: valid; dry run: {len(planned['shots'])} shots, "
-               f"{planned['total_frames']} frames, {takes} takes planned; nothing generated")
+    typer.echo(f"{storyboard}: valid; dry run: {plural(len(planned['shots']), 'shot')}, "
+               f"{plural(planned['total_frames'], 'frame')}, {plural(takes, 'take')} planned; "
+               "nothing generated")
     for line in planned["cost_lines"]:
         typer.echo(f"  {line}")
 
@@ -633,7 +636,7 @@ def cache_ls(storyboard: StoreArg = None, cache: CacheOpt = None, as_json: JsonO
         grade = f"  (a grade of {take.needs[:12]})" if take.needs else ""
         typer.echo(f"{take.id[:12]}  {take.engine:<10} {take.frames:>5} fr {take.size:>9} "
                    f"{take.bytes / 1e6:8.1f} MB  used {(now - take.used) / 86400:5.1f} d ago  {take.label}{grade}")
-    typer.echo(f"{len(takes)} takes")
+    typer.echo(plural(len(takes), "take"))
 
 
 @cache_app.command("du")
@@ -685,8 +688,9 @@ def cache_prune(
         return
     for take_id in pruned.kept_running:
         _err(f"kept {take_id[:12]}: its hosted job may still be running")
-    typer.echo(f"{'would delete' if dry_run else 'deleted'} {len(pruned.takes)} takes and "
-               f"{len(pruned.jobs)} finished job entries, {pruned.bytes / 1e6:.1f} MB ({store.root})")
+    jobs = plural(len(pruned.jobs), "finished job entry", "finished job entries")
+    typer.echo(f"{'would delete' if dry_run else 'deleted'} {plural(len(pruned.takes), 'take')} and "
+               f"{jobs}, {pruned.bytes / 1e6:.1f} MB ({store.root})")
 
 
 @app.command()

@@ -12,6 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """`count` and `noun`, in the plural (`nouns`, or the noun and an s) unless the count
+    is one: "1 shot", "3 shots", "2 job entries"."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
 class PlainReporter:
     """One line per event, timestamped from the start of the render (after `prefix`,
     which names the storyboard in a batch)."""

@@ -255,7 +255,7 @@ def test_plan_json_and_engines(project):
 def test_init_writes_a_valid_storyboard(tmp_path):
     stitch("init", "starter.yaml", cwd=tmp_path)
     done = stitch("validate", "starter.yaml", cwd=tmp_path)
-    assert "ok" in done.stdout
+    assert done.stdout.strip() == "starter.yaml: ok (3 shots, 1 variant)"  # not "1 variants"
     again = stitch("init", "starter.yaml", cwd=tmp_path, check=False)
     assert again.returncode == 2 and "--force" in again.stderr
 

@@ -64,6 +64,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..ui import plural
+
 if TYPE_CHECKING:
     from ..store import StoredTake, TakeStore
 
@@ -380,10 +382,6 @@ def _candidate_thumbs(candidate: Mapping[str, Any], store: TakeStore | None) -> 
 # Writing the page
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
@@ -488,7 +486,7 @@ def _failed_list(failed: Sequence[Mapping[str, Any]]) -> str:
         job = f' · job <code>{_e(entry["job"])}</code>' if entry.get("job") else ""
         items.append(f'<li><span class="badge bad">✗ {kind}</span> <span class="meta">{meta}{job}</span>'
                      f'<span class="reason">{_e(reason)}</span></li>')
-    return (f'<div class="failed"><h3>{_plural(len(failed), "candidate")} not made</h3>'
+    return (f'<div class="failed"><h3>{plural(len(failed), "candidate")} not made</h3>'
             f'<ul>{"".join(items)}</ul></div>')
 
 
@@ -509,9 +507,9 @@ def _cost_panel(data: Mapping[str, Any], rows: list[dict[str, Any]]) -> str:
         lines.append(f'<li>offered by its cuts, cached takes included: <b class="usd">~{_e(_usd(offered))}</b></li>')
     providers = sorted({str(c["provider"]) for c in hosted})
     if providers:
-        lines.append(f"<li>{_plural(len(hosted), 'hosted candidate')} from {_e(', '.join(providers))}</li>")
+        lines.append(f"<li>{plural(len(hosted), 'hosted candidate')} from {_e(', '.join(providers))}</li>")
     if failed:
-        lines.append(f'<li class="weak">{_plural(failed, "candidate")} failed or refused by the provider</li>')
+        lines.append(f'<li class="weak">{plural(failed, "candidate")} failed or refused by the provider</li>')
     return (f'<aside class="panel"><h3>Hosted takes</h3><ul>{"".join(lines)}</ul>'
             "<p class=\"muted\">Estimates from each engine's price per second; the provider's "
             "invoice is what counts.</p></aside>")
@@ -641,7 +639,7 @@ def render_report(data: Mapping[str, Any], thumbnails: Mapping[str, Sequence[byt
             banner = _seam_banner(row, seam, threshold, (str(row["after"]), row["shot"]) in weak)
         cards = "".join(_card(c, i, c.get("id") == row["chosen"], _thumbs(c, thumbnails, made))
                         for i, c in enumerate(row["candidates"]))
-        count = _plural(len(row["candidates"]), "candidate")
+        count = plural(len(row["candidates"]), "candidate")
         if row["failed"]:
             count += f' · <span class="weak">{len(row["failed"])} not made</span>'
         if row["continuity"] != "keyframe":
@@ -652,11 +650,11 @@ def render_report(data: Mapping[str, Any], thumbnails: Mapping[str, Sequence[byt
     warnings = "".join(f"<li>{_e(w)}</li>" for w in data.get("warnings", []))
     stats = data.get("scoring") or {}
     candidates = sum(len(r["candidates"]) for r in rows)
-    summary = [_plural(len(rows), "shot"), _plural(candidates, "candidate")]
+    summary = [plural(len(rows), "shot"), plural(candidates, "candidate")]
     if stats.get("frames_decoded") is not None:
         summary.append(f"{stats['frames_decoded']} frames decoded for scoring in {float(stats.get('seconds', 0)):.1f} s")
     if weak:
-        summary.append(_plural(len(weak), "weak seam"))
+        summary.append(plural(len(weak), "weak seam"))
     title = data.get("title") or "stitchcraft render"
     output = data.get("output", "")
     return f"""<!DOCTYPE html>
