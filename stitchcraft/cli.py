@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich import box as rich_box
 from typer.core import TyperGroup
 
 from .errors import InputError, StitchError, StoryboardError
@@ -244,26 +245,35 @@ def plan(storyboard: StoryboardArg, as_json: JsonOpt = False,
     from rich.table import Table
 
     # Storyboard text is shown as written, never read as rich markup.
+    # No rules between columns, and no hours in the times of a cut under an hour: a pipe's
+    # 80 columns hold a shot on one line (with rules, its start read "00:00:…").
+    def start(frames: int) -> str:
+        return timecode(frames, result.fps)[3 if result.total_frames < result.fps * 3600 else 0:]
+
     table = Table(title=f"{escape(result.title)}: {result.total_frames} frames at {result.fps} fps "
-                        f"({timecode(result.total_frames, result.fps)})")
-    for column in ("shot", "engine", "start", "frames", "in", "segments (new/generated)", "takes", "hash"):
-        table.add_column(column, justify="right" if column in ("start", "frames", "in", "takes") else "left")
+                        f"({timecode(result.total_frames, result.fps)})", **_NARROW_TABLE)
+    # Names, times and counts keep their line; the transitions and segments wrap (at 80
+    # columns, a pipe's width, the start read "00:00:…").
+    for column in ("shot", "engine", "start", "frames", "in", "segments", "takes", "hash"):
+        table.add_column(column, justify="right" if column in ("start", "frames", "in", "takes") else "left",
+                         no_wrap=column not in ("in", "segments"), overflow="fold")
     for shot in result.shots:
         if shot.keyframe is not None:  # the still it animates, made first
             still = shot.keyframe.segments[0]
             table.add_row(escape(f"{shot.id} · keyframe"), shot.keyframe.engine, "", "1", "",
                           f"still {shot.keyframe.width}x{shot.keyframe.height}",
-                          str(result.takes[still.key]), still.hash[:10])
+                          str(result.takes[still.key]), still.hash[:8])
         segments = ", ".join(f"{s.frames}/{s.generate}" + ("c" if s.chained else "") for s in shot.segments)
         transition = f"{shot.transition_type} {shot.transition_in or shot.fade_in}" if (
             shot.transition_in or shot.fade_in) else "cut"
         if shot.continuity != "cut":
             transition += f" · {shot.continuity}"
-        table.add_row(escape(shot.id), shot.engine, timecode(shot.start, result.fps), str(shot.frames),
+        table.add_row(escape(shot.id), shot.engine, start(shot.start), str(shot.frames),
                       transition, segments, str(sum(result.takes[s.key] for s in shot.segments)),
-                      shot.segments[0].hash[:10])
+                      shot.segments[0].hash[:8])
     console = Console()
     console.print(table)
+    console.print("segments: frames in the cut/frames generated, c when chained to the take before")
     console.print(f"generation order: {' -> '.join(result.order)}")
     generate = loaded.storyboard.scoring.beam_generate
     if result.beam > 1:
@@ -388,7 +398,7 @@ def engines(storyboard: Annotated[Path | None, typer.Argument(
 
     table = Table(title="stitchcraft engines")
     for column in ("engine", "runs here", "makes", "frames", "why not / notes"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column in ("engine", "runs here"))
     for row in rows:
         makes = ", ".join(row["can"]) or ", ".join(row["kinds"])
         if row["references"]:
@@ -445,18 +455,21 @@ def takes(storyboard: StoryboardArg, as_json: JsonOpt = False,
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"takes of {escape(cut.output)}")
+    table = Table(title=f"takes of {escape(cut.output)}", **_NARROW_TABLE)
+    rows = [(shot_id, segment, index, cand, [f"{k}={v:.2f}" for k, v in sorted(cand.components.items())])
+            for shot_id, shot in cut.shots.items() for segment in shot.segments
+            for index, cand in enumerate(segment.candidates)]
+    # A component wraps between parts, never inside one; the label folds where it must.
+    widest = max((len(part) for *_, parts in rows for part in parts), default=0)
     for column in ("shot", "seg", "#", "take", "engine", "seed", "score", "components", "label"):
-        table.add_column(column, overflow="fold")
-    for shot_id, shot in cut.shots.items():
-        for segment in shot.segments:
-            for index, cand in enumerate(segment.candidates):
-                chosen = cand.id == segment.chosen
-                parts = " ".join(f"{k}={v:.2f}" for k, v in sorted(cand.components.items()))
-                table.add_row(escape(shot_id), str(segment.index), str(index),
-                              ("[bold green]* " if chosen else "  ") + cand.id[:10] + ("[/]" if chosen else ""),
-                              cand.engine, str(cand.seed), f"{cand.score:.3f}" if cand.scored else "-",
-                              parts, escape(cand.label))
+        table.add_column(column, overflow="fold", no_wrap=column not in ("components", "label"),
+                         min_width=widest if column == "components" else None)
+    for shot_id, segment, index, cand, parts in rows:
+        chosen = cand.id == segment.chosen
+        table.add_row(escape(shot_id), str(segment.index), str(index),
+                      ("[bold green]* " if chosen else "  ") + cand.id[:8] + ("[/]" if chosen else ""),
+                      cand.engine, str(cand.seed), f"{cand.score:.3f}" if cand.scored else "-",
+                      " ".join(parts), escape(cand.label))
     Console().print(table)
     for seam in cut.weak_seams:
         typer.echo(f"weak seam: {seam['after']} -> {seam['shot']} scored {seam['score']}")
@@ -485,6 +498,12 @@ def pick(storyboard: StoryboardArg, shot: Annotated[str, typer.Argument(help="Sh
         check_pick(loaded, shot, take)
     save_pick(loaded.path, shot, None if clear else take)
     typer.echo(f"{shot}: {'unpinned' if clear else f'pinned to {take}'}")
+
+
+# Tables for a terminal or a pipe's 80 columns: no rules between the columns, no padding
+# at the edges.
+_NARROW_TABLE: dict[str, Any] = {"box": rich_box.SIMPLE_HEAD, "show_edge": False, "pad_edge": False,
+                                 "padding": (0, 1, 0, 0)}
 
 
 def _say_dry_run(storyboard: Path, planned: dict[str, Any]) -> None:
@@ -548,7 +567,7 @@ def batch(
         table = Table(title=f"stitch batch: {report['rendered']} ok, {report['failed']} failed, "
                             f"{report['invalid']} invalid")
         for column in ("storyboard", "status", "outputs", "takes made/reused", "seconds", "message"):
-            table.add_column(column, overflow="fold")
+            table.add_column(column, overflow="fold", no_wrap=column in ("status", "seconds"))
         for entry in result.entries:
             made = entry.result or {}
             outputs = ", ".join(o["path"] for o in made.get("outputs", []))

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -250,6 +251,29 @@ def test_plan_json_and_engines(project):
     assert by_name["title"]["available"] and by_name["stills"]["available"]
     for gpu in ("ltx-video", "wan", "svd", "cogvideox"):
         assert not by_name[gpu]["available"] and by_name[gpu]["reason"]
+
+
+def test_the_plan_and_the_takes_fit_a_pipes_80_columns(project):
+    """At 80 columns (a pipe, CI logs) the plan's table ruled every column and cut what
+    did not fit: every start read "00:00:…". A shot keeps its line there now, whole."""
+    from stitchcraft.timeline import timecode
+
+    board = write(project)
+    planned = json.loads(stitch("plan", str(board), "--json", cwd=project).stdout)
+    table = stitch("plan", str(board), cwd=project, env={"COLUMNS": "80"}).stdout
+    lines = {line.split()[0]: line for line in table.splitlines() if line.strip()}
+    for shot in planned["shots"]:
+        line = lines[shot["id"]]
+        assert len(line) <= 80 and "…" not in line, line
+        assert line.split()[1:4] == [shot["engine"], timecode(shot["start"], Fraction(24))[3:],
+                                     str(shot["frames"])], line
+    stitch("render", str(board), "--no-variants", cwd=project)
+    listing = stitch("takes", str(board), cwd=project, env={"COLUMNS": "80"}).stdout
+    labels = json.loads(stitch("takes", str(board), "--json", cwd=project).stdout)
+    for shot_id, shot in labels.items():
+        for cand in shot["segments"][0]["candidates"]:
+            row = next(line for line in listing.splitlines() if cand["id"][:8] in line)
+            assert len(row) <= 80 and "…" not in row and row.split()[0] == shot_id, row
 
 
 def test_init_writes_a_valid_storyboard(tmp_path):
