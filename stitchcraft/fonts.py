@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -102,8 +104,6 @@ def missing_glyphs(text: str, font_file: Path | None) -> str:
     selectors draw nothing and are never counted. `font_file` None is Pillow's own font
     (what a title card is drawn in on a system without a sans-serif font). An unreadable
     font file counts nothing: drawing reports it."""
-    import unicodedata
-
     drawn = _drawing(font_file)
     if drawn is None:
         return ""
@@ -136,6 +136,103 @@ def _drawing(font_file: Path | None) -> Callable[[str], tuple[tuple[int, int], b
         return mask.size, bytes(mask)
 
     return drawn
+
+
+# Where fonts are kept on systems without fontconfig (macOS, Windows), and by users.
+_FONT_FOLDERS = ("/System/Library/Fonts", "/Library/Fonts", "~/Library/Fonts", "C:/Windows/Fonts",
+                 "~/AppData/Local/Microsoft/Windows/Fonts", "/usr/share/fonts", "/usr/local/share/fonts",
+                 "~/.local/share/fonts", "~/.fonts")
+_FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".otc")
+
+
+def font_for(text: str, font: Path | None, *, bold: bool = False) -> Path | None:
+    """The font to draw `text` in when its font would be `font` (None: Pillow's own):
+    `font` when it has a glyph for every character; else a font on this system that has
+    them all (a Japanese caption on a system whose sans-serif font is Latin-only), the
+    upright sans-serif one nearest to bold or regular first; else `font`, whose boxes
+    `undrawable_text` warns of. Fonts are found through fontconfig (`fc-list`, as ffmpeg
+    finds them), or where there is none, in the usual font folders."""
+    if not missing_glyphs(text, font):
+        return font
+    wanted = "".join(c for c in dict.fromkeys(text) if unicodedata.category(c)[0] not in "ZC"
+                     and not _selects_variation(c))
+    return _covering(wanted, bold) or font
+
+
+@cache
+def _covering(characters: str, bold: bool) -> Path | None:
+    """The best font for `font_for` that has a glyph for each of `characters`, or None."""
+    listed = _fontconfig_fonts(characters)
+    found = listed if listed is not None else _folder_fonts()
+    ranked = sorted(found, key=lambda f: (f.slanted, f.mono, abs(f.weight - (200 if bold else 80)),
+                                          "sans" not in f.family.lower(), str(f.file)))
+    # fontconfig said so for a font's first face, which is the face Pillow and ffmpeg open.
+    return next((f.file for f in ranked if not missing_glyphs(characters, f.file)), None)
+
+
+@dataclass(frozen=True)
+class _Face:
+    file: Path
+    family: str
+    weight: float  # fontconfig's scale: 80 regular, 200 bold
+    slanted: bool
+    mono: bool
+
+
+def _fontconfig_fonts(characters: str) -> list[_Face] | None:
+    """The first faces of the fonts fontconfig knows with all of `characters`; None
+    without fontconfig."""
+    import shutil
+    import subprocess
+
+    lister = shutil.which("fc-list")
+    if lister is None:
+        return None
+    charset = " ".join(f"{ord(c):x}" for c in characters)
+    try:
+        listed = subprocess.run([lister, "--format", "%{file}\t%{index}\t%{family[0]}\t%{weight}\t"
+                                 "%{slant}\t%{spacing}\n", f":charset={charset}"],
+                                capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    faces = []
+    for line in listed.splitlines():
+        fields = line.split("\t")
+        if len(fields) != 6 or fields[1] != "0" or Path(fields[0]).suffix.lower() not in _FONT_SUFFIXES:
+            continue
+        file, _, family, weight, slant, spacing = fields
+        faces.append(_Face(Path(file), family, _number(weight, 80), _number(slant, 0) > 0,
+                           _number(spacing, 0) >= 90))
+    return faces
+
+
+def _number(text: str, default: float) -> float:
+    try:
+        return float(text.split()[0].strip("[]"))
+    except (ValueError, IndexError):  # a variable font's range, or nothing
+        return default
+
+
+def _folder_fonts() -> list[_Face]:
+    """Every font file in the usual font folders, by what Pillow reads of its name."""
+    from PIL import ImageFont
+
+    faces = []
+    for folder in _FONT_FOLDERS:
+        root = Path(folder).expanduser()
+        if not root.is_dir():
+            continue
+        for file in sorted(root.rglob("*")):
+            if file.suffix.lower() not in _FONT_SUFFIXES:
+                continue
+            try:
+                family, style = ImageFont.truetype(str(file), 12).getname()
+            except OSError:
+                continue
+            style = (style or "").lower()
+            faces.append(_Face(file, family or "", 200 if "bold" in style else 80,
+                               "italic" in style or "oblique" in style, "mono" in (family or "").lower()))
+    return faces
 
 
 def _selects_variation(character: str) -> bool:

@@ -254,6 +254,11 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
             "reference": _digest(loaded, shot.reference, digests),
             "sources": [digests.get(p, str(p)) for p in loaded.sources.get(shot.id, [])],
         }
+        if shot.title_card is not None and not shot.title_card.font:
+            # The font found for text its default font cannot draw (`fonts.font_for`).
+            drawn_in = loaded.with_font_resolved(shot.title_card).font
+            if drawn_in:
+                base["title_font"] = drawn_in
         route = loaded.reference_route(shot.id, quality=quality)  # references, keyframe
         sent = route.engine_references
         own = [loaded.resolve(shot.reference)] if shot.reference else []

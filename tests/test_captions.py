@@ -104,9 +104,15 @@ def test_missing_glyphs_are_what_a_font_draws_as_its_box():
     assert missing_glyphs("Tokyo", font) == ""
 
 
-def test_text_its_font_cannot_draw_is_warned_of_once_per_cut_that_shows_it(tmp_path):
+def test_text_its_font_cannot_draw_is_warned_of_once_per_cut_that_shows_it(tmp_path, monkeypatch):
     """Boxes instead of letters are easy to miss in a batch of language variants."""
+    from stitchcraft import fonts
     from stitchcraft.fonts import caption_font_file
+
+    # A system with no font for Japanese (this one, but not every developer's).
+    monkeypatch.setattr(fonts, "_fontconfig_fonts", lambda characters: [])
+    monkeypatch.setattr(fonts, "_folder_fonts", list)
+    monkeypatch.setattr(fonts, "_covering", fonts._covering.__wrapped__)  # nothing found before
     from stitchcraft.render import RenderOptions, render
     from stitchcraft.storyboard.load import load_storyboard
 
@@ -137,3 +143,90 @@ def test_text_its_font_cannot_draw_is_warned_of_once_per_cut_that_shows_it(tmp_p
 
     checked = CliRunner().invoke(app, ["validate", str(board), "--json"])
     assert checked.exit_code == 0 and json.loads(checked.stdout)["warnings"] == said  # said before rendering
+
+
+@pytest.fixture
+def kana_fonts(tmp_path, monkeypatch):
+    """Two fonts with あ and い (Regular and Bold) that fontconfig finds, as a system with
+    a Japanese font installed would; the system's own fonts have neither."""
+    pytest.importorskip("fontTools")
+    if shutil.which("fc-list") is None:
+        pytest.skip("fontconfig's fc-list is not installed here")
+    from made_fonts import fontconfig_with, make_kana_font
+
+    from stitchcraft import fonts
+
+    folder = tmp_path / "fonts"
+    regular, bold = make_kana_font(folder / "kana.ttf"), make_kana_font(folder / "kana-bold.ttf", bold=True)
+    monkeypatch.setenv("FONTCONFIG_FILE", str(fontconfig_with(folder)))
+    fonts._covering.cache_clear()
+    yield regular, bold
+    fonts._covering.cache_clear()
+
+
+KANA_BOARD = """version: 1
+title: kana
+output: {{path: out/{name}.mp4, size: 160x90, fps: 12, preset: ultrafast}}
+shots:
+  - id: card
+    title: {{text: "\u3042\u3044", subtitle: "\u3044", animation: none{title_font}}}
+    duration: 1
+    text: {{content: "\u3044 \u3042", position: top, size: 0.2{text_font}}}
+"""
+
+
+def test_text_its_font_cannot_draw_is_drawn_in_a_font_that_can(tmp_path, kana_fonts, monkeypatch):
+    """A Japanese title and caption drew boxes in DejaVu Sans, with a warning, on a
+    system with a Japanese font installed: they are drawn in that font now (bold for the
+    title), exactly as when the storyboard names it, and without a warning."""
+    from stitchcraft import fonts
+    from stitchcraft.render import RenderOptions, render
+    from stitchcraft.storyboard.load import load_storyboard
+
+    regular, bold = kana_fonts
+
+    def rendered(name: str, **fonts_given: str):
+        board = tmp_path / f"{name}.yaml"
+        board.write_text(KANA_BOARD.format(name=name, title_font=fonts_given.get("title", ""),
+                                           text_font=fonts_given.get("text", "")), encoding="utf-8")
+        result = render(load_storyboard(board), RenderOptions(cache=tmp_path / "cache", variants=[]))
+        return result, read_frames(result.outputs[0].path, 0, 12)
+
+    found, frames = rendered("found")
+    assert not [w for w in found.warnings if "no glyph" in w]
+    named, named_frames = rendered("named", title=f", font: {bold}", text=f", font: {regular}")
+    assert np.array_equal(frames, named_frames)
+    # The other way round differs (the fonts' あ are not alike), so the choice above is seen.
+    swapped, swapped_frames = rendered("swapped", title=f", font: {regular}", text=f", font: {bold}")
+    assert not np.array_equal(frames, swapped_frames)
+
+    monkeypatch.setattr(fonts, "_fontconfig_fonts", lambda characters: [])  # none installed
+    fonts._covering.cache_clear()
+    boxed, boxed_frames = rendered("boxed")
+    assert len([w for w in boxed.warnings if "no glyph" in w]) == 3  # title, subtitle, text
+    assert not np.array_equal(frames, boxed_frames)
+    # A title drawn in boxes is not the title drawn in the font found: a take of its own.
+    assert boxed.generated == 1 and found.generated == 1
+
+
+def test_fonts_are_found_in_the_font_folders_without_fontconfig(tmp_path, monkeypatch):
+    """macOS and Windows have no fc-list: the usual font folders are read instead."""
+    pytest.importorskip("fontTools")
+    from made_fonts import KANA_A, KANA_I, make_kana_font
+
+    from stitchcraft import fonts
+
+    regular = make_kana_font(tmp_path / "Fonts" / "kana.ttf")
+    bold = make_kana_font(tmp_path / "Fonts" / "sub" / "kana-bold.ttf", bold=True)
+    which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == "fc-list" else which(name))
+    monkeypatch.setattr(fonts, "_FONT_FOLDERS", (str(tmp_path / "Fonts"), str(tmp_path / "absent")))
+    fonts._covering.cache_clear()
+    try:
+        assert fonts.font_for(f"{KANA_A} {KANA_I}", FONT, bold=True) == bold
+        assert fonts.font_for(f"{KANA_A} {KANA_I}", FONT) == regular
+        assert fonts.font_for("Tokyo", FONT) == FONT  # its own font draws it
+        # No font here has both the kana and the Latin letters: the default, and its boxes.
+        assert fonts.font_for(f"Hi {KANA_A}", FONT) == FONT
+    finally:
+        fonts._covering.cache_clear()

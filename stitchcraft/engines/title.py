@@ -12,7 +12,8 @@ background with the card's animation:
     zoom   fades in while growing slowly from 92% to 100% over the whole shot
 
 Fonts: the card's `font` file if given, else DejaVu Sans Bold when the system has it,
-else Pillow's bundled scalable font.
+else Pillow's bundled scalable font. A card whose text that font cannot draw arrives with
+the `font` of a system font that can (`LoadedStoryboard.with_font_resolved`).
 """
 
 from __future__ import annotations

@@ -27,7 +27,16 @@ from ..errors import Issue, StoryboardError
 from ..media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from ..timeline import seconds_to_frames
 from ..yamlsource import FieldPath, Located, load_yaml, shown, spelled
-from . import DraftSettings, EngineSettings, Shot, ShotOverride, Storyboard, Transition, Variant
+from . import (
+    DraftSettings,
+    EngineSettings,
+    Shot,
+    ShotOverride,
+    Storyboard,
+    Title,
+    Transition,
+    Variant,
+)
 
 if TYPE_CHECKING:
     from .cast import KeyframeSpec, ReferenceRoute
@@ -194,10 +203,23 @@ class LoadedStoryboard:
         return keyframe.prompt if keyframe else None
 
     def with_font_resolved(self, styled: Any) -> Any:
-        """A caption or title card whose `font` path is resolved like any other."""
-        if styled is None or not styled.font:
+        """A caption or title card whose `font` path is resolved like any other; one
+        without a `font` gets the font it is drawn in when the default one lacks some of
+        its characters and a font on this system has them all (`fonts.font_for`)."""
+        if styled is None:
             return styled
-        return styled.model_copy(update={"font": str(self.resolve(styled.font))})
+        if styled.font:
+            return styled.model_copy(update={"font": str(self.resolve(styled.font))})
+        from ..fonts import caption_font_file, font_for, sans_font_file
+
+        if isinstance(styled, Title):
+            default, text, bold = sans_font_file(bold=True), styled.text + (styled.subtitle or ""), True
+        else:
+            default, text, bold = caption_font_file(), styled.content, False
+        if default is None:  # drawn in Pillow's own font or as fontconfig's "Sans" finds it
+            return styled
+        drawn_in = font_for(text, default, bold=bold)
+        return styled if drawn_in == default else styled.model_copy(update={"font": str(drawn_in)})
 
 
 def resolve_path(base: Path, value: str | os.PathLike[str]) -> Path:
