@@ -166,8 +166,10 @@ def _covering(characters: str, bold: bool) -> Path | None:
     found = listed if listed is not None else _folder_fonts()
     ranked = sorted(found, key=lambda f: (f.slanted, f.mono, abs(f.weight - (200 if bold else 80)),
                                           "sans" not in f.family.lower(), str(f.file)))
-    # fontconfig said so for a font's first face, which is the face Pillow and ffmpeg open.
-    return next((f.file for f in ranked if not missing_glyphs(characters, f.file)), None)
+    # Checked on the face Pillow and ffmpeg open (a collection's first); a font Pillow
+    # cannot open at any size (a colour emoji font's fixed bitmaps) draws nothing here.
+    return next((f.file for f in ranked if _drawing(f.file) is not None
+                 and not missing_glyphs(characters, f.file)), None)
 
 
 @dataclass(frozen=True)

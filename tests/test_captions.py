@@ -217,6 +217,7 @@ def test_fonts_are_found_in_the_font_folders_without_fontconfig(tmp_path, monkey
     from stitchcraft import fonts
 
     regular = make_kana_font(tmp_path / "Fonts" / "kana.ttf")
+    (tmp_path / "Fonts" / "broken.ttf").write_bytes(b"not a font")  # read past, never chosen
     bold = make_kana_font(tmp_path / "Fonts" / "sub" / "kana-bold.ttf", bold=True)
     which = shutil.which
     monkeypatch.setattr(shutil, "which", lambda name: None if name == "fc-list" else which(name))
@@ -228,5 +229,11 @@ def test_fonts_are_found_in_the_font_folders_without_fontconfig(tmp_path, monkey
         assert fonts.font_for("Tokyo", FONT) == FONT  # its own font draws it
         # No font here has both the kana and the Latin letters: the default, and its boxes.
         assert fonts.font_for(f"Hi {KANA_A}", FONT) == FONT
+        # A font listed for the characters that Pillow cannot open draws nothing: passed over.
+        broken = fonts._Face(tmp_path / "Fonts" / "broken.ttf", "Broken Sans", 200, False, False)
+        monkeypatch.setattr(fonts, "_fontconfig_fonts", lambda characters: [
+            broken, fonts._Face(regular, "Stitch Test Kana", 80, False, False)])
+        fonts._covering.cache_clear()
+        assert fonts.font_for(KANA_A, FONT, bold=True) == regular
     finally:
         fonts._covering.cache_clear()
