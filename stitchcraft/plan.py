@@ -254,11 +254,12 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
             "reference": _digest(loaded, shot.reference, digests),
             "sources": [digests.get(p, str(p)) for p in loaded.sources.get(shot.id, [])],
         }
-        if shot.title_card is not None and not shot.title_card.font:
-            # The font found for text its default font cannot draw (`fonts.font_for`).
+        if shot.title_card is not None:
+            # The font the card is drawn in unless it is the engine's default (the card's
+            # own, or one found for text the default cannot draw), by its content.
             drawn_in = loaded.with_font_resolved(shot.title_card).font
             if drawn_in:
-                base["title_font"] = drawn_in
+                base["title_font"] = digests.get(Path(drawn_in), drawn_in)
         route = loaded.reference_route(shot.id, quality=quality)  # references, keyframe
         sent = route.engine_references
         own = [loaded.resolve(shot.reference)] if shot.reference else []

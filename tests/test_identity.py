@@ -28,6 +28,7 @@ from stitchcraft.engines import (
 )
 from stitchcraft.engines.title import TitleEngine
 from stitchcraft.generate import engine_fingerprints, storyboard_digests
+from stitchcraft.media import read_frames
 from stitchcraft.plan import plan_storyboard
 from stitchcraft.render import RenderOptions, render
 from stitchcraft.storyboard.load import LoadedStoryboard, load_storyboard, resolve_sources
@@ -113,6 +114,29 @@ def test_where_an_engine_runs_never_regenerates(project, painter):
     assert after == before
     steps = segment_hashes(load_storyboard(write(project, extra=", steps: 12")))
     assert steps["paint"] != before["paint"] and steps["card"] == before["card"]
+
+
+def test_a_title_font_replaced_where_it_lies_redraws_the_card_and_nothing_else(project):
+    """A card's font was in its identity by path: a brand font updated in place (same
+    file name) left every card drawn in the old one."""
+    fonts = Path("/usr/share/fonts/truetype/dejavu")
+    if not (fonts / "DejaVuSerif.ttf").is_file():
+        pytest.skip("DejaVu fonts are not installed here")
+    shutil.copyfile(fonts / "DejaVuSans.ttf", project / "brand.ttf")
+    board = project / "brand.yaml"
+    board.write_text("version: 1\noutput: {fps: 12, size: 96x64, path: out/brand.mp4, preset: ultrafast}\n"
+                     "shots:\n  - {id: card, title: {text: Hello, font: brand.ttf, animation: none}, duration: 1}\n"
+                     "  - {id: plain, title: Plain, duration: 1}\n")
+
+    def rendered():
+        result = render(load_storyboard(board), RenderOptions(cache=project / "cache", variants=[]))
+        return result.generated, read_frames(result.outputs[0].path, 5, 1)[0]
+
+    first, sans = rendered()
+    assert first == 2 and rendered()[0] == 0
+    shutil.copyfile(fonts / "DejaVuSerif.ttf", project / "brand.ttf")
+    again, serif = rendered()
+    assert again == 1 and not np.array_equal(sans, serif)  # the card alone, in the new font
 
 
 def wan_board(project: Path, block: str = "{}") -> LoadedStoryboard:

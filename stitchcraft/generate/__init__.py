@@ -578,6 +578,10 @@ def storyboard_digests(loaded: LoadedStoryboard) -> dict[Path, str]:
             if value:
                 paths.add(loaded.resolve(value))
         paths.update(loaded.references(shot.id))  # its cast's and the style's images
+        if shot.title_card is not None:  # the font a title card is drawn in, unless the default
+            font = loaded.with_font_resolved(shot.title_card).font
+            if font:
+                paths.add(Path(font))
     for files in loaded.sources.values():
         paths.update(files)
     for variant in sb.variants:
