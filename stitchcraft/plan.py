@@ -98,6 +98,8 @@ class ShotPlan:
         transition_type: Type of the incoming transition.
         fade_in: Frames of fade in from black (first shot only).
         candidates: Takes wanted per segment.
+        offered: Takes its engine makes per segment for those (`Engine.offered`: one for
+            a title card), 0 when not known (then `candidates`); see `takes_made`.
         seed: Base seed; candidate i uses seed + i.
         width, height: Size takes are made at.
         segments: Engine calls, in order.
@@ -126,10 +128,17 @@ class ShotPlan:
     depends_on: tuple[str, ...] = ()
     continuity: str = "cut"
     keyframe: ShotPlan | None = None
+    offered: int = 0
 
     @property
     def end(self) -> int:
         return self.start + self.frames
+
+    @property
+    def takes_made(self) -> int:
+        """Takes made per segment and conditioning, as the plan counts them (rerolls
+        aside; footage offers a take per clip or scene, known once its clips are read)."""
+        return self.offered or self.candidates
 
 
 @dataclass(frozen=True)
@@ -286,6 +295,7 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
             transition_in=t, transition_type=transition.type if (t or fade_in) else "cut",
             fade_in=fade_in, candidates=candidates, seed=seed, width=gen_w, height=gen_h,
             segments=tuple(segments), depends_on=tuple(depends), continuity=shot.continuity,
+            offered=_offered(engine, shot, candidates),
         ))
         if caps.seconds_per_frame:
             scale = (gen_w * gen_h) / (1280 * 720)
@@ -307,6 +317,16 @@ def plan_storyboard(loaded: LoadedStoryboard, *, quality: str = "final",
             if segment.key in per_take:
                 gpu[planned.engine] = gpu.get(planned.engine, 0.0) + per_take[segment.key] * takes[segment.key]
     return replace(plan, takes=takes, gpu_seconds=gpu)
+
+
+def _offered(engine: str, shot: Shot, wanted: int) -> int:
+    """`Engine.offered`, 0 for an engine known only by its capabilities (a test's)."""
+    from .engines import engine_class
+
+    try:
+        return engine_class(engine).offered(shot, wanted)
+    except ConfigError:
+        return 0
 
 
 def _keyframe_plan(loaded: LoadedStoryboard, shot_id: str, spec: KeyframeSpec, *, start: int, seed: int,
@@ -336,7 +356,7 @@ def beam_takes(plan: Plan, width: int, generate: int | None = None) -> dict[str,
     from .select.units import build_units
 
     units = build_units(plan)
-    return {unit.segment.key: unit.shot.candidates * under
+    return {unit.segment.key: unit.shot.takes_made * under
             for unit, under in zip(units, conditionings(units, width, generate), strict=True)}
 
 

@@ -178,13 +178,26 @@ def test_takes_and_gpu_time_count_what_the_beam_makes(write_storyboard, generate
     p = plan(write_storyboard, board(24, CHAIN_OF_THREE, extra=extra), gpu=WAN_LIKE)
     assert p.beam == 3
     by_shot = {s.id: sum(p.takes[g.key] for g in s.segments) for s in p.shots}
-    assert by_shot == {**counted, "d": 2}
+    assert by_shot == {**counted, "d": 1}  # a title card is one take, whatever is wanted
     # every GPU segment generates 49 frames (4k+1) at 1 s a frame, 1280x720
     assert p.gpu_seconds["ltx-video"] == pytest.approx(49 * 1.0 * sum(counted.values()))
     # a narrower beam, asked for (`stitch plan --beam 1`), counts each candidate once
     greedy = plan(write_storyboard, board(24, CHAIN_OF_THREE, extra=extra), gpu=WAN_LIKE, beam=1)
-    assert {s.id: greedy.takes[s.segments[0].key] for s in greedy.shots} == {"a": 3, "b": 2, "c": 2, "d": 2}
+    assert {s.id: greedy.takes[s.segments[0].key] for s in greedy.shots} == {"a": 3, "b": 2, "c": 2, "d": 1}
     assert greedy.gpu_seconds["ltx-video"] == pytest.approx(49 * 7)
+
+
+def test_takes_are_counted_as_each_engine_makes_them(write_storyboard):
+    """The plan said 3 takes for a title card and for a still that does not move, where
+    the render makes one of each: a shot chained to one continues one take."""
+    p = plan(write_storyboard, board(24, """
+  - {id: card, title: Hello, duration: 1, candidates: 3}
+  - {id: still, image: x.png, camera: static, duration: 1, candidates: 3}
+  - {id: moving, image: x.png, camera: push-in, duration: 1, candidates: 3}
+  - {id: after, prompt: street, duration: 2, continuity: chain, candidates: 3}
+""", extra="scoring: {beam: 3}"), gpu=WAN_LIKE)
+    assert [p.takes[s.segments[0].key] for s in p.shots] == [1, 1, 3, 9]
+    assert [s.candidates for s in p.shots] == [3, 3, 3, 3]  # what was asked for is kept
 
 
 def test_a_chain_is_made_from_no_more_partial_cuts_than_there_are(write_storyboard):

@@ -246,6 +246,10 @@ def test_plan_json_and_engines(project):
     board = write(project)
     plan = json.loads(stitch("plan", str(board), "--json", cwd=project).stdout)
     assert plan["total_frames"] == 96 and [s["id"] for s in plan["shots"]][0] == "opening"
+    # The takes the render makes for the main cut: one card, two moves of each still, one
+    # take of each of the two clips (footage is counted as wanted: here two clips, two).
+    made = json.loads(stitch("render", str(board), "--json", "--no-variants", cwd=project).stdout)
+    assert sum(plan["takes"].values()) == made["takes_generated"] == 1 + 2 + 2 + 2
     engines = json.loads(stitch("engines", "--json", cwd=project).stdout)
     by_name = {e["name"]: e for e in engines}
     assert by_name["title"]["available"] and by_name["stills"]["available"]

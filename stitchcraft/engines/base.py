@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ..generate.jobs import JobBook
-    from ..storyboard import EngineSettings, Title
+    from ..storyboard import EngineSettings, Shot, Title
 
 
 @dataclass(frozen=True)
@@ -337,6 +337,13 @@ class Engine:
         (a footage library's clips); the generate stage digests them into the take ids.
         Paths in `settings` are already absolute."""
         return []
+
+    @classmethod
+    def offered(cls, shot: Shot, wanted: int) -> int:
+        """How many candidates `candidate_seeds` makes for a segment of `shot` when
+        `wanted` are asked for, as the plan counts them: `wanted`, unless the engine has
+        less to vary (a title card has nothing)."""
+        return wanted
 
     def candidate_seeds(self, request: SegmentRequest, wanted: int, base_seed: int) -> list[int]:
         """The seeds (variation keys) of the candidates to make for a request."""

@@ -24,11 +24,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import EngineError
 from .base import Capabilities, Engine, SegmentRequest, Take
+
+if TYPE_CHECKING:
+    from ..storyboard import Shot
 
 MOVES = ("push-in", "pull-out", "pan-left", "pan-right", "tilt-up", "tilt-down", "drift")
 SPEEDS = (1.0, 0.6, 1.6)
@@ -190,10 +194,14 @@ class StillsEngine(Engine):
                                 condition_frames=1)
     VERSION = 1
 
+    @classmethod
+    def offered(cls, shot: Shot, wanted: int) -> int:
+        return _moves(shot.camera, wanted)
+
     def candidate_seeds(self, request: SegmentRequest, wanted: int, base_seed: int) -> list[int]:
         """Variation keys 0..wanted-1 (the still has no randomness for a base seed to
         change); one only for a static camera."""
-        return [0] if request.camera == "static" else list(range(max(wanted, 1)))
+        return list(range(_moves(request.camera, wanted)))
 
     def generate(self, request: SegmentRequest) -> Iterator[Take]:
         """One take per seed: the still under that seed's move.
@@ -223,3 +231,8 @@ class StillsEngine(Engine):
                        meta={"image": source, "camera": name, "speed": speed,
                              "start_view": [move.start.cx, move.start.cy, move.start.scale],
                              "end_view": [move.end.cx, move.end.cy, move.end.scale]})
+
+
+def _moves(camera: str | None, wanted: int) -> int:
+    """How many camera moves a still offers: one when it is `static`, else as wanted."""
+    return 1 if camera == "static" else max(wanted, 1)

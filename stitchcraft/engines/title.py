@@ -29,7 +29,7 @@ from ..fonts import sans_font_file
 from .base import Capabilities, Engine, SegmentRequest, Take
 
 if TYPE_CHECKING:
-    from ..storyboard import EngineSettings
+    from ..storyboard import EngineSettings, Shot
 
 SAFE_WIDTH, SAFE_HEIGHT = 0.84, 0.80
 TITLE_SIZE, SUBTITLE_SIZE = 0.11, 0.045
@@ -207,6 +207,10 @@ class TitleEngine(Engine):
     DESCRIPTION = "title cards and end slates drawn with Pillow"
     CAPABILITIES = Capabilities(kinds=frozenset({"title"}))
     VERSION = 1
+
+    @classmethod
+    def offered(cls, shot: Shot, wanted: int) -> int:
+        return 1
 
     def candidate_seeds(self, request: SegmentRequest, wanted: int, base_seed: int) -> list[int]:
         """One candidate: a card has nothing to vary."""

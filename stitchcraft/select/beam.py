@@ -121,7 +121,7 @@ def conditionings(units: Sequence[Unit], width: int, generate: int | None = None
     made: list[int] = []  # distinct takes of each unit, at most
     counts = []
     for unit in units:
-        candidates = max(1, unit.shot.candidates)
+        candidates = max(1, unit.shot.takes_made)
         depends = [n for n in (unit.condition, unit.bridge, unit.keyframe) if n is not None]
         if not depends:
             extended, under = held, 1
