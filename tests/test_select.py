@@ -106,7 +106,7 @@ def test_conditionings_count_partial_cuts_per_chained_unit():
     from stitchcraft.select.beam import conditionings
 
     def unit(candidates, condition=None, bridge=None):
-        return SimpleNamespace(shot=SimpleNamespace(candidates=candidates), condition=condition,
+        return SimpleNamespace(shot=SimpleNamespace(takes_made=candidates), condition=condition,
                                bridge=bridge, keyframe=None)
 
     # a (2) -> b chained (3) ; c independent (3) -> d chained (2)
