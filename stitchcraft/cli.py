@@ -396,9 +396,14 @@ def engines(storyboard: Annotated[Path | None, typer.Argument(
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="stitchcraft engines")
+    console = Console()
+    # On a wide terminal the notes take the most room; at 80 columns every column needs
+    # all it can get, and rich gives it by content.
+    wide = console.width >= 100
+    table = Table(title="stitchcraft engines", expand=wide, **_NARROW_TABLE)
     for column in ("engine", "runs here", "makes", "frames", "why not / notes"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("engine", "runs here"))
+        table.add_column(column, overflow="fold", no_wrap=column in ("engine", "runs here"),
+                         ratio={"makes": 2, "frames": 2, "why not / notes": 5}.get(column) if wide else None)
     for row in rows:
         makes = ", ".join(row["can"]) or ", ".join(row["kinds"])
         if row["references"]:
@@ -421,7 +426,7 @@ def engines(storyboard: Annotated[Path | None, typer.Argument(
             notes = f"{notes} ({row['origin']})"
         table.add_row(row["name"], "[green]yes[/]" if row["available"] else "[red]no[/]", makes,
                       frames, escape(notes))
-    Console().print(table)
+    console.print(table)
 
 
 @app.command()
