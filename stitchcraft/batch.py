@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InputError, StitchError, StoryboardError, os_cause
 from .generate.executor import Executor, executor_for
+from .ui import plural
 
 if TYPE_CHECKING:
     from .engines.base import Engine
@@ -221,7 +222,7 @@ def render_batch(storyboards: Sequence[Path], options: RenderOptions, *, jobs: i
                     entry = BatchEntry(path, "ok", result=result.to_json())
             except StoryboardError as exc:
                 issues = [str(i) for i in exc.issues]
-                entry = BatchEntry(path, "invalid", f"{len(issues)} problem(s): " + "; ".join(issues),
+                entry = BatchEntry(path, "invalid", f"{plural(len(issues), 'problem')}: " + "; ".join(issues),
                                    issues)
             except InputError as exc:
                 entry = BatchEntry(path, "invalid", str(exc))

@@ -554,6 +554,12 @@ def batch(
                             executor=executor, address=address)
 
     def said(entry: Any) -> None:
+        if entry.issues:  # one problem a line, as `stitch validate` says them
+            _err(f"{entry.storyboard}: {entry.status}: {plural(len(entry.issues), 'problem')} "
+                 f"({entry.seconds:.1f} s)")
+            for issue in entry.issues:
+                _err(f"  {issue}")
+            return
         _err(f"{entry.storyboard}: {entry.status}" + (f": {entry.message}" if entry.message else "")
              + f" ({entry.seconds:.1f} s)")
 
@@ -569,16 +575,20 @@ def batch(
         from rich.markup import escape
         from rich.table import Table
 
+        def shown(path: str | Path) -> str:  # below the working folder: from there
+            return escape(os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd()) else str(path))
+
         table = Table(title=f"stitch batch: {report['rendered']} ok, {report['failed']} failed, "
-                            f"{report['invalid']} invalid")
+                            f"{report['invalid']} invalid", **_NARROW_TABLE)
         for column in ("storyboard", "status", "outputs", "takes made/reused", "seconds", "message"):
-            table.add_column(column, overflow="fold", no_wrap=column in ("status", "seconds"))
+            table.add_column(column, overflow="fold", no_wrap=column in ("storyboard", "status", "seconds"))
         for entry in result.entries:
             made = entry.result or {}
-            outputs = ", ".join(o["path"] for o in made.get("outputs", []))
+            outputs = ", ".join(shown(o["path"]) for o in made.get("outputs", []))
             takes = f"{made['takes_generated']}/{made['takes_reused']}" if "takes_generated" in made else ""
-            table.add_row(escape(str(entry.storyboard)), entry.status, escape(outputs), takes,
-                          f"{entry.seconds:.1f}", escape(entry.message))
+            # A storyboard's problems were said a line each as it was read, and are in the summary.
+            message = f"{plural(len(entry.issues), 'problem')}, listed above" if entry.issues else escape(entry.message)
+            table.add_row(shown(entry.storyboard), entry.status, outputs, takes, f"{entry.seconds:.1f}", message)
         Console().print(table)
         typer.echo(f"summary: {summary}")
     if result.exit_code:

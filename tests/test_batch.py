@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -102,3 +103,21 @@ def test_find_storyboards_takes_files_folders_and_globs_once_each(tmp_path):
             assert "nope.yaml" in str(exc) or "matches no file" in str(exc)
         else:
             raise AssertionError(f"{missing} was accepted")
+
+
+def test_a_broken_storyboards_problems_are_said_a_line_each_and_counted_in_the_table(tmp_path):
+    """They were one line of ';'-joined problems on stderr, "1 problem(s)", and again in
+    the table's narrow message column, broken every few words."""
+    boards = folder_of_boards(tmp_path)
+    (boards / "broken.yaml").write_text("version: 1\ntitle: broken\nshots:\n  - id: x\n"
+                                        "    image: red.png\n    duration: -1\n    camera: zoom\n")
+    done = stitch("batch", "boards/broken.yaml", cwd=tmp_path, env={"COLUMNS": "80"})
+    assert done.returncode == 2
+    said = done.stderr.splitlines()
+    head = next(i for i, line in enumerate(said) if line.endswith(("invalid: 2 problems (0.0 s)",
+                                                                    "invalid: 2 problems (0.1 s)")))
+    assert said[head + 1].startswith("  ") and "broken.yaml:6:" in said[head + 1] and "duration" in said[head + 1]
+    assert said[head + 2].startswith("  ") and "broken.yaml:7:" in said[head + 2] and "camera" in said[head + 2]
+    # Its row, at 80 columns: the path from the working folder whole, the count wrapped.
+    assert re.search(r"^boards/broken\.yaml +invalid +\d\.\d +2 problems,\s+listed above\s*$",
+                     done.stdout.split("────\n")[-1].split("summary:")[0], re.M | re.S), done.stdout
