@@ -40,6 +40,12 @@ def sans_font_file(bold: bool = False) -> Path | None:
     return next((Path(f) for f in (_SANS_BOLD if bold else _SANS) if Path(f).is_file()), None)
 
 
+def title_font_file() -> Path | None:
+    """The font a title card without its own is drawn in (None: Pillow's own), unless its
+    text needs another (`font_for`)."""
+    return sans_font_file(bold=True)
+
+
 def fit_text(content: str, font_file: Path | None, size: int, max_width: int) -> tuple[str, int]:
     """Wraps `content` at spaces so every line fits `max_width` pixels at `size`;
     shrinks the size when a single word is wider than that.
@@ -255,7 +261,7 @@ def undrawable_text(loaded: LoadedStoryboard, variants: Collection[str] | None =
             texts: list[tuple[str, str | None, Path | None]] = []
             title, caption = board.with_font_resolved(shot.title_card), board.with_font_resolved(shot.caption)
             if title is not None:
-                font = Path(title.font) if title.font else sans_font_file(bold=True)
+                font = Path(title.font) if title.font else title_font_file()
                 texts += [("title", title.text, font), ("subtitle", title.subtitle, font)]
             if caption is not None:
                 font = Path(caption.font) if caption.font else caption_font_file()

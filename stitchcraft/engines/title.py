@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import EngineError, MediaError
-from ..fonts import sans_font_file
+from ..fonts import title_font_file
 from .base import Capabilities, Engine, SegmentRequest, Take
 
 if TYPE_CHECKING:
@@ -33,8 +33,10 @@ if TYPE_CHECKING:
 
 SAFE_WIDTH, SAFE_HEIGHT = 0.84, 0.80
 TITLE_SIZE, SUBTITLE_SIZE = 0.11, 0.045
+
+
 def _default_font_file() -> str | None:
-    found = sans_font_file(bold=True)
+    found = title_font_file()
     return str(found) if found else None
 
 

@@ -210,10 +210,10 @@ class LoadedStoryboard:
             return styled
         if styled.font:
             return styled.model_copy(update={"font": str(self.resolve(styled.font))})
-        from ..fonts import caption_font_file, font_for, sans_font_file
+        from ..fonts import caption_font_file, font_for, title_font_file
 
         if isinstance(styled, Title):
-            default, text, bold = sans_font_file(bold=True), styled.text + (styled.subtitle or ""), True
+            default, text, bold = title_font_file(), styled.text + (styled.subtitle or ""), True
         else:
             default, text, bold = caption_font_file(), styled.content, False
         if default is None:  # drawn in Pillow's own font or as fontconfig's "Sans" finds it
