@@ -159,6 +159,11 @@ def kana_fonts(tmp_path, monkeypatch):
     folder = tmp_path / "fonts"
     regular, bold = make_kana_font(folder / "kana.ttf"), make_kana_font(folder / "kana-bold.ttf", bold=True)
     monkeypatch.setenv("FONTCONFIG_FILE", str(fontconfig_with(folder)))
+    # Of what fc-list finds, these alone: a system with a Japanese font of its own (Noto
+    # Sans CJK) would otherwise win the choice.
+    listed = fonts._fontconfig_fonts
+    monkeypatch.setattr(fonts, "_fontconfig_fonts", lambda characters: [
+        face for face in listed(characters) or [] if face.file.parent == folder])
     fonts._covering.cache_clear()
     yield regular, bold
     fonts._covering.cache_clear()
