@@ -210,7 +210,7 @@ def _fontconfig_fonts(characters: str) -> list[_Face] | None:
             continue
         file, _, family, weight, slant, spacing = fields
         faces.append(_Face(Path(file), family, _number(weight, 80), _number(slant, 0) > 0,
-                           _number(spacing, 0) >= 90))
+                           _number(spacing, 0) >= 100))  # 90 is "dual" (CJK), not mono
     return faces
 
 
