@@ -37,6 +37,11 @@ class _Commands(TyperGroup):
         super().format_help(ctx, formatter)
 
 
+# Tables for a terminal or a pipe's 80 columns: no rules between the columns, no padding
+# at the edges.
+_NARROW_TABLE: dict[str, Any] = {"box": rich_box.SIMPLE_HEAD, "show_edge": False, "pad_edge": False,
+                                 "padding": (0, 1, 0, 0)}
+
 app = typer.Typer(
     cls=_Commands,
     name="stitch",
@@ -252,8 +257,7 @@ def plan(storyboard: StoryboardArg, as_json: JsonOpt = False,
 
     table = Table(title=f"{escape(result.title)}: {result.total_frames} frames at {result.fps} fps "
                         f"({timecode(result.total_frames, result.fps)})", **_NARROW_TABLE)
-    # Names, times and counts keep their line; the transitions and segments wrap (at 80
-    # columns, a pipe's width, the start read "00:00:…").
+    # Names, times and counts keep their line; the transitions and segments wrap.
     for column in ("shot", "engine", "start", "frames", "in", "segments", "takes", "hash"):
         table.add_column(column, justify="right" if column in ("start", "frames", "in", "takes") else "left",
                          no_wrap=column not in ("in", "segments"), overflow="fold")
@@ -503,12 +507,6 @@ def pick(storyboard: StoryboardArg, shot: Annotated[str, typer.Argument(help="Sh
         check_pick(loaded, shot, take)
     save_pick(loaded.path, shot, None if clear else take)
     typer.echo(f"{shot}: {'unpinned' if clear else f'pinned to {take}'}")
-
-
-# Tables for a terminal or a pipe's 80 columns: no rules between the columns, no padding
-# at the edges.
-_NARROW_TABLE: dict[str, Any] = {"box": rich_box.SIMPLE_HEAD, "show_edge": False, "pad_edge": False,
-                                 "padding": (0, 1, 0, 0)}
 
 
 def _say_dry_run(storyboard: Path, planned: dict[str, Any]) -> None:

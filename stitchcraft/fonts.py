@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .storyboard.load import LoadedStoryboard
@@ -38,6 +38,14 @@ _SANS_BOLD = (
 def sans_font_file(bold: bool = False) -> Path | None:
     """A sans-serif TrueType font found on this system, or None."""
     return next((Path(f) for f in (_SANS_BOLD if bold else _SANS) if Path(f).is_file()), None)
+
+
+def default_font_file(styled: Any) -> Path | None:
+    """The font a title card (`title_font_file`) or a caption (`caption_font_file`)
+    without a `font` of its own is drawn in, unless its text needs another (`font_for`)."""
+    from .storyboard import Title
+
+    return title_font_file() if isinstance(styled, Title) else caption_font_file()
 
 
 def title_font_file() -> Path | None:
@@ -116,9 +124,7 @@ def missing_glyphs(text: str, font_file: Path | None) -> str:
     box = drawn(_UNMAPPED)
     missing: list[str] = []
     for character in dict.fromkeys(text):
-        if unicodedata.category(character)[0] in "ZC" or _selects_variation(character):
-            continue
-        if drawn(character) == box:
+        if not _draws_nothing(character) and drawn(character) == box:
             missing.append(character)
     return "".join(missing)
 
@@ -160,8 +166,7 @@ def font_for(text: str, font: Path | None, *, bold: bool = False) -> Path | None
     finds them), or where there is none, in the usual font folders."""
     if not missing_glyphs(text, font):
         return font
-    wanted = "".join(c for c in dict.fromkeys(text) if unicodedata.category(c)[0] not in "ZC"
-                     and not _selects_variation(c))
+    wanted = "".join(c for c in dict.fromkeys(text) if not _draws_nothing(c))
     return _covering(wanted, bold) or font
 
 
@@ -243,9 +248,12 @@ def _folder_fonts() -> list[_Face]:
     return faces
 
 
-def _selects_variation(character: str) -> bool:
+def _draws_nothing(character: str) -> bool:
+    """Spaces, controls, format characters and variation selectors: no font draws them,
+    so no font is judged by them."""
     point = ord(character)
-    return 0xFE00 <= point <= 0xFE0F or 0xE0100 <= point <= 0xE01EF
+    return (unicodedata.category(character)[0] in "ZC"
+            or 0xFE00 <= point <= 0xFE0F or 0xE0100 <= point <= 0xE01EF)
 
 
 def undrawable_text(loaded: LoadedStoryboard, variants: Collection[str] | None = None) -> list[str]:
@@ -261,10 +269,10 @@ def undrawable_text(loaded: LoadedStoryboard, variants: Collection[str] | None =
             texts: list[tuple[str, str | None, Path | None]] = []
             title, caption = board.with_font_resolved(shot.title_card), board.with_font_resolved(shot.caption)
             if title is not None:
-                font = Path(title.font) if title.font else title_font_file()
+                font = Path(title.font) if title.font else default_font_file(title)
                 texts += [("title", title.text, font), ("subtitle", title.subtitle, font)]
             if caption is not None:
-                font = Path(caption.font) if caption.font else caption_font_file()
+                font = Path(caption.font) if caption.font else default_font_file(caption)
                 if font is not None:  # else fontconfig's choice, which cannot be read here
                     texts.append(("text", caption.content, font))
             for where, text, font in texts:

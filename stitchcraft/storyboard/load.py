@@ -210,15 +210,14 @@ class LoadedStoryboard:
             return styled
         if styled.font:
             return styled.model_copy(update={"font": str(self.resolve(styled.font))})
-        from ..fonts import caption_font_file, font_for, title_font_file
+        from ..fonts import default_font_file, font_for
 
-        if isinstance(styled, Title):
-            default, text, bold = title_font_file(), styled.text + (styled.subtitle or ""), True
-        else:
-            default, text, bold = caption_font_file(), styled.content, False
+        default = default_font_file(styled)
         if default is None:  # drawn in Pillow's own font or as fontconfig's "Sans" finds it
             return styled
-        drawn_in = font_for(text, default, bold=bold)
+        title = isinstance(styled, Title)
+        text = styled.text + (styled.subtitle or "") if title else styled.content
+        drawn_in = font_for(text, default, bold=title)
         return styled if drawn_in == default else styled.model_copy(update={"font": str(drawn_in)})
 
 
