@@ -207,7 +207,8 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
         try:
             while True:  # a shot whose every candidate failed moves to its next fallback engine
                 try:
-                    cuts = _select_cuts(loaded, plan, generator, book, options, reporter, wanted, behind)
+                    cuts = _select_cuts(loaded, plan, generator, book, options, reporter, wanted, behind,
+                                        warnings)
                     break
                 except ShotFailed as failure:
                     loaded = _fall_back(loaded, failure.shot, failure.engine, str(failure),
@@ -282,12 +283,14 @@ def _wanted_variants(loaded: LoadedStoryboard, options: RenderOptions) -> set[st
 
 def _select_cuts(loaded: LoadedStoryboard, plan: Plan, generator: Generator, book: Any,
                  options: RenderOptions, reporter: Reporter, wanted: set[str],
-                 behind: contextlib.ExitStack) -> list[tuple[Variant | None, Selection, LoadedStoryboard]]:
+                 behind: contextlib.ExitStack,
+                 warnings: list[str]) -> list[tuple[Variant | None, Selection, LoadedStoryboard]]:
     """The chosen cut of the main storyboard and of each wanted variant. A variant that
     changes no content and no title shares the main cut's selection. The main cut's
-    early assembly may leave a piece rendering: `behind` waits for it on exit."""
+    early assembly may leave a piece rendering: `behind` waits for it on exit, and then
+    adds what its pieces met to `warnings`."""
     sb = loaded.storyboard
-    main = _choose(loaded, plan, generator, book, options, reporter, behind=behind)
+    main = _choose(loaded, plan, generator, book, options, reporter, behind=behind, warnings=warnings)
     cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]] = [(None, main, loaded)]
     for variant in sb.variants:
         if variant.name not in wanted:
@@ -331,11 +334,11 @@ def work_folder(store: TakeStore) -> Path:
 
 def _choose(loaded: LoadedStoryboard, plan: Plan, generator: Generator, book: Any,
             options: RenderOptions, reporter: Reporter, *,
-            behind: contextlib.ExitStack | None = None) -> Selection:
+            behind: contextlib.ExitStack | None = None, warnings: list[str] | None = None) -> Selection:
     """The chosen cut of a storyboard; with `behind`, its pieces are assembled as soon
     as their takes are known (`_EarlyAssembly`, beam 1 without rerolls only), the one in
     progress when the cut is chosen left to finish beside what follows (`behind` waits
-    for it on exit)."""
+    for it on exit, then says what the pieces met and adds it to `warnings`)."""
     picks = {s.id: s.pick for s in loaded.storyboard.shots if s.pick is not None}
     picks.update(options.picks)
     width = options.beam or loaded.storyboard.scoring.beam
@@ -343,7 +346,10 @@ def _choose(loaded: LoadedStoryboard, plan: Plan, generator: Generator, book: An
     if behind is not None and width == 1 and options.reroll == 0:
         ahead = _EarlyAssembly(loaded, plan, work_folder(generator.store), options.quality,
                                quiet=generator.executor.quiet)
-        behind.callback(ahead.join)  # the piece `close` leaves in progress
+        # Callbacks run last first: the piece `close` leaves in progress is waited for,
+        # then what the pieces met is said.
+        behind.callback(_said_behind, ahead.warnings, reporter, warnings)
+        behind.callback(ahead.join)
     try:
         selection = CutChooser(loaded, plan, generator, book, width=width, reroll=options.reroll,
                                picks=picks, log=reporter,
@@ -356,6 +362,15 @@ def _choose(loaded: LoadedStoryboard, plan: Plan, generator: Generator, book: An
         ahead.finish(selection.chosen)
         ahead.close()
     return selection
+
+
+def _said_behind(found: list[str], reporter: Reporter, warnings: list[str] | None) -> None:
+    """Says what the early assembly's pieces met (a damaged cached piece rendered again),
+    and adds it to the render's `warnings` (the manifest's)."""
+    for warning in found:
+        reporter.warn(warning)
+    if warnings is not None:
+        warnings.extend(found)
 
 
 def _encode_chosen(cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]]) -> None:
@@ -533,6 +548,7 @@ class _EarlyAssembly:
         self.quiet = quiet
         self.abandoned = threading.Event()  # the render failed: nothing more is started
         self.heard: set[int] = set()  # units whose choice is known here
+        self.warnings: list[str] = []  # what its pieces met (`prerender`), said once they are done
 
     def decided(self, index: int, candidate: Candidate) -> None:
         from .select.join import blend_length
@@ -613,7 +629,7 @@ class _EarlyAssembly:
         cut, _ = _cut_spec(self.loaded, None, self.loaded, self.plan, shown, self.quality)
         known = [shown[s.id] is not None for s in self.plan.shots]
         try:
-            prerender(cut, known, workdir=self.work, started=self.started,
+            prerender(cut, known, workdir=self.work, started=self.started, warnings=self.warnings,
                       submit=lambda piece: self.pool.submit(self._when_quiet, piece))
         except (StitchError, OSError, ValueError):
             # Working ahead is an optimisation: the assembly meets the same problem

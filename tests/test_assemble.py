@@ -273,6 +273,28 @@ def test_overlapping_transitions_longer_than_a_clip_are_refused(takes, tmp_path)
         render(clips, tmp_path)
 
 
+def test_a_damaged_piece_rendered_again_ahead_is_said(takes, tmp_path):
+    """The early assembly rendered a damaged cached piece again without a word (its
+    warnings went to a list nobody read), and the assembly, finding the piece whole,
+    said nothing either: the render's warning depended on which got there first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from stitchcraft.assemble import prerender
+
+    clips = [CutClip("a", takes["a"], 30, CUT), CutClip("b", takes["b"], 30, CutTransition("dissolve", 6))]
+    spec = CutSpec(clips=clips, fps=Fraction(24), width=160, height=90)
+    assemble(spec, tmp_path / "out.mp4", workdir=tmp_path / "work")
+    segment = max((tmp_path / "work" / "assemble" / "segments").glob("seg-*"), key=lambda p: p.stat().st_size)
+    segment.write_bytes(segment.read_bytes()[: segment.stat().st_size // 2])
+    warnings: list[str] = []
+    with ThreadPoolExecutor(1) as pool:
+        futures = prerender(spec, [True, True], workdir=tmp_path / "work", started=set(), warnings=warnings,
+                            submit=lambda piece: pool.submit(piece))
+        assert all(f.result() for f in futures)
+    assert [w for w in warnings if segment.name in w and "damaged" in w], warnings
+    assert assemble(spec, tmp_path / "again.mp4", workdir=tmp_path / "work").warnings == []  # whole again
+
+
 def test_a_piece_still_being_rendered_ahead_is_waited_for_not_rendered_twice(takes, tmp_path, monkeypatch):
     # The early assembly may still be rendering a piece when the cut is chosen; the
     # assembly starts at once and, reaching that piece, waits for it.
@@ -302,7 +324,7 @@ def test_a_piece_still_being_rendered_ahead_is_waited_for_not_rendered_twice(tak
     with ThreadPoolExecutor(1, thread_name_prefix="ahead") as pool:
         # The first piece (a, and the dissolve into b) is rendered ahead, and held.
         futures = prerender(spec, [True, True, False], workdir=tmp_path / "work", started=set(),
-                            submit=lambda piece: pool.submit(piece))
+                            warnings=[], submit=lambda piece: pool.submit(piece))
         assert ahead_started.wait(10)
         with ThreadPoolExecutor(1) as main:
             cut = main.submit(assemble, spec, tmp_path / "out.mp4", workdir=tmp_path / "work")

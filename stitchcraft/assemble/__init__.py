@@ -411,7 +411,7 @@ def _place(cut: CutSpec, warnings: list[str], known: Sequence[bool] | None = Non
 
 def prerender(cut: CutSpec, known: Sequence[bool], *, workdir: Path,
               submit: Callable[[Callable[[], Path]], Future[Path]],
-              started: set[tuple[int, int, int, bool]]) -> list[Future[Path]]:
+              started: set[tuple[int, int, int, bool]], warnings: list[str]) -> list[Future[Path]]:
     """Renders ahead of `assemble`, into the same cache, the pieces of `cut` whose clips
     are all `known` (a piece ending in a transition needs the next clip too), so that
     the cut's assembly finds them done.
@@ -424,14 +424,16 @@ def prerender(cut: CutSpec, known: Sequence[bool], *, workdir: Path,
     Args:
         submit: Runs a piece's render (on a worker), returning its future.
         started: Pieces submitted by earlier calls (updated): none is submitted twice.
+        warnings: Gets what the pieces' renders met, as `assemble` would say it (a damaged
+            cached piece, rendered again: the assembly then finds it whole and says nothing).
 
     Returns:
         The futures of the pieces submitted by this call.
     """
     work = Path(workdir) / "assemble"
     work.mkdir(parents=True, exist_ok=True)
-    warnings: list[str] = []
-    placed = _place(cut, warnings, known)
+    said_again: list[str] = []  # the cut's own problems: `assemble` says them
+    placed = _place(cut, said_again, known)
     total = cut.total_frames
     overlays = _overlays(cut, placed, total, work)
     folder = work / "segments"
@@ -445,7 +447,7 @@ def prerender(cut: CutSpec, known: Sequence[bool], *, workdir: Path,
         if ready and key not in started:
             started.add(key)
             futures.append(submit(functools.partial(_render_segment, cut, placed, overlays, piece,
-                                                    folder, [])))
+                                                    folder, warnings)))
     return futures
 
 
