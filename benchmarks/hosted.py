@@ -4,10 +4,10 @@ SIMULATED PROVIDER. No hosted service is reachable here, so the render talks to 
 protocol fake of a real provider (``tests/fakes/<provider>.py``, real HTTP on
 127.0.0.1) through that provider's real engine and client: submit, poll, download,
 journal, file takes. Each job takes `--latency` seconds (optionally +-`--jitter`);
-the videos it serves are 1280x720, 24 fps, made before the clock starts (a real
-provider renders them on its own machines, not on this one).
+the videos it serves are 1280x720 (`--height`), 24 fps, made before the clock starts (a
+real provider renders them on its own machines, not on this one).
 
-The storyboard: 12 shots of 5 s at 1280x720, 24 fps, 4 candidates each, two thirds of
+The storyboard: 12 shots of 5 s at that size, 24 fps, 4 candidates each, two thirds of
 them chained (cut, chain, chain, ...), so 48 takes, 16 at a time on each of 3 levels.
 The plan's critical path is the longest chain of jobs that must wait for each other:
 for each chain, the sum over its shots of the slowest of that shot's jobs (a chained
@@ -80,11 +80,11 @@ def pooled(cls: type[FakeService], pool: list[Path], latency: float, jitter: flo
     return Pooled
 
 
-def make_pool(folder: Path, count: int, seconds: float) -> list[Path]:
+def make_pool(folder: Path, count: int, seconds: float, size: str) -> list[Path]:
     pool = []
     for i in range(count):
         path = folder / f"pool{i}.mp4"
-        run_ffmpeg(["-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=24,hue=h={i * 70}",
+        run_ffmpeg(["-f", "lavfi", "-i", f"testsrc2=size={size}:rate=24,hue=h={i * 70}",
                     "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
                     "-t", f"{seconds:g}", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20",
                     "-c:a", "aac", "-shortest", str(path)], what="benchmark video")
@@ -93,9 +93,9 @@ def make_pool(folder: Path, count: int, seconds: float) -> list[Path]:
 
 
 def storyboard(provider: str, base_url: str, shots: int, candidates: int, in_flight: int,
-               poll: float, anchor: bool = True) -> str:
+               poll: float, size: str, anchor: bool = True) -> str:
     lines = ["version: 1", f"title: hosted benchmark (simulated {provider})",
-             "output: {fps: 24, size: 1280x720, path: out/cut.mp4, preset: veryfast, crf: 20}",
+             f"output: {{fps: 24, size: {size}, path: out/cut.mp4, preset: veryfast, crf: 20}}",
              f"defaults: {{engine: {provider}, candidates: {candidates}, seed: 1, "
              "transition: {type: dissolve, duration: 0.5}"
              + ("" if anchor else ", colour_anchor: false") + "}",
@@ -143,6 +143,8 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=12)
     parser.add_argument("--candidates", type=int, default=4)
     parser.add_argument("--poll", type=float, default=1.0, help="poll interval, seconds")
+    parser.add_argument("--height", type=int, default=720,
+                        help="of the 16:9 videos and the cut; the local work per take grows with it")
     parser.add_argument("--no-anchor", action="store_true",
                         help="colour_anchor: false (chained takes used as made, not re-encoded)")
     args = parser.parse_args()
@@ -153,13 +155,14 @@ def main() -> None:
         # What the provider makes for these shots: the model's duration that holds a
         # 5 s shot (and the frame a chained one starts from).
         seconds = cls.fit_duration(cls.DEFAULT_MODEL, 5.0 + 1 / 24)
-        pool = make_pool(folder, 4, seconds)
+        size = f"{args.height * 16 // 9 // 2 * 2}x{args.height}"
+        pool = make_pool(folder, 4, seconds, size)
         service = pooled(fake_class(args.provider), pool, args.latency, args.jitter)(
-            folder / "service", keys=(KEY,), queued=0.0, running=0.0, height=720)
+            folder / "service", keys=(KEY,), queued=0.0, running=0.0, height=args.height)
         with service:
             (folder / "board.yaml").write_text(storyboard(args.provider, service.base_url, args.shots,
                                                           args.candidates, args.in_flight, args.poll,
-                                                          anchor=not args.no_anchor))
+                                                          size, anchor=not args.no_anchor))
             began = time.time()
             done = subprocess.run([sys.executable, "-m", "stitchcraft", "render", "board.yaml", "--json",
                                    "--no-variants"], cwd=folder, capture_output=True, text=True,
@@ -177,7 +180,7 @@ def main() -> None:
                 print("the render's log:\n" + done.stderr[-6000:])
             submitted = service.submissions
     print(f"SIMULATED {args.provider} (protocol fake over HTTP), {args.shots} shots x {args.candidates} "
-          f"candidates, 1280x720, {args.latency:g} s per job (+-{100 * args.jitter:g} %), "
+          f"candidates, {size}, {args.latency:g} s per job (+-{100 * args.jitter:g} %), "
           f"{args.in_flight} in flight, polled every {args.poll:g} s")
     print(f"jobs submitted: {submitted} (render says {result['takes_generated']} takes made)")
     print(f"wall time of `stitch render`: {wall:.1f} s")

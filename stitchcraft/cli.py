@@ -607,7 +607,8 @@ cache_app = typer.Typer(cls=_CacheCommands, help="What the take store holds: sho
                         "clean it, list takes, disk use, prune.", no_args_is_help=False)
 app.add_typer(cache_app, name="cache")
 StoreArg = Annotated[Path | None, typer.Argument(
-    help="Use this storyboard's cache (default .stitchcraft/cache beside it).", show_default=False)]
+    help="Use this storyboard's cache (default .stitchcraft/cache beside it; without a "
+    "storyboard, the one in this folder).", show_default=False)]
 
 
 def _store(storyboard: Path | None, cache: Path | None):
@@ -615,7 +616,10 @@ def _store(storyboard: Path | None, cache: Path | None):
     from .store import TakeStore
 
     if cache is None and storyboard is None:
-        raise InputError("give a storyboard or --cache DIR")
+        # As a render would find it for a storyboard in this folder.
+        cache = Path(os.environ.get("STITCHCRAFT_CACHE") or Path(".stitchcraft") / "cache")
+        if not cache.is_dir():
+            raise InputError(f"no take store in this folder ({cache}): give a storyboard or --cache DIR")
     root = cache if cache is not None else default_cache(_load(storyboard))  # type: ignore[arg-type]
     if not root.is_dir():
         raise InputError(f"{root}: no take store there")
@@ -692,7 +696,7 @@ def cache_du(storyboard: StoreArg = None, cache: CacheOpt = None, as_json: JsonO
 def cache_prune(
     storyboards: Annotated[list[Path] | None, typer.Argument(
         help="With --unused: the storyboards whose takes to keep; without: one storyboard "
-             "whose cache to prune.", show_default=False)] = None,
+             "whose cache to prune (none: the cache in this folder).", show_default=False)] = None,
     cache: CacheOpt = None,
     older_than: Annotated[str | None, typer.Option("--older-than", help="Delete takes no render "
                                                    "used for this long (30d, 12h, 2w).")] = None,

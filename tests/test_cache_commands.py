@@ -60,6 +60,18 @@ def test_show_check_ls_and_du_agree(rendered):
     usage = stitch("cache", "du", "a.yaml", cwd=rendered)
     assert usage["bytes"]["takes"] == sum(t["bytes"] for t in listed) == shown["bytes"] - usage["bytes"]["pairs"]
     assert usage["total"] == sum(usage["bytes"].values())
+    # In the storyboards' folder, the cache there is the one meant.
+    assert stitch("cache", cwd=rendered) == shown | {"problems": []}
+    assert stitch("cache", "du", cwd=rendered) == usage
+
+
+def test_cache_without_a_storyboard_outside_a_project_says_what_to_give(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "STITCHCRAFT_CACHE")}
+    done = subprocess.run([sys.executable, "-m", "stitchcraft", "cache", "ls"], cwd=tmp_path,
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == ("error: no take store in this folder (.stitchcraft/cache): "
+                                   "give a storyboard or --cache DIR")
 
 
 def test_ls_says_which_take_a_grade_is_made_from(tmp_path):
