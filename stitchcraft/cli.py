@@ -475,10 +475,11 @@ def takes(storyboard: StoryboardArg, as_json: JsonOpt = False,
                          min_width=widest if column == "components" else None)
     for shot_id, segment, index, cand, parts in rows:
         chosen = cand.id == segment.chosen
+        pinned = chosen and bool(segment.set_aside)  # the others were made, and set aside
         table.add_row(escape(shot_id), str(segment.index), str(index),
                       ("[bold green]* " if chosen else "  ") + cand.id[:8] + ("[/]" if chosen else ""),
                       cand.engine, str(cand.seed), f"{cand.score:.3f}" if cand.scored else "-",
-                      " ".join(parts), escape(cand.label))
+                      " ".join(parts), escape(cand.label) + (" (pinned)" if pinned else ""))
     Console().print(table)
     for seam in cut.weak_seams:
         typer.echo(f"weak seam: {seam['after']} -> {seam['shot']} scored {seam['score']}")

@@ -844,22 +844,28 @@ def _shot_records(selection: Selection) -> dict[str, ShotRecord]:
 
 
 def _segment_record(selection: Selection, i: int) -> SegmentRecord:
-    """A unit's candidates, scores and failures as the manifest records them."""
+    """A unit's candidates, scores and failures as the manifest records them. A unit a
+    pin narrowed lists every take made for it, in the engine's order (the numbers
+    `stitch takes` shows and a pin counts in); those the pin set aside were not scored."""
     unit = selection.units[i]
     chosen_id = selection.chosen[i].take.id  # encoded by now (a runner-up may be a grade only)
+    scores = {c.take.id: score for c, score in zip(selection.offered[i], selection.scored[i], strict=True)}
     candidates = []
-    for candidate, score in zip(selection.offered[i], selection.scored[i], strict=True):
+    for candidate in (selection.made[i] if selection.made and selection.made[i] else selection.offered[i]):
         take = candidate.take
         made = take.meta.get("meta", {})
+        score = scores.get(take.id)  # None: set aside by a pin
+        judged: dict[str, Any] = {"scored": False} if score is None else {
+            "scored": bool(score["parts"]), "score": round(score["score"], 4),
+            "components": score["parts"], "details": score["raw"], "seams": score["seams"]}
         candidates.append(CandidateRecord(
             id=take.id, engine=take.engine, seed=candidate.seed, label=take.label,
             path=str(take.video) if take.encoded or take.id == chosen_id else "",
             frames=take.frames, cached=candidate.reused,
             source=made.get("source"), short_by_frames=made.get("short_by_frames", 0),
-            scored=bool(score["parts"]), score=round(score["score"], 4),
-            components=score["parts"], details=score["raw"], seams=score["seams"],
             provider=made.get("provider"), job=made.get("job"),
-            billed_seconds=float(made.get("billed_seconds", 0.0)), cost=float(made.get("cost", 0.0))))
+            billed_seconds=float(made.get("billed_seconds", 0.0)), cost=float(made.get("cost", 0.0)),
+            **judged))
     failed = [FailedRecord(f.seed, f.meta.get("engine", unit.shot.engine), f.reason, f.meta.get("job"))
               for f in (selection.failed[i] if selection.failed else [])]
     return SegmentRecord(unit.segment.index, unit.segment.hash, selection.chosen[i].take.id,

@@ -97,12 +97,17 @@ def test_a_pinned_keyframe_is_the_one_animated(tmp_path, painter):
     path = board(tmp_path, image={"prompt": "a rooftop", "candidates": 3})
     manifest, _ = rendered(path)
     keyframe = manifest["shots"]["poster"]["keyframe"]
-    other = next(i for i, c in enumerate(keyframe["candidates"]) if c["id"] != keyframe["chosen"])
-    pinned = keyframe["candidates"][other]["id"]
+    made = [c["id"] for c in keyframe["candidates"]]
+    other = next(i for i, c in enumerate(made) if c != keyframe["chosen"])
+    pinned = made[other]
     manifest, _ = rendered(path, picks={"poster#keyframe": other})
     keyframe = manifest["shots"]["poster"]["keyframe"]
-    assert keyframe["chosen"] == pinned and [c["id"] for c in keyframe["candidates"]] == [pinned]
-    still = np.load(Path(keyframe["candidates"][0]["path"]).parent / "head.npy")[0]
+    # Every still made is still listed, numbered as before (as a pin counts), and the
+    # ones the pin set aside are said so and not scored.
+    assert keyframe["chosen"] == pinned and [c["id"] for c in keyframe["candidates"]] == made
+    assert keyframe["set_aside"] == [c for c in made if c != pinned]
+    assert all(not c["scored"] and not c["components"] for c in keyframe["candidates"] if c["id"] != pinned)
+    still = np.load(Path(keyframe["candidates"][other]["path"]).parent / "head.npy")[0]
     first = np.load(Path(manifest["shots"]["poster"]["take"]).parent / "head.npy")[0]
     assert np.array_equal(first, still)
 

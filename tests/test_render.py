@@ -300,6 +300,22 @@ def test_takes_and_pick(project):
     assert manifest["shots"]["still"]["chosen"] == other["id"]
     take = read_frames(other["path"], 0, 1)[0]
     assert take.shape == (180, 320, 3) and np.isfinite(take).all()
+    # The takes the pin set aside stay listed, numbered as before, so the shot can be
+    # pinned again by number; the table and the report say which take is pinned.
+    again = json.loads(stitch("takes", str(board), "--json", cwd=project).stdout)["still"]["segments"][0]
+    assert [c["id"] for c in again["candidates"]] == [c["id"] for c in candidates]
+    assert again["set_aside"] == [listing["still"]["chosen"]]
+    table = stitch("takes", str(board), cwd=project, env={"COLUMNS": "120"}).stdout
+    assert [line.split()[2] for line in table.splitlines() if "(pinned)" in line] == \
+        [str(candidates.index(other))]
+    report = (project / "out" / "cut.report.html").read_text()
+    assert report.count("✓ pinned") == 1 and report.count("set aside by the pin") == 1
+    assert '<span class="idx">#0</span>' in report  # numbered as `stitch pick` counts
+    first = str(candidates.index(next(c for c in candidates if c["id"] == listing["still"]["chosen"])))
+    stitch("pick", str(board), "still", first, cwd=project)
+    stitch("render", str(board), "--no-variants", cwd=project)
+    manifest = json.loads((project / "out" / "cut.manifest.json").read_text())
+    assert manifest["shots"]["still"]["chosen"] == listing["still"]["chosen"]
 
 
 def test_paths_resolve_relative_to_the_storyboard_not_the_shell(project, tmp_path_factory):

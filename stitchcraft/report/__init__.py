@@ -15,7 +15,8 @@ inline SVG, and nothing needs JavaScript.
           "chosen": take_id,
           "continuity": "cut" | "chain" | "bridge" | "match",  # optional
           "segments": [{"index": int, "chosen": take_id, "candidates": [candidate],
-                        "failed": [failed]}],                # optional
+                        "failed": [failed],                  # optional
+                        "set_aside": [take_id]}],            # optional: a pin's others
           # or, for a one-segment shot, "candidates" (and "failed") directly
           "seam": {"value": float, "parts": {...}},  # optional; else read from the chosen
       }},                                             # candidate's "seams"/"components"
@@ -225,6 +226,7 @@ def _shots(data: Mapping[str, Any]) -> list[dict[str, Any]]:
         if isinstance(keyframe, Mapping):  # the still the shot animates: a row of its own
             rows.append({"shot": str(shot_id), "label": f"{shot_id} · keyframe", "chosen": keyframe.get("chosen"),
                          "candidates": keyframe.get("candidates", []), "after": None,
+                         "set_aside": _ids(keyframe.get("set_aside")),
                          "failed": [f for f in keyframe.get("failed") or [] if isinstance(f, Mapping)],
                          "seam": None, "continuity": "keyframe"})
         segments = shot.get("segments") or [{"index": 0, "chosen": shot.get("chosen"),
@@ -235,11 +237,17 @@ def _shots(data: Mapping[str, Any]) -> list[dict[str, Any]]:
             chosen = segment.get("chosen") or shot.get("chosen")
             rows.append({"shot": str(shot_id), "label": label, "chosen": chosen,
                          "candidates": segment.get("candidates", []), "after": previous_id,
+                         "set_aside": _ids(segment.get("set_aside")),
                          "failed": [f for f in segment.get("failed") or [] if isinstance(f, Mapping)],
                          "seam": shot.get("seam") if segment is segments[0] else None,
                          "continuity": shot.get("continuity") if segment is segments[0] else "chain"})
             previous_id = str(shot_id)
     return rows
+
+
+def _ids(value: Any) -> set[str]:
+    """The take ids a pin set aside (a manifest's ``set_aside``; none where it is missing)."""
+    return {str(v) for v in value} if isinstance(value, list) else set()
 
 
 def _chosen(row: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -416,20 +424,26 @@ def _bars(values: Mapping[str, float]) -> str:
     return "".join(rows)
 
 
-def _card(candidate: Mapping[str, Any], index: int, chosen: bool, thumbs: list[bytes]) -> str:
-    name = f"#{index + 1}"
+def _card(candidate: Mapping[str, Any], index: int, chosen: bool, thumbs: list[bytes], *,
+          set_aside: set[str]) -> str:
+    """One candidate, numbered as `stitch takes` and `stitch pick` number it. Where a pin
+    chose the take, the others it set aside are shown unscored."""
+    name = f"#{index}"
     strip = "".join(_img(t, f"{name} {where}") for t, where in zip(thumbs, ("first", "middle", "last"), strict=False))
     if not strip:
         strip = '<div class="nothumb">no preview</div>'
     score = candidate.get("score")
-    if candidate.get("scored") is False:  # the only candidate, no seam to judge
+    pinned = chosen and bool(set_aside)
+    if candidate.get("id") in set_aside:
+        score_text = "set aside by the pin"
+    elif candidate.get("scored") is False:  # the only candidate, no seam to judge
         score_text = "not scored"
     else:
         score_text = f"{float(score):.3f}" if isinstance(score, int | float) else "–"
     meta = " · ".join(_e(x) for x in (candidate.get("engine"), f"seed {candidate['seed']}"
                                       if candidate.get("seed") is not None else None,
                                       candidate.get("label")) if x)
-    badge = '<span class="badge">✓ chosen</span>' if chosen else ""
+    badge = f'<span class="badge">✓ {"pinned" if pinned else "chosen"}</span>' if chosen else ""
     short = candidate.get("short_by_frames") or 0
     if short:
         badge += (f'<span class="badge warn">last frame held {int(short)} of '
@@ -637,7 +651,8 @@ def render_report(data: Mapping[str, Any], thumbnails: Mapping[str, Sequence[byt
             banner = _seam_banner(row, seam, threshold, (str(row["after"]), row["shot"]) in weak, frames)
         elif seam:
             banner = _seam_banner(row, seam, threshold, (str(row["after"]), row["shot"]) in weak)
-        cards = "".join(_card(c, i, c.get("id") == row["chosen"], _thumbs(c, thumbnails, made))
+        cards = "".join(_card(c, i, c.get("id") == row["chosen"], _thumbs(c, thumbnails, made),
+                              set_aside=row["set_aside"])
                         for i, c in enumerate(row["candidates"]))
         count = plural(len(row["candidates"]), "candidate")
         if row["failed"]:
@@ -671,7 +686,8 @@ def render_report(data: Mapping[str, Any], thumbnails: Mapping[str, Sequence[byt
 <main>{"".join(sections)}</main>
 <section class="drift"><h2>Drift across chains</h2>{_drift_svg(_drift(data, rows))}</section>
 <footer class="muted">Scores run 0 to 1, higher is better; the chosen take of each shot is
-outlined in green. Seams under {threshold:.2f} are marked red. Made by stitchcraft.</footer>
+outlined in green. Seams under {threshold:.2f} are marked red. Takes are numbered as
+<code>stitch pick</code> numbers them. Made by stitchcraft.</footer>
 </body></html>
 """
 

@@ -63,6 +63,9 @@ class Selection:
     weak_seams: list[dict[str, Any]]
     failed: list[list[TakeFailure]] = field(default_factory=list)
     set_aside: list[list[str]] = field(default_factory=list)  # per unit: takes made, not offered (a pin)
+    # Per unit a pin narrowed: every take made for it, in the engine's order (the order a
+    # pin's number counts in); empty for the others, whose takes are all offered.
+    made: list[list[Candidate]] = field(default_factory=list)
 
 
 @dataclass
@@ -96,7 +99,7 @@ class CutChooser:
     units: list[Unit] = field(init=False)
     _sources: dict[str, FrameSource] = field(default_factory=dict)
     _candidates: dict[str, Candidate] = field(default_factory=dict)
-    _set_aside: dict[int, list[str]] = field(default_factory=dict)
+    _pinned_from: dict[int, list[Candidate]] = field(default_factory=dict)
     _details: dict[tuple[tuple[str, ...], str], dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -137,9 +140,11 @@ class CutChooser:
                            self.loaded.blend)
         failed = [sorted(self.generator.failures.get(u.segment.key, {}).values(), key=lambda f: f.seed)
                   for u in self.units]
-        set_aside = [self._set_aside.get(i, []) for i in range(len(self.units))]
+        made = [self._pinned_from.get(i, []) for i in range(len(self.units))]
+        set_aside = [[c.take.id for c in everything if c.take.id not in {o.take.id for o in offered[i]}]
+                     for i, everything in enumerate(made)]
         return Selection(self.plan, self.units, chosen, offered, scored, gains, shown, weak, failed,
-                         set_aside)
+                         set_aside, made)
 
     # -- asking for candidates -----------------------------------------------------------
 
@@ -238,9 +243,8 @@ class CutChooser:
         pick = self.picks.get(unit.pick_key)
         if pick is None:
             return candidates
-        picked = apply_pick(candidates, pick, unit)
-        self._set_aside[index] = [c.take.id for c in candidates if c not in picked]
-        return picked
+        self._pinned_from[index] = candidates
+        return apply_pick(candidates, pick, unit)
 
     def _conditioning(self, partial: Partial, unit: Unit) -> Conditioning:
         def chosen(index: int | None) -> StoredTake | None:
