@@ -41,6 +41,8 @@ class _Commands(TyperGroup):
 # at the edges.
 _NARROW_TABLE: dict[str, Any] = {"box": rich_box.SIMPLE_HEAD, "show_edge": False, "pad_edge": False,
                                  "padding": (0, 1, 0, 0)}
+# The longest note `stitch engines` keeps in its table on a narrow terminal.
+_NOTE_IN_TABLE = 48
 
 app = typer.Typer(
     cls=_Commands,
@@ -405,6 +407,7 @@ def engines(storyboard: Annotated[Path | None, typer.Argument(
     # all it can get, and rich gives it by content.
     wide = console.width >= 100
     table = Table(title="stitchcraft engines", expand=wide, **_NARROW_TABLE)
+    footnotes: list[str] = []
     for column in ("engine", "runs here", "makes", "frames", "why not / notes"):
         table.add_column(column, overflow="fold", no_wrap=column in ("engine", "runs here"),
                          ratio={"makes": 2, "frames": 2, "why not / notes": 5}.get(column) if wide else None)
@@ -428,9 +431,23 @@ def engines(storyboard: Annotated[Path | None, typer.Argument(
             notes = f"{notes} ({' and '.join(row['key_vars'])} set)"
         if row["origin"] not in ("built-in", "registered in this process"):
             notes = f"{notes} ({row['origin']})"
+        if not wide and not row["available"] and len(notes) > _NOTE_IN_TABLE:
+            # A long reason (how to get weights, a key) would fold into a column a dozen
+            # characters wide: its first clause stays, the whole of it goes under the table.
+            footnotes.append(f"[{len(footnotes) + 1}] {row['name']}: {notes}")
+            notes = f"{_clipped(notes.split('; ')[0], _NOTE_IN_TABLE - 6)} [{len(footnotes)}]"
         table.add_row(row["name"], "[green]yes[/]" if row["available"] else "[red]no[/]", makes,
                       frames, escape(notes))
     console.print(table)
+    for note in footnotes:
+        console.print(escape(note), highlight=False)
+
+
+def _clipped(text: str, most: int) -> str:
+    """`text`, cut at a word to at most `most` characters (an ellipsis saying so)."""
+    if len(text) <= most:
+        return text
+    return text[:most - 1].rsplit(" ", 1)[0] + "…"
 
 
 @app.command()

@@ -7,6 +7,7 @@ price is checked against the job the engine would send for the same shot.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from fractions import Fraction
@@ -206,3 +207,30 @@ def test_the_documented_keyframe_estimate(tmp_path):
     after = docs[docs.index(board) + len(board):].split("```\n", 1)[1]  # past the YAML's fence
     output = re.search(r"^```\n(.*?)^```$", after, re.S | re.M)  # the next block: `stitch plan`
     assert output is not None and output.group(1).splitlines() == lines and len(lines) == 3
+
+
+def test_engines_at_80_columns_keep_their_rows_short_and_say_every_reason_below():
+    """At 80 columns a reason (how to get weights, which key to set) folded into a dozen
+    lines of its column; the row keeps its first clause, and the reason is said whole
+    under the table, where a footnote number points."""
+    env = {"COLUMNS": "80", "STITCHCRAFT_ALLOW_CPU": "", "RUNWAYML_API_SECRET": ""}
+    done = CliRunner().invoke(app, ["engines", "--json"], env=env)
+    reasons = {row["name"]: row["reason"] for row in json.loads(done.stdout) if not row["available"]}
+    assert "runway" in reasons and len(reasons["runway"]) > 48
+    table = CliRunner().invoke(app, ["engines"], env=env)
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    below = " ".join(line.strip() for line in lines[next(i for i, li in enumerate(lines) if li.startswith("[1] ")):])
+    notes = dict(re.findall(r"\[(\d+)\] ([\w-]+): ", below))
+    assert set(notes.values()) == {name for name, reason in reasons.items() if len(reason) > 48}
+    for number, name in notes.items():
+        row = next(li for li in lines if li.startswith(f"{name} "))
+        assert row.split()[1] == "no"
+        start = lines.index(row)  # the row's note ends in its number, within a few lines
+        assert any(f"[{number}]" in li for li in lines[start:start + 6]), name
+        said = below.split(f"[{number}] {name}: ", 1)[1]
+        assert said.startswith(" ".join(reasons[name].split())[:40]), name
+    # ltx-video's row was 25 lines high, most of them its reason
+    ltx = lines.index(next(li for li in lines if li.startswith("ltx-video ")))
+    assert sum(1 for _ in itertools.takewhile(lambda li: li.startswith(" "), lines[ltx + 1:])) <= 2
