@@ -443,6 +443,18 @@ def engines(storyboard: Annotated[Path | None, typer.Argument(
         console.print(escape(note), highlight=False)
 
 
+def _packed(parts: list[str], width: int) -> str:
+    """`parts` joined by spaces into lines of at most `width` characters (a part longer
+    than that on a line of its own)."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + 1 + len(part) <= width:
+            lines[-1] += " " + part
+        else:
+            lines.append(part)
+    return "\n".join(lines)
+
+
 def _clipped(text: str, most: int) -> str:
     """`text`, cut at a word to at most `most` characters (an ellipsis saying so)."""
     if len(text) <= most:
@@ -482,22 +494,36 @@ def takes(storyboard: StoryboardArg, as_json: JsonOpt = False,
     from rich.table import Table
 
     table = Table(title=f"takes of {escape(cut.output)}", **_NARROW_TABLE)
-    rows = [(shot_id, segment, index, cand, [f"{k}={v:.2f}" for k, v in sorted(cand.components.items())])
-            for shot_id, shot in cut.shots.items() for segment in shot.segments
-            for index, cand in enumerate(segment.candidates)]
-    # A component wraps between parts, never inside one; the label folds where it must.
-    widest = max((len(part) for *_, parts in rows for part in parts), default=0)
-    for column in ("shot", "seg", "#", "take", "engine", "seed", "score", "components", "label"):
-        table.add_column(column, overflow="fold", no_wrap=column not in ("components", "label"),
-                         min_width=widest if column == "components" else None)
-    for shot_id, segment, index, cand, parts in rows:
-        chosen = cand.id == segment.chosen
-        pinned = chosen and bool(segment.set_aside)  # the others were made, and set aside
-        table.add_row(escape(shot_id), str(segment.index), str(index),
-                      ("[bold green]* " if chosen else "  ") + cand.id[:8] + ("[/]" if chosen else ""),
-                      cand.engine, str(cand.seed), f"{cand.score:.3f}" if cand.scored else "-",
-                      " ".join(parts), escape(cand.label) + (" (pinned)" if pinned else ""))
-    Console().print(table)
+    rows = []
+    for shot_id, shot in cut.shots.items():
+        for segment in shot.segments:
+            for index, cand in enumerate(segment.candidates):
+                chosen = cand.id == segment.chosen
+                pinned = chosen and bool(segment.set_aside)  # the others were made, and set aside
+                rows.append(([shot_id, str(segment.index), str(index), ("* " if chosen else "  ") + cand.id[:8],
+                              cand.engine, str(cand.seed), f"{cand.score:.3f}" if cand.scored else "-"],
+                             chosen, [f"{k}={v:.2f}" for k, v in sorted(cand.components.items())],
+                             cand.label + (" (pinned)" if pinned else "")))
+    fixed = ("shot", "seg", "#", "take", "engine", "seed", "score")
+    widths = [max(len(name), *(len(cells[i]) for cells, *_ in rows)) for i, name in enumerate(fixed)] \
+        if rows else [len(name) for name in fixed]
+    # Components are packed into lines here, a part never split, and the label wraps in
+    # what is left. (Left to rich, a components column narrowed below its widest part
+    # came back to it after the label was laid out, and the label lost its last letters.)
+    console = Console()
+    room = console.width - sum(widths) - 2 * len(fixed)  # two characters between columns
+    label_words = max((len(word) for *_, label in rows for word in label.split()), default=5)
+    widest = max([len("components"), *(len(part) for _, _, parts, _ in rows for part in parts)])
+    longest = max((len(" ".join(parts)) for _, _, parts, _ in rows), default=0)
+    packed_to = max(widest, min(longest, room - max(label_words, 8) - 2))
+    for column in (*fixed, "components", "label"):
+        table.add_column(column, overflow="fold", no_wrap=column != "label")
+    for cells, chosen, parts, label in rows:
+        shot_id, segment_index, index, take, engine, seed, score = cells
+        table.add_row(escape(shot_id), segment_index, index,
+                      f"[bold green]{take}[/]" if chosen else take, engine, seed, score,
+                      _packed(parts, packed_to), escape(label))
+    console.print(table)
     for seam in cut.weak_seams:
         typer.echo(f"weak seam: {seam['after']} -> {seam['shot']} scored {seam['score']}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -271,12 +272,19 @@ def test_the_plan_and_the_takes_fit_a_pipes_80_columns(project):
     # The plan counted the takes the render made for the main cut: one card, two moves of
     # each still, one take of each of the two clips (footage is counted as wanted: two).
     assert sum(planned["takes"].values()) == made["takes_generated"] == 1 + 2 + 2 + 2
-    listing = stitch("takes", str(board), cwd=project, env={"COLUMNS": "80"}).stdout
     labels = json.loads(stitch("takes", str(board), "--json", cwd=project).stdout)
-    for shot_id, shot in labels.items():
-        for cand in shot["segments"][0]["candidates"]:
-            row = next(line for line in listing.splitlines() if cand["id"][:8] in line)
-            assert len(row) <= 80 and "…" not in row and row.split()[0] == shot_id, row
+    for width in (80, 76):  # at 76, rich squeezed the scores below their widest part
+        listing = stitch("takes", str(board), cwd=project, env={"COLUMNS": str(width)}).stdout.splitlines()
+        at = next(line for line in listing if line.startswith("shot ")).index("label")
+        for shot_id, shot in labels.items():
+            for cand in shot["segments"][0]["candidates"]:
+                first = next(i for i, line in enumerate(listing) if cand["id"][:8] in line)
+                row = listing[first]
+                assert len(row) <= width and "…" not in row and row.split()[0] == shot_id, row
+                # the label whole, over the row's lines (rich once cut its last letters)
+                lines = [row, *itertools.takewhile(lambda line: line.startswith(" ") and line.strip(),
+                                                    listing[first + 1:])]
+                assert " ".join(line[at:].strip() for line in lines) == cand["label"], lines
 
 
 def test_init_writes_a_valid_storyboard(tmp_path):
