@@ -155,7 +155,9 @@ def main() -> None:
         # What the provider makes for these shots: the model's duration that holds a
         # 5 s shot (and the frame a chained one starts from).
         seconds = cls.fit_duration(cls.DEFAULT_MODEL, 5.0 + 1 / 24)
-        size = f"{args.height * 16 // 9 // 2 * 2}x{args.height}"
+        if args.height % 2:
+            sys.exit("--height must be even (4:2:0 video)")
+        size = f"{int(round(args.height * 16 / 9 / 2)) * 2}x{args.height}"  # as the fake sizes 16:9
         pool = make_pool(folder, 4, seconds, size)
         service = pooled(fake_class(args.provider), pool, args.latency, args.jitter)(
             folder / "service", keys=(KEY,), queued=0.0, running=0.0, height=args.height)

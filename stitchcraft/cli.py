@@ -459,7 +459,8 @@ def _clipped(text: str, most: int) -> str:
     """`text`, cut at a word to at most `most` characters (an ellipsis saying so)."""
     if len(text) <= most:
         return text
-    return text[:most - 1].rsplit(" ", 1)[0] + "…"
+    head = text[:most]  # ends at a space when the word before it fits, ellipsis included
+    return (head.rsplit(" ", 1)[0].rstrip(" ,;:") if " " in head else head[:most - 1]) + "…"
 
 
 @app.command()
@@ -663,7 +664,8 @@ def _store(storyboard: Path | None, cache: Path | None):
         # As a render would find it for a storyboard in this folder.
         cache = Path(os.environ.get("STITCHCRAFT_CACHE") or Path(".stitchcraft") / "cache")
         if not cache.is_dir():
-            raise InputError(f"no take store in this folder ({cache}): give a storyboard or --cache DIR")
+            where = "at STITCHCRAFT_CACHE" if os.environ.get("STITCHCRAFT_CACHE") else "in this folder"
+            raise InputError(f"no take store {where} ({cache}): give a storyboard or --cache DIR")
     root = cache if cache is not None else default_cache(_load(storyboard))  # type: ignore[arg-type]
     if not root.is_dir():
         raise InputError(f"{root}: no take store there")

@@ -219,7 +219,7 @@ def previous_render(cut: Path) -> dict[str, list[str]]:
 
 
 def previous_takes(manifest: Any) -> dict[str, list[str]]:
-    """Segment hash -> the take ids a render's manifest offered for it."""
+    """Segment hash -> the take ids a render's manifest lists for it (a pin's set-aside ones too)."""
     found: dict[str, list[str]] = {}
     cuts = [manifest.shots, *(v.shots for v in manifest.variants)]
     for shots in cuts:

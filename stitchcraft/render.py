@@ -224,7 +224,7 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
         clock.lap("generate & select")
         warnings += _short_takes(cuts, reporter) + store.warnings
         # 5. Assemble every cut.
-        thumbnails.add(_offered_takes(cuts))  # joined takes, and any not announced
+        thumbnails.add(_listed_takes(cuts))  # joined takes, and any not announced
         outputs = _assemble_all(loaded, cuts, options, reporter, warnings, work_folder(store), signer)
         clock.lap("assemble")
         thumbs = thumbnails.result()
@@ -237,7 +237,7 @@ def render(loaded: LoadedStoryboard, options: RenderOptions | None = None,
                                                  warnings, generator, timings, thumbs, fallbacks)
     from .cache import mark_used
 
-    mark_used(take.dir for take in _offered_takes(cuts))  # their age for `stitch cache prune`
+    mark_used(take.dir for take in _listed_takes(cuts))  # their age for `stitch cache prune`
     clock.lap("report")
     timings["report"] = clock.laps["report"]
     return RenderResult(outputs=outputs, manifest=manifest_path, report=report_path,
@@ -711,10 +711,13 @@ def _write_manifest(loaded: LoadedStoryboard, cuts: list[tuple[Variant | None, S
     return path, report
 
 
-def _offered_takes(cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]]) -> list[StoredTake]:
-    """Every take offered for any segment of any cut (each gets thumbnails in the report)."""
+def _listed_takes(cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]]) -> list[StoredTake]:
+    """Every take the manifest lists for any segment of any cut: those offered, and those
+    a pin set aside (each gets thumbnails in the report, and counts as used for `stitch
+    cache prune`, since the shot may be pinned to it again)."""
     return [candidate.take for _, selection, _ in cuts
-            for offered in selection.offered for candidate in offered]
+            for i, offered in enumerate(selection.offered)
+            for candidate in (selection.made[i] if selection.made and selection.made[i] else offered)]
 
 
 def _plan(loaded: LoadedStoryboard, quality: str) -> Plan:
@@ -799,8 +802,9 @@ def _hosted_budget(loaded: LoadedStoryboard, plan: Plan, store: TakeStore, optio
 
 
 def _spent(records: list[CutRecord]) -> dict[str, float]:
-    """Estimated USD of the hosted takes the cuts offered (`offered`) and of those this
-    render made rather than found in the cache (`made`), each take once."""
+    """Estimated USD of the hosted takes the cuts list (`offered`: those a pin set aside
+    too, which were made for it) and of those this render made rather than found in the
+    cache (`made`), each take once."""
     seen: dict[str, CandidateRecord] = {}
     for record in records:
         for shot in record.shots.values():

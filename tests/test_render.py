@@ -302,8 +302,15 @@ def test_takes_and_pick(project):
     candidates = listing["still"]["segments"][0]["candidates"]
     other = next(c for c in candidates if c["id"] != listing["still"]["chosen"])
     stitch("pick", str(board), "still", other["id"][:12], cwd=project)
+    month_ago = time.time() - 40 * 86400
+    for take_dir in (project / ".stitchcraft" / "cache" / "takes").glob("*/*"):
+        os.utime(take_dir, (month_ago, month_ago))
     result = json.loads(stitch("render", str(board), "--json", "--no-variants", cwd=project).stdout)
     assert result["takes_generated"] == 0
+    # The take the pin set aside was used too (the shot may be pinned to it again).
+    aged = json.loads(stitch("cache", "prune", "--older-than", "30d", "--dry-run", "--json", str(board),
+                             cwd=project).stdout)
+    assert aged["takes"] == []
     manifest = json.loads((project / "out" / "cut.manifest.json").read_text())
     assert manifest["shots"]["still"]["chosen"] == other["id"]
     take = read_frames(other["path"], 0, 1)[0]

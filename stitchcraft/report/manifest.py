@@ -25,7 +25,7 @@ R = TypeVar("R")
 
 @dataclass
 class CandidateRecord:
-    """One take offered for a segment, and how it scored.
+    """One take made for a segment (offered, or set aside by a pin), and how it scored.
 
     Attributes:
         id: The take's content hash.
@@ -135,7 +135,8 @@ class Manifest:
         scoring: What scoring cost (frames decoded, seconds).
         timings: Wall and busy seconds per stage.
         cost: Estimated USD of the hosted takes this render made (``made``) and of all
-            the hosted takes its cuts use or offered (``offered``, cached ones included).
+            the hosted takes its cuts use or list (``offered``: cached ones, and those a pin
+            set aside, included).
         fallbacks: Shots moved to a fallback engine: ``shot``, ``from``, ``to`` (empty
             when that fallback could not run either) and ``reason``.
     """
