@@ -468,13 +468,16 @@ def _clipped(text: str, most: int) -> str:
 def init(path: Annotated[Path, typer.Argument(help="Where to write the starter storyboard.")] = Path("storyboard.yaml"),
          force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False) -> None:
     """Write a starter storyboard to edit."""
-    from .starter import STARTER
+    from .starter import engine_advice, starter
 
     if path.exists() and not force:
         raise InputError(f"{path} exists; pass --force to overwrite it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(STARTER)
+    path.write_text(starter())
     typer.echo(f"wrote {path}; next: stitch validate {path} && stitch plan {path}")
+    advice = engine_advice()
+    if advice:
+        _err(f"note: {advice}")
 
 
 @app.command()

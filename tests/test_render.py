@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -293,6 +294,22 @@ def test_init_writes_a_valid_storyboard(tmp_path):
     assert done.stdout.strip() == "starter.yaml: ok (3 shots, 1 variant)"  # not "1 variants"
     again = stitch("init", "starter.yaml", cwd=tmp_path, check=False)
     assert again.returncode == 2 and "--force" in again.stderr
+
+
+def test_init_says_which_engines_can_make_its_prompt_shots_here(tmp_path):
+    from stitchcraft.engines import engine_class, engine_names
+
+    if engine_class("ltx-video").availability(None).ok:
+        pytest.skip("LTX-Video runs here: init has nothing to say")
+    keys = {var: "" for name in engine_names() for var in getattr(engine_class(name), "KEY_VARS", ())}
+    env = {**keys, "STITCHCRAFT_ALLOW_CPU": ""}
+    none = stitch("init", "a.yaml", cwd=tmp_path, env=env)
+    assert none.stderr.startswith("note: ltx-video cannot run here (") and "nor can any other" in none.stderr
+    some = stitch("init", "b.yaml", cwd=tmp_path, env={**env, "RUNWAYML_API_SECRET": "key-0123456789"})
+    [ready] = re.findall(r"these engines can make its prompt shots: ([^(]*) \(", some.stderr)
+    assert "runway" in ready.split(", ") and "fal" not in ready.split(", ")  # fal's model needs an image
+    assert "key-0123456789" not in some.stdout + some.stderr
+    assert (tmp_path / "a.yaml").read_text() == (tmp_path / "b.yaml").read_text()  # named, not chosen
 
 
 def test_takes_and_pick(project):
