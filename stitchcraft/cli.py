@@ -509,8 +509,7 @@ def takes(storyboard: StoryboardArg, as_json: JsonOpt = False,
                              chosen, [f"{k}={v:.2f}" for k, v in sorted(cand.components.items())],
                              cand.label + (" (pinned)" if pinned else "")))
     fixed = ("shot", "seg", "#", "take", "engine", "seed", "score")
-    widths = [max(len(name), *(len(cells[i]) for cells, *_ in rows)) for i, name in enumerate(fixed)] \
-        if rows else [len(name) for name in fixed]
+    widths = [max([len(name), *(len(cells[i]) for cells, *_ in rows)]) for i, name in enumerate(fixed)]
     # Components are packed into lines here, a part never split, and the label wraps in
     # what is left. (Left to rich, a components column narrowed below its widest part
     # came back to it after the label was laid out, and the label lost its last letters.)
@@ -660,12 +659,11 @@ StoreArg = Annotated[Path | None, typer.Argument(
 
 
 def _store(storyboard: Path | None, cache: Path | None):
-    from .generate import default_cache
+    from .generate import default_cache, folder_cache
     from .store import TakeStore
 
     if cache is None and storyboard is None:
-        # As a render would find it for a storyboard in this folder.
-        cache = Path(os.environ.get("STITCHCRAFT_CACHE") or Path(".stitchcraft") / "cache")
+        cache = folder_cache(Path("."))  # as a render of a storyboard in this folder finds it
         if not cache.is_dir():
             where = "at STITCHCRAFT_CACHE" if os.environ.get("STITCHCRAFT_CACHE") else "in this folder"
             raise InputError(f"no take store {where} ({cache}): give a storyboard or --cache DIR")

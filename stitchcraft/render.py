@@ -716,8 +716,7 @@ def _listed_takes(cuts: list[tuple[Variant | None, Selection, LoadedStoryboard]]
     a pin set aside (each gets thumbnails in the report, and counts as used for `stitch
     cache prune`, since the shot may be pinned to it again)."""
     return [candidate.take for _, selection, _ in cuts
-            for i, offered in enumerate(selection.offered)
-            for candidate in (selection.made[i] if selection.made and selection.made[i] else offered)]
+            for i in range(len(selection.units)) for candidate in selection.listed(i)]
 
 
 def _plan(loaded: LoadedStoryboard, quality: str) -> Plan:
@@ -855,7 +854,7 @@ def _segment_record(selection: Selection, i: int) -> SegmentRecord:
     chosen_id = selection.chosen[i].take.id  # encoded by now (a runner-up may be a grade only)
     scores = {c.take.id: score for c, score in zip(selection.offered[i], selection.scored[i], strict=True)}
     candidates = []
-    for candidate in (selection.made[i] if selection.made and selection.made[i] else selection.offered[i]):
+    for candidate in selection.listed(i):
         take = candidate.take
         made = take.meta.get("meta", {})
         score = scores.get(take.id)  # None: set aside by a pin

@@ -612,4 +612,10 @@ def engine_fingerprints(loaded: LoadedStoryboard, quality: str = "final") -> dic
 
 
 def default_cache(loaded: LoadedStoryboard) -> Path:
-    return Path(os.environ.get("STITCHCRAFT_CACHE") or loaded.base_dir / ".stitchcraft" / "cache")
+    return folder_cache(loaded.base_dir)
+
+
+def folder_cache(folder: Path) -> Path:
+    """The take store of the storyboards in `folder`: ``$STITCHCRAFT_CACHE``, else
+    ``.stitchcraft/cache`` there."""
+    return Path(os.environ.get("STITCHCRAFT_CACHE") or folder / ".stitchcraft" / "cache")

@@ -67,6 +67,11 @@ class Selection:
     # pin's number counts in); empty for the others, whose takes are all offered.
     made: list[list[Candidate]] = field(default_factory=list)
 
+    def listed(self, unit: int) -> list[Candidate]:
+        """Every take made for a unit, in the engine's order: those offered, and those a
+        pin set aside (what the manifest lists)."""
+        return self.made[unit] if self.made and self.made[unit] else self.offered[unit]
+
 
 @dataclass
 class CutChooser:
